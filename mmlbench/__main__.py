@@ -1,0 +1,3 @@
+from mmlbench.cli import main
+
+main()

@@ -1,0 +1,96 @@
+"""The `mmlbench` command line: thin commands over plain functions."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from mmlbench import __version__
+from mmlbench.console import err
+from mmlbench.errors import MMLBenchError
+
+DEBUG_ENV = "MMLBENCH_DEBUG"
+
+app = typer.Typer(
+    name="mmlbench",
+    help="Benchmark loss functions for collaborative-filtering recommenders.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn every failure into one red line and an exit code; tracebacks only with --debug."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except MMLBenchError as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise _fail(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted", 130) from None
+        except OSError as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            if exc.errno == errno.ENOSPC:
+                raise _fail(f"disk full while writing {exc.filename or 'output'}", 1) from None
+            raise _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1) from None
+        except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise _fail(
+                f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                1,
+            ) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mmlbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    """Benchmark loss functions for collaborative-filtering recommenders."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
+def _register() -> None:
+    from mmlbench.cli import compare, download, evaluate, preprocess, train
+
+    for module in (download, preprocess, train, evaluate, compare):
+        app.command(name=module.NAME, no_args_is_help=module.NO_ARGS_IS_HELP)(guarded(module.command))
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

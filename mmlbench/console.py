@@ -1,0 +1,25 @@
+"""Shared rich consoles: results to stdout, messages and progress to stderr."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+
+# Off a terminal (CI logs, pipes, tests) rich would wrap tables at 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 160
+out = Console(width=_WIDTH)
+err = Console(stderr=True, width=_WIDTH)
+
+
+def show_progress(quiet: bool) -> bool:
+    """Progress bars only for a person at a terminal: never in CI logs or with --quiet."""
+    return not quiet and sys.stderr.isatty()
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+
+def info(message: str) -> None:
+    err.print(message, highlight=False)

@@ -1,0 +1,1 @@
+"""Getting interaction data in: registry, download, preprocessing, loading."""

@@ -1,0 +1,28 @@
+"""The one exception type the CLI turns into a one-line message and an exit code."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class MMLBenchError(Exception):
+    """A problem the user can fix; shown as one line, never as a traceback."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def closest(name: str, choices: Iterable[str]) -> str | None:
+    """The valid choice nearest to a mistyped name, if any is reasonably close."""
+    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def unknown_name(kind: str, name: str, choices: Iterable[str]) -> MMLBenchError:
+    """Error for an unknown registry key: names the valid keys and the closest one."""
+    valid = sorted(choices)
+    hint = closest(name, valid)
+    suggestion = f" Did you mean '{hint}'?" if hint else ""
+    return MMLBenchError(f"unknown {kind} '{name}'.{suggestion} Valid: {', '.join(valid)}.")

@@ -1,0 +1,1 @@
+"""Results: the Parquet run store, comparisons across runs, and their renderings."""

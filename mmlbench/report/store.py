@@ -1,0 +1,146 @@
+"""The run store: one folder per run, written atomically, read back as DataFrames.
+
+Layout: <results>/runs/<run_id>/{run.parquet, curve.parquet, per_user.parquet, model.pt}.
+`run.parquet` is one wide row: config fields, provenance, status, costs and one column
+per test metric (`recall@20`, ...). Folders whose names start with '.' are unfinished
+writes and are never read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmlbench.errors import MMLBenchError
+from mmlbench.fsutil import atomic_dir
+
+SCHEMA_VERSION = 1
+RUN_FILE = "run.parquet"
+CURVE_FILE = "curve.parquet"
+PER_USER_FILE = "per_user.parquet"
+CHECKPOINT_FILE = "model.pt"
+
+STATUS_COMPLETED = "completed"
+STATUS_FAILED = "failed"
+STATUS_INTERRUPTED = "interrupted"
+
+METRIC_NAMES = ("recall", "ndcg", "hitrate", "precision", "mrr")
+
+
+def runs_dir(results_dir: Path) -> Path:
+    return Path(results_dir) / "runs"
+
+
+def is_metric_column(name: str) -> bool:
+    """True for per-K metric columns such as 'recall@20'."""
+    base, sep, k = name.partition("@")
+    return bool(sep) and base in METRIC_NAMES and k.isdigit()
+
+
+@dataclass
+class RunRecord:
+    """Everything a finished (or failed) run leaves behind."""
+
+    row: dict[str, Any]
+    curve: pd.DataFrame | None = None
+    per_user: pd.DataFrame | None = None
+    checkpoint: dict[str, Any] | None = None
+    extra_files: dict[str, bytes] = field(default_factory=dict)
+
+
+def write_run(results_dir: Path, record: RunRecord) -> Path:
+    """Write a run folder atomically, replacing an earlier folder of the same run id."""
+    import torch
+
+    run_id = record.row["run_id"]
+    final = runs_dir(results_dir) / run_id
+    with atomic_dir(final) as tmp:
+        row = {"schema_version": SCHEMA_VERSION, **record.row}
+        pd.DataFrame([row]).to_parquet(tmp / RUN_FILE, index=False)
+        if record.curve is not None:
+            record.curve.to_parquet(tmp / CURVE_FILE, index=False)
+        if record.per_user is not None:
+            record.per_user.to_parquet(tmp / PER_USER_FILE, index=False)
+        if record.checkpoint is not None:
+            torch.save(record.checkpoint, tmp / CHECKPOINT_FILE)
+        for name, payload in record.extra_files.items():
+            (tmp / name).write_bytes(payload)
+    return final
+
+
+def iter_run_dirs(results_dir: Path) -> Iterator[Path]:
+    """Complete run folders, in name order; unfinished (hidden) folders are skipped."""
+    root = runs_dir(results_dir)
+    if not root.is_dir():
+        return
+    for path in sorted(root.iterdir()):
+        if path.is_dir() and not path.name.startswith(".") and (path / RUN_FILE).is_file():
+            yield path
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """The one row of a run folder as a dict."""
+    try:
+        frame = pd.read_parquet(Path(run_dir) / RUN_FILE)
+    except FileNotFoundError:
+        raise MMLBenchError(f"no run at {run_dir} (missing {RUN_FILE})") from None
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise MMLBenchError(f"cannot read {Path(run_dir) / RUN_FILE}: {exc}") from None
+    if len(frame) != 1:
+        raise MMLBenchError(f"{Path(run_dir) / RUN_FILE} should hold one row, found {len(frame)}")
+    return frame.iloc[0].to_dict()
+
+
+def read_runs(results_dir: Path) -> pd.DataFrame:
+    """All runs in the store as one DataFrame (one row per run), with a `run_dir` column."""
+    rows = []
+    for run_dir in iter_run_dirs(results_dir):
+        row = read_run(run_dir)
+        row["run_dir"] = str(run_dir)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def find_completed(results_dir: Path, config_hash: str) -> Path | None:
+    """The folder of a completed run with this config hash, if the store has one."""
+    for run_dir in iter_run_dirs(results_dir):
+        row = read_run(run_dir)
+        if row.get("config_hash") == config_hash and row.get("status") == STATUS_COMPLETED:
+            return run_dir
+    return None
+
+
+def read_curve(run_dir: Path) -> pd.DataFrame:
+    return _read_optional(Path(run_dir) / CURVE_FILE)
+
+
+def read_per_user(run_dir: Path) -> pd.DataFrame:
+    return _read_optional(Path(run_dir) / PER_USER_FILE)
+
+
+def _read_optional(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise MMLBenchError(f"{path} is missing")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:
+        raise MMLBenchError(f"cannot read {path}: {exc}") from None
+
+
+def resolve_run(results_dir: Path, run: str) -> Path:
+    """A run given as a folder path or as a run id (or unique id prefix) in the store."""
+    as_path = Path(run)
+    if (as_path / RUN_FILE).is_file():
+        return as_path
+    matches = [d for d in iter_run_dirs(results_dir) if d.name == run] or [
+        d for d in iter_run_dirs(results_dir) if d.name.startswith(run)
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise MMLBenchError(f"no run '{run}' in {runs_dir(results_dir)}")
+    raise MMLBenchError(f"'{run}' matches {len(matches)} runs; give more of the run id")
