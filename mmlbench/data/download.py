@@ -8,7 +8,6 @@ verified when they arrived; an interrupted transfer leaves a `.part` that the ne
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import http.client
 import os
@@ -22,14 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.filesize import decimal
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import TransferSpeedColumn
 
 from mmlbench import console
 from mmlbench.data.registry import DatasetSpec, RemoteFile
@@ -56,10 +49,7 @@ class _Settings:
     backoff: float
     timeout: float
     quiet: bool
-    progress: Progress | None
-
-
-# ---------------------------------------------------------------- local status
+    progress: Progress  # disabled (draws nothing) unless a person watches stderr
 
 
 def part_path(path: Path) -> Path:
@@ -97,9 +87,6 @@ def dataset_status(spec: DatasetSpec, data_dir: Path | None = None) -> str:
     return PARTIAL
 
 
-# ---------------------------------------------------------------- sources
-
-
 def resolve_source(source: str | None = None) -> str | Path | None:
     """`source`, else $MMLBENCH_MIRROR: a mirror base URL or a local folder; None: registry URLs."""
     source = source or os.environ.get(MIRROR_ENV) or None
@@ -126,9 +113,6 @@ def _origin(spec: DatasetSpec, file: RemoteFile, source: str | Path | None) -> s
     return f"{source}/{urllib.parse.quote(spec.name)}/{urllib.parse.quote(file.name)}"
 
 
-# ---------------------------------------------------------------- download
-
-
 def download_dataset(
     spec: DatasetSpec,
     data_dir: Path | None = None,
@@ -149,7 +133,9 @@ def download_dataset(
     origin_base = resolve_source(source)
     raw = raw_dir(spec.name, data_dir)
     raw.mkdir(parents=True, exist_ok=True)
-    with _progress_bars(quiet) as progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    bars = Progress(*columns, TimeRemainingColumn(), console=console.err, disable=not console.show_progress(quiet))
+    with bars as progress:
         settings = _Settings(retries, backoff, timeout, quiet, progress)
         paths = []
         for file in spec.files:
@@ -163,6 +149,7 @@ def download_dataset(
 def _ensure(
     spec: DatasetSpec, file: RemoteFile, target: Path, origin: str | Path, force: bool, settings: _Settings
 ) -> None:
+    """Leave the verified bytes of `file` at `target`, fetching them from `origin` unless already there."""
     label = f"{spec.name}/{file.name}"
     part = part_path(target)
     if force:
@@ -175,11 +162,11 @@ def _ensure(
             return
         kind, detail = problem
         console.warn(f"{target} is corrupt ({kind}: {detail}); fetching it again")
-    meter = _Meter(settings.progress, label, file.size)
+    task = settings.progress.add_task(label, total=file.size)
     if isinstance(origin, Path):
-        _copy_local(origin, part, label, meter)
+        _copy_local(origin, part, label, task, settings)
     else:
-        _fetch_http(origin, part, file.size, label, meter, settings)
+        _fetch_http(origin, part, file.size, label, task, settings)
     problem = _mismatch(file, part)
     if problem:
         part.unlink()
@@ -189,18 +176,18 @@ def _ensure(
     _say(f"{label}: {decimal(file.size)}, sha256 verified", settings.quiet)
 
 
-def _copy_local(origin: Path, part: Path, label: str, meter: _Meter) -> None:
+def _copy_local(origin: Path, part: Path, label: str, task: TaskID, settings: _Settings) -> None:
     if not origin.is_file():
         raise MMLBenchError(f"{label} is missing from the local source: {origin} does not exist")
     with open(origin, "rb") as src:
-        _write(part, iter(lambda: src.read(_CHUNK), b""), append=False, meter=meter)
+        _write(part, iter(lambda: src.read(_CHUNK), b""), False, task, settings)
 
 
-def _fetch_http(url: str, part: Path, size: int, label: str, meter: _Meter, settings: _Settings) -> None:
+def _fetch_http(url: str, part: Path, size: int, label: str, task: TaskID, settings: _Settings) -> None:
     """Download with retries and exponential backoff; 4xx other than 429 fail at once."""
     for attempt in range(settings.retries + 1):
         try:
-            _http_attempt(url, part, size, meter, settings.timeout)
+            _http_attempt(url, part, size, task, settings)
             return
         except _Transient as exc:
             failure = exc
@@ -211,7 +198,7 @@ def _fetch_http(url: str, part: Path, size: int, label: str, meter: _Meter, sett
     raise MMLBenchError(f"{failure} after {settings.retries} retries")
 
 
-def _http_attempt(url: str, part: Path, size: int, meter: _Meter, timeout: float) -> None:
+def _http_attempt(url: str, part: Path, size: int, task: TaskID, settings: _Settings) -> None:
     """One request, resuming an existing `.part` with a Range header."""
     offset = part.stat().st_size if part.exists() else 0
     if offset > size:  # longer than the file, so not a prefix of it
@@ -221,12 +208,12 @@ def _http_attempt(url: str, part: Path, size: int, meter: _Meter, timeout: float
         return  # complete from an earlier run; verification decides
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=settings.timeout)
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code == 416 and offset:  # the server refuses our resume point: start over
             part.unlink()
-            return _http_attempt(url, part, size, meter, timeout)
+            return _http_attempt(url, part, size, task, settings)
         message = f"HTTP {exc.code} {exc.reason} for {url}"
         if exc.code >= 500 or exc.code == 429:
             raise _Transient(message) from None
@@ -239,8 +226,7 @@ def _http_attempt(url: str, part: Path, size: int, meter: _Meter, timeout: float
             part.unlink(missing_ok=True)  # the next attempt starts from zero
             raise _Transient(f"{url} answered the resume from byte {offset} with another range")
         # A 200 answer to a Range request is the whole file: it replaces the .part.
-        meter.restart(offset if resumed else 0)
-        _write(part, _response_chunks(response, url), append=resumed, meter=meter)
+        _write(part, _response_chunks(response, url), resumed, task, settings)
 
 
 def _response_chunks(response: http.client.HTTPResponse, url: str) -> Iterator[bytes]:
@@ -258,13 +244,17 @@ def _response_chunks(response: http.client.HTTPResponse, url: str) -> Iterator[b
         raise _Transient(f"connection to {_host(url)} closed with {response.length} bytes still to come")
 
 
-def _write(part: Path, chunks: Iterable[bytes], append: bool, meter: _Meter) -> None:
-    """Stream `chunks` into `part` and fsync it; bytes already written stay for a resume."""
+def _write(part: Path, chunks: Iterable[bytes], append: bool, task: TaskID, settings: _Settings) -> None:
+    """Stream `chunks` into `part` (after its bytes if `append`) and fsync it.
+
+    Bytes written before a failure stay in `part` for the next attempt to resume.
+    """
     try:
         with open(part, "ab" if append else "wb") as sink:
+            settings.progress.update(task, completed=sink.tell())
             for chunk in chunks:
                 sink.write(chunk)
-                meter.advance(len(chunk))
+                settings.progress.advance(task, len(chunk))
             sink.flush()
             os.fsync(sink.fileno())
     except OSError as exc:
@@ -304,35 +294,6 @@ def _reason(exc: BaseException) -> str:
         if isinstance(exc, kind):
             return words
     return str(exc) or type(exc).__name__
-
-
-# ---------------------------------------------------------------- output
-
-
-class _Meter:
-    """One file's progress bar, or nothing when bars are off."""
-
-    def __init__(self, progress: Progress | None, label: str, total: int) -> None:
-        self._progress = progress
-        self._task = progress.add_task(label, total=total) if progress else None
-
-    def restart(self, completed: int) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, completed=completed)
-
-    def advance(self, count: int) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task, count)
-
-
-@contextlib.contextmanager
-def _progress_bars(quiet: bool) -> Iterator[Progress | None]:
-    if not console.show_progress(quiet):
-        yield None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, TimeRemainingColumn(), console=console.err) as progress:
-        yield progress
 
 
 def _say(message: str, quiet: bool) -> None:
