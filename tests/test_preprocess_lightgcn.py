@@ -140,7 +140,7 @@ def test_generic_options_rejected_for_registered_dataset(tmp_path):
     write_raw(tmp_path)
     result = preprocess(tmp_path, "--split", "random:0.2", "--user-col", "u")
     assert result.exit_code == 1
-    assert "--user-col, --split only apply to --input" in result.output
+    assert "--user-col, --split: only for --input FILE" in result.output
 
 
 def test_no_arguments_shows_help():

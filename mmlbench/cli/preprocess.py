@@ -117,7 +117,7 @@ def _check_registered_use(dataset: str | None, generic_flags_given: list[str]) -
         raise MMLBenchError("give a registered dataset NAME or --input FILE (see --help)")
     if generic_flags_given:
         flags = ", ".join(generic_flags_given)
-        raise MMLBenchError(f"{flags} only apply to --input FILE, not to a registered dataset")
+        raise MMLBenchError(f"{flags}: only for --input FILE, not for a registered dataset")
 
 
 def _check_generic_use(dataset: str | None, required: dict[str, str | None]) -> None:
