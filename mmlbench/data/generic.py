@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from mmlbench.data.splits import SplitSpec
 from mmlbench.errors import MMLBenchError
@@ -83,9 +85,6 @@ def check_input(path: Path) -> None:
 
 def read_columns(path: Path, columns: list[str]) -> pd.DataFrame:
     """Read only `columns` of a CSV/TSV/Parquet file; missing columns name the available ones."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     sep = _separator(path)
     try:
         if sep is None:
