@@ -1,11 +1,152 @@
-"""`mmlbench preprocess` (placeholder until the engine lands)."""
+"""`mmlbench preprocess`: raw files (or any CSV/TSV/Parquet) into the processed Parquet format."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from mmlbench.console import info, out, warn
+from mmlbench.data.registry import DATASETS
 from mmlbench.errors import MMLBenchError
 
+if TYPE_CHECKING:
+    from mmlbench.data.preprocess import PreprocessResult
+
 NAME = "preprocess"
-NO_ARGS_IS_HELP = False
+NO_ARGS_IS_HELP = True
+
+_GENERIC = "Your own data (--input)"
+_SPLITS = "Validation split"
 
 
-def command() -> None:
-    """Turn raw files into the processed Parquet format (not implemented yet)."""
-    raise MMLBenchError("preprocess is not implemented yet", exit_code=2)
+def command(
+    dataset: Annotated[
+        Optional[str],
+        typer.Argument(
+            metavar="NAME",
+            help=f"Registered dataset: {', '.join(sorted(DATASETS))}. Reads <data-dir>/NAME/raw/.",
+            show_default=False,
+        ),
+    ] = None,
+    input_file: Annotated[
+        Optional[Path],
+        typer.Option("--input", help="CSV, TSV or Parquet file of interactions.", rich_help_panel=_GENERIC),
+    ] = None,
+    name: Annotated[
+        Optional[str], typer.Option("--name", help="Dataset name for --input.", rich_help_panel=_GENERIC)
+    ] = None,
+    user_col: Annotated[Optional[str], typer.Option(help="User id column.", rich_help_panel=_GENERIC)] = None,
+    item_col: Annotated[Optional[str], typer.Option(help="Item id column.", rich_help_panel=_GENERIC)] = None,
+    rating_col: Annotated[
+        Optional[str], typer.Option(help="Rating column (for --min-rating).", rich_help_panel=_GENERIC)
+    ] = None,
+    min_rating: Annotated[
+        Optional[float], typer.Option(help="Keep rows with rating >= this.", rich_help_panel=_GENERIC)
+    ] = None,
+    time_col: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Time column (numbers or dates): orders temporal and leave-one-out splits.",
+            rich_help_panel=_GENERIC,
+        ),
+    ] = None,
+    min_user_interactions: Annotated[
+        int, typer.Option(help="k-core: minimum interactions per user.", rich_help_panel=_GENERIC)
+    ] = 1,
+    min_item_interactions: Annotated[
+        int, typer.Option(help="k-core: minimum interactions per item.", rich_help_panel=_GENERIC)
+    ] = 1,
+    split: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Test split per user: random:F, temporal:F or leave-one-out.", rich_help_panel=_GENERIC
+        ),
+    ] = None,
+    valid_fraction: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Move this fraction of each user's train rows to 'valid' (default: none).",
+            rich_help_panel=_SPLITS,
+        ),
+    ] = None,
+    # 0 is mmlbench.data.preprocess.DEFAULT_SEED, not imported here to keep `--help` free of pandas.
+    seed: Annotated[int, typer.Option(help="Seed for every random split.", rich_help_panel=_SPLITS)] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if the output is up to date.")] = False,
+    data_dir: Annotated[
+        Optional[Path],
+        typer.Option(help="Data home (default: $MMLBENCH_DATA_DIR, else ./datasets).", show_default=False),
+    ] = None,
+) -> None:
+    """Turn raw files (or your own CSV/TSV/Parquet) into the processed Parquet format."""
+    from mmlbench.data.generic import GenericOptions
+    from mmlbench.data.preprocess import preprocess_dataset, preprocess_file
+    from mmlbench.data.splits import parse_split
+
+    common: dict[str, Any] = {"valid_fraction": valid_fraction, "seed": seed, "force": force}
+    if input_file is None:
+        generic_flags = {
+            "--name": name, "--user-col": user_col, "--item-col": item_col, "--rating-col": rating_col,
+            "--min-rating": min_rating, "--time-col": time_col, "--split": split,
+            "--min-user-interactions": None if min_user_interactions == 1 else min_user_interactions,
+            "--min-item-interactions": None if min_item_interactions == 1 else min_item_interactions,
+        }  # fmt: skip
+        _check_registered_use(dataset, [flag for flag, value in generic_flags.items() if value is not None])
+        result = preprocess_dataset(dataset, data_dir, **common)
+    else:
+        required = {"--name": name, "--user-col": user_col, "--item-col": item_col, "--split": split}
+        _check_generic_use(dataset, required)
+        options = GenericOptions(
+            user_col=user_col,
+            item_col=item_col,
+            split=parse_split(split),
+            rating_col=rating_col,
+            min_rating=min_rating,
+            time_col=time_col,
+            min_user_interactions=min_user_interactions,
+            min_item_interactions=min_item_interactions,
+        )
+        result = preprocess_file(input_file, name, options, data_dir, **common)
+    _report(result)
+
+
+def _check_registered_use(dataset: str | None, generic_flags_given: list[str]) -> None:
+    if dataset is None:
+        raise MMLBenchError("give a registered dataset NAME or --input FILE (see --help)")
+    if generic_flags_given:
+        flags = ", ".join(generic_flags_given)
+        raise MMLBenchError(f"{flags}: only for --input FILE, not for a registered dataset")
+
+
+def _check_generic_use(dataset: str | None, required: dict[str, str | None]) -> None:
+    if dataset is not None:
+        raise MMLBenchError(
+            f"give either NAME ('{dataset}') or --input FILE, not both (name your data with --name)"
+        )
+    missing = [flag for flag, value in required.items() if value is None]
+    if missing:
+        raise MMLBenchError(f"--input needs {', '.join(missing)}")
+
+
+def _report(result: PreprocessResult) -> None:
+    for note in result.notes:
+        info(note)
+    for message in result.warnings:
+        warn(message)
+    meta = result.meta
+    status = "up to date" if result.up_to_date else "written"
+    if result.up_to_date:
+        info(f"{result.name}: up to date (use --force to rebuild)")
+    title = f"{result.name} ({meta['source']}): {status}"
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("users", f"{meta['n_users']:,}")
+    table.add_row("items", f"{meta['n_items']:,}")
+    for split_name, count in meta["interactions"].items():
+        table.add_row(f"{split_name} interactions", f"{count:,}")
+    table.add_row("density", f"{meta['density']:.6f}")
+    table.add_row("output", str(result.path))
+    out.print(table)

@@ -1,0 +1,209 @@
+"""`preprocess` as plain functions: raw files in, a processed folder out (format: processed.py).
+
+Both entry points skip the work when the folder on disk was built from the same input
+bytes with the same options, and otherwise rebuild it atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmlbench.data import generic, lightgcn
+from mmlbench.data.generic import GenericOptions
+from mmlbench.data.processed import (
+    SOURCE_GENERIC,
+    SOURCE_LIGHTGCN,
+    TEST,
+    TRAIN,
+    VALID,
+    IdMaps,
+    Interactions,
+    current_meta,
+    write_processed,
+)
+from mmlbench.data.registry import DATASETS, DatasetSpec, get_dataset
+from mmlbench.data.splits import LEAVE_ONE_OUT, RANDOM, check_fraction, random_holdout, select_test_rows
+from mmlbench.errors import MMLBenchError
+from mmlbench.fsutil import sha256_file
+from mmlbench.paths import processed_dir, raw_dir
+
+DEFAULT_SEED = 0  # only matters when a split draws random rows
+_DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True)
+class PreprocessResult:
+    """What `preprocess` did: the folder, its meta, and anything the user should hear about."""
+
+    name: str
+    path: Path
+    meta: dict[str, Any]
+    up_to_date: bool
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def preprocess_dataset(
+    name: str,
+    data_dir: Path | None = None,
+    *,
+    valid_fraction: float | None = None,
+    seed: int = DEFAULT_SEED,
+    force: bool = False,
+) -> PreprocessResult:
+    """Build `<data-dir>/<name>/processed/` from a registered dataset's raw LightGCN files."""
+    spec = get_dataset(name)
+    if valid_fraction is not None:
+        check_fraction(valid_fraction, "--valid-fraction")
+    raw = raw_dir(name, data_dir)
+    contents = _read_raw(spec, raw)
+    inputs = {file: hashlib.sha256(data).hexdigest() for file, data in contents.items()}
+    options = {"valid_fraction": valid_fraction, "seed": seed if valid_fraction is not None else None}
+    path = processed_dir(name, data_dir)
+    if not force and (meta := current_meta(path, inputs, options)):
+        return PreprocessResult(name, path, meta, up_to_date=True)
+
+    train, test = (
+        lightgcn.parse_user_lines(str(raw / file), contents[file])
+        for file in (lightgcn.TRAIN_FILE, lightgcn.TEST_FILE)
+    )
+    data = lightgcn.combine(train, test)
+    data = _with_validation(data, valid_fraction, np.random.default_rng(seed))
+    warnings = lightgcn.duplicate_warnings(train, test) + _count_mismatches(spec, data)
+    meta = write_processed(path, data, name=name, source=SOURCE_LIGHTGCN, inputs=inputs, options=options)
+    return PreprocessResult(name, path, meta, up_to_date=False, warnings=tuple(warnings))
+
+
+def preprocess_file(
+    input_path: Path,
+    name: str,
+    options: GenericOptions,
+    data_dir: Path | None = None,
+    *,
+    valid_fraction: float | None = None,
+    seed: int = DEFAULT_SEED,
+    force: bool = False,
+) -> PreprocessResult:
+    """Build `<data-dir>/<name>/processed/` (with id maps) from a CSV, TSV or Parquet file."""
+    _check_new_name(name)
+    if valid_fraction is not None:
+        check_fraction(valid_fraction, "--valid-fraction")
+    input_path = Path(input_path)
+    inputs = {input_path.name: _sha256_input(input_path)}
+    all_options = {
+        **options.as_dict(),
+        "valid_fraction": valid_fraction,
+        "seed": seed if _draws_random_rows(options, valid_fraction) else None,
+    }
+    path = processed_dir(name, data_dir)
+    if not force and (meta := current_meta(path, inputs, all_options)):
+        return PreprocessResult(name, path, meta, up_to_date=True)
+
+    table, notes = _clean_table(input_path, options)
+    rng = np.random.default_rng(seed)
+    n_users, n_items = len(table.user_ids), len(table.item_ids)
+    test = select_test_rows(options.split, table.users, table.items, n_users, table.times, rng)
+    splits = np.where(test, TEST, TRAIN).astype(np.int8)
+    data = Interactions(table.users, table.items, splits, n_users, n_items)
+    data = _with_validation(data, valid_fraction, rng)
+    warnings = [] if test.any() else ["the test split is empty: no user has two or more interactions"]
+    meta = write_processed(
+        path,
+        data,
+        name=name,
+        source=SOURCE_GENERIC,
+        inputs=inputs,
+        options=all_options,
+        id_maps=IdMaps(table.user_ids, table.item_ids),
+    )
+    return PreprocessResult(name, path, meta, up_to_date=False, warnings=tuple(warnings), notes=tuple(notes))
+
+
+def _read_raw(spec: DatasetSpec, raw: Path) -> dict[str, bytes]:
+    paths = [raw / file.name for file in spec.files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise MMLBenchError(
+            f"raw files of '{spec.name}' not found ({', '.join(missing)}); "
+            f"run `mmlbench download {spec.name}` first"
+        )
+    try:
+        return {p.name: p.read_bytes() for p in paths}
+    except OSError as exc:
+        raise MMLBenchError(f"cannot read {exc.filename}: {exc.strerror}") from None
+
+
+def _sha256_input(path: Path) -> str:
+    generic.check_input(path)
+    try:
+        return sha256_file(path)
+    except OSError as exc:
+        raise MMLBenchError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _check_new_name(name: str) -> None:
+    if not _DATASET_NAME.fullmatch(name):
+        allowed = "letters, digits, '.', '_' or '-', not starting with '.'"
+        raise MMLBenchError(f"--name '{name}' must be {allowed}")
+    if name in DATASETS:
+        raise MMLBenchError(f"--name '{name}' is a registered dataset; choose another name for your data")
+
+
+def _draws_random_rows(options: GenericOptions, valid_fraction: float | None) -> bool:
+    kind = options.split.kind
+    random_test = kind == RANDOM or (kind == LEAVE_ONE_OUT and options.time_col is None)
+    return random_test or valid_fraction is not None
+
+
+def _clean_table(input_path: Path, options: GenericOptions) -> tuple[generic.Table, list[str]]:
+    """Read, deduplicate, k-core and renumber; notes say what was removed."""
+    table, duplicates = generic.deduplicate(generic.load_table(input_path, options))
+    before = len(table.users)
+    table, passes = generic.k_core(table, options.min_user_interactions, options.min_item_interactions)
+    if not len(table.users):
+        raise MMLBenchError(
+            f"the k-core filter (users >= {options.min_user_interactions}, items >= "
+            f"{options.min_item_interactions} interactions) removed every interaction; lower the minimums"
+        )
+    notes = []
+    if duplicates:
+        notes.append(f"collapsed {duplicates:,} duplicate (user, item) row(s)")
+    if passes:
+        notes.append(f"k-core removed {before - len(table.users):,} interaction(s) in {passes} pass(es)")
+    return generic.compact_ids(table), notes
+
+
+def _with_validation(
+    data: Interactions, valid_fraction: float | None, rng: np.random.Generator
+) -> Interactions:
+    """Move round(valid_fraction * n_u) random train rows of each user to valid (one always stays)."""
+    if valid_fraction is None:
+        return data
+    train_rows = np.flatnonzero(data.splits == TRAIN)
+    moved = random_holdout(data.users[train_rows], data.n_users, valid_fraction, rng)
+    splits = data.splits.copy()
+    splits[train_rows[moved]] = VALID
+    return dataclasses.replace(data, splits=splits)
+
+
+def _count_mismatches(spec: DatasetSpec, data: Interactions) -> list[str]:
+    counts = data.counts()
+    found = {
+        "users": data.n_users,
+        "items": data.n_items,
+        "train": counts["train"] + counts["valid"],  # validation rows come out of train
+        "test": counts["test"],
+    }
+    expected = {"users": spec.users, "items": spec.items, "train": spec.train, "test": spec.test}
+    return [
+        f"{spec.name}: {key} {found[key]:,} differs from the registry's {expected[key]:,}"
+        for key in found
+        if found[key] != expected[key]
+    ]
