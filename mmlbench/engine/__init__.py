@@ -1,0 +1,1 @@
+"""The core engine: encoders, losses, negative sampling, training and full-ranking evaluation."""

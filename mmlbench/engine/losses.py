@@ -1,0 +1,162 @@
+"""Losses over scores: f(s_pos [B], s_neg [B, N], **params) -> scalar (mean over the batch).
+
+Each loss is a small pure function; its keyword-only parameters are RunConfig field names,
+so the registry can hand any loss the parameters it asks for and nothing else.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mmlbench.console import warn
+from mmlbench.errors import MMLBenchError, unknown_name
+
+
+def bpr(s_pos: Tensor, s_neg: Tensor) -> Tensor:
+    """Bayesian personalised ranking: mean_j -log sigmoid(s_pos - s_neg_j)."""
+    return F.softplus(s_neg - s_pos.unsqueeze(1)).mean(dim=1).mean()
+
+
+def bce(s_pos: Tensor, s_neg: Tensor) -> Tensor:
+    """Binary cross-entropy: -log sigmoid(s_pos) - mean_j log(1 - sigmoid(s_neg_j)).
+
+    Reduction: the negatives' term is averaged over the N negatives (not summed), so the
+    positive and the negatives weigh the same whatever N is.
+    """
+    return (F.softplus(-s_pos) + F.softplus(s_neg).mean(dim=1)).mean()
+
+
+def ssm(s_pos: Tensor, s_neg: Tensor, *, temperature: float) -> Tensor:
+    """Sampled softmax (InfoNCE): -log(exp(s_pos/t) / (exp(s_pos/t) + sum_j exp(s_neg_j/t)))."""
+    logits = torch.cat([s_pos.unsqueeze(1), s_neg], dim=1) / temperature
+    return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
+
+
+def ccl(s_pos: Tensor, s_neg: Tensor, *, margin: float, negative_weight: float) -> Tensor:
+    """SimpleX's cosine contrastive loss: relu(1 - s_pos) + w * mean_j relu(s_neg_j - m)."""
+    positive = torch.relu(1 - s_pos)
+    negative = torch.relu(s_neg - margin).mean(dim=1)
+    return (positive + negative_weight * negative).mean()
+
+
+def mmcl(
+    s_pos: Tensor,
+    s_neg: Tensor,
+    *,
+    margins: Sequence[float],
+    margin_weights: Sequence[float],
+    negative_weight: float,
+    positive_weight: float,
+) -> Tensor:
+    """Multi-margin cosine loss: w_pos relu(1 - s_pos) + W mean_j sum_k w_k relu(s_neg_j - m_k)."""
+    margin_t = s_neg.new_tensor(margins)
+    weight_t = s_neg.new_tensor(margin_weights)
+    per_negative = (torch.relu(s_neg.unsqueeze(-1) - margin_t) * weight_t).sum(dim=-1)
+    positive = torch.relu(1 - s_pos)
+    return (positive_weight * positive + negative_weight * per_negative.mean(dim=1)).mean()
+
+
+def _check_ccl(params: dict[str, Any]) -> None:
+    _check_margin(params["margin"])
+    _check_positive("negative_weight", params["negative_weight"])
+
+
+def _check_mmcl(params: dict[str, Any]) -> None:
+    margins, weights = params["margins"], params["margin_weights"]
+    if len(margins) != len(weights):
+        raise MMLBenchError(
+            f"--margins has {len(margins)} values but --margin-weights has {len(weights)}; give one weight per margin"
+        )
+    if not margins:
+        raise MMLBenchError("--margins needs at least one margin")
+    for margin in margins:
+        _check_margin(margin)
+    if any(w < 0 for w in weights):
+        raise MMLBenchError(f"--margin-weights must be non-negative, got {list(weights)}")
+    if abs(sum(weights) - 1) > 1e-6:
+        warn(f"--margin-weights sum to {sum(weights):g}, not 1: --negative-weight no longer plays CCL's w")
+    _check_positive("negative_weight", params["negative_weight"])
+    _check_positive("positive_weight", params["positive_weight"])
+
+
+def _check_ssm(params: dict[str, Any]) -> None:
+    _check_positive("temperature", params["temperature"])
+
+
+def _check_margin(margin: float) -> None:
+    if not -1 <= margin <= 1:
+        raise MMLBenchError(f"a cosine margin must lie in [-1, 1], got {margin}")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise MMLBenchError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A registered loss: its function, its default parameters and their check."""
+
+    fn: Callable[..., Tensor]
+    defaults: dict[str, Any]
+    check: Callable[[dict[str, Any]], None] | None = None
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        signature = inspect.signature(self.fn)
+        return tuple(p.name for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY)
+
+
+# Defaults from REFERENCE.md: CCL as in SimpleX; MMCL as in the author's Gowalla runs.
+LOSSES: dict[str, LossSpec] = {
+    "bpr": LossSpec(bpr, {}),
+    "bce": LossSpec(bce, {}),
+    "ssm": LossSpec(ssm, {"temperature": 0.1}, _check_ssm),
+    "ccl": LossSpec(ccl, {"margin": 0.9, "negative_weight": 150.0}, _check_ccl),
+    "mmcl": LossSpec(
+        mmcl,
+        {
+            "margins": (0.7, 0.8, 0.9),
+            "margin_weights": (0.10, 0.15, 0.75),
+            "negative_weight": 700.0,
+            "positive_weight": 1.0,
+        },
+        _check_mmcl,
+    ),
+}
+
+# Every loss parameter any loss takes: RunConfig keeps these None unless the loss uses them.
+LOSS_PARAMS: tuple[str, ...] = tuple(sorted({name for spec in LOSSES.values() for name in spec.param_names}))
+
+
+def get_loss(name: str) -> LossSpec:
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise unknown_name("loss", name, LOSSES) from None
+
+
+def resolve_params(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The loss's parameters: given values where set (not None), its defaults elsewhere, checked."""
+    spec = get_loss(name)
+    params = {key: given[key] if given.get(key) is not None else spec.defaults[key] for key in spec.param_names}
+    if spec.check is not None:
+        spec.check(params)
+    return params
+
+
+def loss_function(name: str, params: dict[str, Any]) -> Callable[[Tensor, Tensor], Tensor]:
+    """A closure computing the named loss with fixed parameters."""
+    fn = get_loss(name).fn
+
+    def compute(s_pos: Tensor, s_neg: Tensor) -> Tensor:
+        return fn(s_pos, s_neg, **params)
+
+    return compute
