@@ -1,0 +1,168 @@
+"""RunConfig: every setting of one run, validated before any data loads, and its hash."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+from mmlbench.engine.losses import LOSS_PARAMS, get_loss, resolve_params
+from mmlbench.engine.models import MODELS
+from mmlbench.engine.sampling import check_sampler
+from mmlbench.errors import MMLBenchError, unknown_name
+from mmlbench.report.store import METRIC_NAMES
+
+SCORES = ("cosine", "dot")
+AGGREGATORS = ("mean", "user-attention")
+SIMPLEX_PARAMS = ("aggregator", "gamma", "history_len")
+SIMPLEX_DEFAULTS = {"aggregator": "mean", "gamma": 0.5, "history_len": 50}
+POPULARITY_ALPHA_DEFAULT = 0.75  # word2vec's exponent: flattens popularity, keeps its order
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run. Loss and SimpleX parameters stay None unless the run uses them."""
+
+    dataset: str
+    model: str = "mf"
+    loss: str = "ccl"
+    negatives: int = 100  # sampled negatives per (user, positive) pair
+    sampler: str = "uniform"  # uniform with replacement, as in the reference code
+    popularity_alpha: float | None = None  # sampler=popularity: p(item) ~ count ** alpha
+    score: str = "cosine"  # cosine (the cosine losses' premise) or dot
+    embedding_dim: int = 64
+    dropout: float = 0.1  # on the user vector while training (reference: 0.1)
+    init_std: float = 1e-4  # N(0, std^2) embedding init (reference code)
+    batch_size: int = 512
+    lr: float = 1e-4  # Adam
+    l2: float = 1e-9  # L2 on the embeddings of each batch, divided by the batch size
+    grad_clip: float = 10.0  # max global gradient norm (reference: 10)
+    epochs: int = 100
+    eval_every: int = 1  # evaluate every this many epochs
+    patience: int = 3  # stop after this many evaluations without improvement
+    plateau_lr_factor: float = 0.1  # on no improvement: lr *= factor and reload the best weights (1 = off)
+    monitor: str = "recall@20"
+    ks: tuple[int, ...] = (10, 20, 50)
+    seed: int = 2019
+    # Loss parameters (None: the loss's default, or unused by the loss).
+    margin: float | None = None
+    negative_weight: float | None = None
+    margins: tuple[float, ...] | None = None
+    margin_weights: tuple[float, ...] | None = None
+    positive_weight: float | None = None
+    temperature: float | None = None
+    # SimpleX parameters (None for MF).
+    aggregator: str | None = None
+    gamma: float | None = None
+    history_len: int | None = None
+
+    def resolved(self) -> RunConfig:
+        """Defaults filled in for what this run uses, the rest cleared, everything checked."""
+        self._check_names()
+        loss_params = resolve_params(self.loss, {name: getattr(self, name) for name in LOSS_PARAMS})
+        changes: dict[str, Any] = {name: loss_params.get(name) for name in LOSS_PARAMS}
+        for name in SIMPLEX_PARAMS:
+            value = getattr(self, name)
+            changes[name] = (SIMPLEX_DEFAULTS[name] if value is None else value) if self.model == "simplex" else None
+        alpha = self.popularity_alpha
+        changes["popularity_alpha"] = (
+            (POPULARITY_ALPHA_DEFAULT if alpha is None else alpha) if self.sampler == "popularity" else None
+        )
+        changes["ks"] = tuple(sorted(set(self.ks)))
+        config = dataclasses.replace(self, **changes)
+        config._check_values()
+        return config
+
+    def _check_names(self) -> None:
+        if self.model not in MODELS:
+            raise unknown_name("model", self.model, MODELS)
+        get_loss(self.loss)
+        check_sampler(self.sampler)
+        if self.score not in SCORES:
+            raise unknown_name("score", self.score, SCORES)
+        if self.aggregator is not None and self.aggregator not in AGGREGATORS:
+            raise unknown_name("aggregator", self.aggregator, AGGREGATORS)
+
+    def _check_values(self) -> None:
+        _at_least("negatives", self.negatives, 1)
+        _at_least("embedding-dim", self.embedding_dim, 1)
+        _at_least("batch-size", self.batch_size, 1)
+        _at_least("epochs", self.epochs, 1)
+        _at_least("eval-every", self.eval_every, 1)
+        _at_least("patience", self.patience, 1)
+        for name in ("lr", "init_std", "grad_clip"):
+            if getattr(self, name) <= 0:
+                raise MMLBenchError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        if self.l2 < 0:
+            raise MMLBenchError(f"--l2 must be >= 0, got {self.l2}")
+        if not 0 <= self.dropout < 1:
+            raise MMLBenchError(f"--dropout must lie in [0, 1), got {self.dropout}")
+        if not 0 < self.plateau_lr_factor <= 1:
+            raise MMLBenchError(f"--plateau-lr-factor must lie in (0, 1], got {self.plateau_lr_factor}")
+        if not self.ks or min(self.ks) < 1:
+            raise MMLBenchError(f"--k needs positive cut-offs, got {list(self.ks)}")
+        metric, k = parse_metric(self.monitor)
+        if k not in self.ks:
+            raise MMLBenchError(f"--monitor {self.monitor} needs {k} among --k {','.join(map(str, self.ks))}")
+        if self.gamma is not None and not 0 <= self.gamma <= 1:
+            raise MMLBenchError(f"--gamma must lie in [0, 1], got {self.gamma}")
+        if self.history_len is not None:
+            _at_least("history-len", self.history_len, 1)
+
+    def hash(self, dataset_fingerprint: str = "", *, with_seed: bool = True) -> str:
+        """sha256 over the resolved settings and the processed data's fingerprint."""
+        payload = dataclasses.asdict(self)
+        if not with_seed:
+            payload.pop("seed")
+        payload["dataset_fingerprint"] = dataset_fingerprint
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def run_id(self, config_hash: str) -> str:
+        return f"{self.dataset}-{self.model}-{self.loss}-n{self.negatives}-s{self.seed}-{config_hash[:10]}"
+
+    def to_row(self) -> dict[str, Any]:
+        """Flat columns for run.parquet: tuples become comma-joined strings."""
+        return {f.name: _flat(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> RunConfig:
+        """Rebuild a config from a run.parquet row (the inverse of to_row)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            value = row.get(f.name)
+            if value is None or (isinstance(value, float) and value != value):
+                continue
+            values[f.name] = _unflat(f.name, value)
+        return cls(**values)
+
+
+_TUPLE_FIELDS = {"ks": int, "margins": float, "margin_weights": float}
+
+
+def _flat(value: Any) -> Any:
+    return ",".join(repr(v) if isinstance(v, float) else str(v) for v in value) if isinstance(value, tuple) else value
+
+
+def _unflat(name: str, value: Any) -> Any:
+    if name in _TUPLE_FIELDS:
+        return tuple(_TUPLE_FIELDS[name](part) for part in str(value).split(","))
+    if hasattr(value, "item"):  # numpy scalar from pandas
+        return value.item()
+    return value
+
+
+def _at_least(option: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        raise MMLBenchError(f"--{option} must be >= {minimum}, got {value}")
+
+
+def parse_metric(name: str) -> tuple[str, int]:
+    """'recall@20' -> ('recall', 20), with a clear error for anything else."""
+    metric, sep, k = name.partition("@")
+    if not sep or not k.isdigit() or int(k) < 1:
+        raise MMLBenchError(f"a metric looks like recall@20, got '{name}'")
+    if metric not in METRIC_NAMES:
+        raise unknown_name("metric", metric, METRIC_NAMES)
+    return metric, int(k)

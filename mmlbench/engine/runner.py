@@ -1,0 +1,163 @@
+"""One run end to end: config -> data -> model -> fit -> test evaluation -> run folder."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from mmlbench.config import RunConfig
+from mmlbench.data.dataset import InteractionData, load_dataset
+from mmlbench.engine.device import device_name, peak_memory_bytes, reset_peak_memory, resolve_device
+from mmlbench.engine.models import build_model
+from mmlbench.engine.progress import TrainingProgress
+from mmlbench.engine.trainer import FitResult, Trainer
+from mmlbench.errors import MMLBenchError
+from mmlbench.paths import results_home
+from mmlbench.provenance import versions
+from mmlbench.report import store
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How to run, as opposed to what to run: none of this enters the config hash."""
+
+    device: str = "auto"
+    data_dir: Path | None = None
+    results_dir: Path | None = None
+    quiet: bool = False
+    force: bool = False  # re-run even when a completed run with the same config exists
+    eval_batch_users: int | None = None
+    cuda_graphs: bool = True
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_dir: Path
+    row: dict[str, Any]
+    skipped: bool = False  # a completed run with this config was already in the store
+
+    @property
+    def status(self) -> str:
+        return str(self.row.get("status"))
+
+
+def prepare(config: RunConfig, options: TrainOptions) -> tuple[RunConfig, torch.device, InteractionData]:
+    """Resolve and check the config, pick the device, load the data, check them together."""
+    config = config.resolved()
+    device = resolve_device(options.device)
+    data = load_dataset(config.dataset, options.data_dir, device)
+    check_against_data(config, data)
+    return config, device, data
+
+
+def check_against_data(config: RunConfig, data: InteractionData) -> None:
+    """Settings that only the data can rule out."""
+    if config.sampler == "uniform-exclude-pos":
+        most = int(data.splits["train"].counts().max())
+        if config.negatives > data.n_items - most:
+            raise MMLBenchError(
+                f"--negatives {config.negatives} is more than the {data.n_items - most} items left to the "
+                f"most active user of '{data.name}' once its positives are excluded"
+            )
+
+
+def train_run(config: RunConfig, options: TrainOptions) -> RunOutcome:
+    """Train one run and store it; a completed run with the same config hash is reused."""
+    config, device, data = prepare(config, options)
+    results_dir = results_home(options.results_dir)
+    config_hash = config.hash(data.fingerprint)
+    existing = store.find_completed(results_dir, config_hash)
+    if existing is not None and not options.force:
+        return RunOutcome(existing, store.read_run(existing), skipped=True)
+
+    torch.manual_seed(config.seed)
+    reset_peak_memory(device)
+    model = build_model(config, data.n_users, data.n_items, data.history).to(device)
+    started_at, started = _now(), time.perf_counter()
+    with TrainingProgress(config, quiet=options.quiet) as progress:
+        trainer = Trainer(
+            config, data, model, device,
+            eval_batch_users=options.eval_batch_users, cuda_graphs=options.cuda_graphs,
+            on_epoch=progress.epoch_done, on_batch=progress.batch_done,
+        )
+        progress.start(trainer.batches_per_epoch)
+        row = {
+            "run_id": config.run_id(config_hash),
+            "config_hash": config_hash,
+            "setting_hash": config.hash(data.fingerprint, with_seed=False),
+            "protocol": data.protocol,
+            "dataset_sha256": data.fingerprint,
+            **config.to_row(),
+            **versions(),
+            "device": device.type,
+            "device_name": device_name(device),
+            "cuda_graphs": trainer.step.use_graph,
+            "started_at": started_at,
+        }
+        try:
+            fit = trainer.fit()
+        except Exception as exc:  # divergence, out of memory, ...: leave a record of the failure
+            _store(results_dir, {**row, "status": store.STATUS_FAILED, "error": str(exc)}, None, None, None)
+            raise
+    status = store.STATUS_INTERRUPTED if fit.interrupted else store.STATUS_COMPLETED
+    if fit.best_state is not None:
+        model.load_state_dict(fit.best_state)
+    test = trainer.evaluate("test", per_user=True)
+    row.update(_costs(fit, data, config, device, time.perf_counter() - started))
+    row.update({"status": status, "error": "", "best_epoch": fit.best_epoch, "epochs_run": len(fit.epochs)})
+    row.update({"monitor_value": fit.best_value, "test_eval_seconds": test.seconds, **test.metrics})
+    checkpoint = _checkpoint(model, config, data)
+    run_dir = _store(results_dir, row, _curve(fit), test.per_user, checkpoint)
+    return RunOutcome(run_dir, store.read_run(run_dir))
+
+
+def _store(results_dir: Path, row: dict, curve, per_user, checkpoint) -> Path:  # noqa: ANN001
+    row = {**row, "finished_at": _now()}
+    return store.write_run(results_dir, store.RunRecord(row, curve, per_user, checkpoint))
+
+
+def _costs(fit: FitResult, data: InteractionData, config: RunConfig, device: torch.device, wall: float) -> dict:
+    epoch_median = fit.epoch_seconds_median
+    pairs_per_epoch = math.ceil(data.train_items.numel() / config.batch_size) * config.batch_size
+    return {
+        "epoch_seconds_median": epoch_median,
+        "eval_seconds_median": fit.eval_seconds_median,
+        "train_seconds_total": sum(e.epoch_seconds for e in fit.epochs),
+        "wall_seconds": wall,
+        "samples_per_second": pairs_per_epoch / epoch_median if epoch_median > 0 else math.nan,
+        "peak_memory_bytes": peak_memory_bytes(device),
+    }
+
+
+def _curve(fit: FitResult) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "epoch": e.epoch, "loss": e.loss, "violations": e.violations, "lr": e.lr,
+                "epoch_seconds": e.epoch_seconds, "eval_seconds": e.eval_seconds, **e.metrics,
+            }
+            for e in fit.epochs
+        ]
+    )
+
+
+def _checkpoint(model: torch.nn.Module, config: RunConfig, data: InteractionData) -> dict:
+    return {
+        "format": 1,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": config.to_row(),
+        "n_users": data.n_users,
+        "n_items": data.n_items,
+        "dataset_fingerprint": data.fingerprint,
+    }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,94 @@
+"""Negative samplers, drawn on the device in one call per batch: users [B] -> items [B, N].
+
+They draw from torch's default generator of the device, which the run's seed sets and which
+CUDA graph capture knows how to advance on every replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from mmlbench.errors import MMLBenchError, unknown_name
+
+Sampler = Callable[[Tensor], Tensor]
+
+# Re-draw rounds for uniform-exclude-pos before giving up; each round re-draws only the
+# collisions, so with even 99% of items positive the chance of needing this many is tiny.
+_MAX_REDRAW_ROUNDS = 200
+
+
+def uniform(n_items: int, negatives: int) -> Sampler:
+    """Uniform over all items, with replacement (the paper's sampler; positives not excluded)."""
+
+    def sample(users: Tensor) -> Tensor:
+        return torch.randint(n_items, (users.shape[0], negatives), device=users.device)
+
+    return sample
+
+
+def uniform_exclude_positives(
+    n_items: int, negatives: int, positive_keys: Tensor
+) -> Sampler:
+    """Uniform over the items the user has not interacted with in train.
+
+    `positive_keys` are the sorted keys user * n_items + item of the training pairs; a
+    vectorised searchsorted finds collisions, and only those are re-drawn.
+    """
+    last = positive_keys.numel() - 1
+
+    def sample(users: Tensor) -> Tensor:
+        drawn = torch.randint(n_items, (users.shape[0], negatives), device=users.device)
+        user_base = users.unsqueeze(1) * n_items
+        for _ in range(_MAX_REDRAW_ROUNDS):
+            keys = user_base + drawn
+            found = positive_keys[torch.searchsorted(positive_keys, keys).clamp_max_(last)] == keys
+            if not bool(found.any()):
+                return drawn
+            fresh = torch.randint(n_items, drawn.shape, device=drawn.device)
+            drawn = torch.where(found, fresh, drawn)
+        raise MMLBenchError("uniform-exclude-pos could not find enough non-positive items; use --sampler uniform")
+
+    return sample
+
+
+def popularity(item_counts: Tensor, negatives: int, alpha: float) -> Sampler:
+    """Items drawn with probability proportional to (training count) ** alpha, with replacement."""
+    weights = item_counts.double().pow(alpha)
+    if float(weights.sum()) <= 0:
+        raise MMLBenchError("popularity sampling needs at least one item with training interactions")
+    probabilities = (weights / weights.sum()).float()
+
+    def sample(users: Tensor) -> Tensor:
+        flat = torch.multinomial(probabilities, users.shape[0] * negatives, replacement=True)
+        return flat.view(users.shape[0], negatives)
+
+    return sample
+
+
+SAMPLERS = ("uniform", "uniform-exclude-pos", "popularity")
+
+
+def check_sampler(name: str) -> None:
+    if name not in SAMPLERS:
+        raise unknown_name("sampler", name, SAMPLERS)
+
+
+def make_sampler(
+    name: str,
+    *,
+    n_items: int,
+    negatives: int,
+    positive_keys: Tensor,
+    item_counts: Tensor,
+    popularity_alpha: float,
+) -> Sampler:
+    """The sampler called `name`, bound to the training data."""
+    check_sampler(name)
+    if name == "uniform":
+        return uniform(n_items, negatives)
+    if name == "uniform-exclude-pos":
+        return uniform_exclude_positives(n_items, negatives, positive_keys)
+    return popularity(item_counts, negatives, popularity_alpha)

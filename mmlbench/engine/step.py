@@ -1,0 +1,133 @@
+"""One optimisation step on a fixed-size batch, optionally replayed from a CUDA graph.
+
+Every batch holds exactly `batch_size` training pairs (the last batch of an epoch wraps
+around the permutation), so shapes never change and the whole step (gather, sampling,
+loss, backward, clipping, Adam) can be captured once and replayed: at a few hundred
+microseconds of GPU work per step, kernel-launch overhead would otherwise dominate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from mmlbench.config import RunConfig
+from mmlbench.data.dataset import InteractionData
+from mmlbench.engine.sampling import Sampler
+from mmlbench.engine.scoring import gathered_scores, unit
+
+_WARMUP_STEPS = 3  # eager steps on a side stream before capture (lazy CUDA/cuBLAS init)
+_PROGRESS_EVERY = 64  # batches between progress callbacks (host-side only, no sync)
+
+
+def make_adam(params: list[Tensor], lr: float, device: torch.device, capturable: bool) -> torch.optim.Adam:
+    """Adam with the fused kernel where this torch build has it, else the foreach one."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True, capturable=capturable)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, foreach=True, capturable=capturable)
+
+
+class TrainStep:
+    """The training step of one run: loss over 1 positive + N negatives, L2, clip, Adam."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data: InteractionData,
+        sampler: Sampler,
+        loss_fn: Callable[[Tensor, Tensor], Tensor],
+        config: RunConfig,
+        *,
+        use_graph: bool,
+    ) -> None:
+        self.model, self.data, self.sampler, self.loss_fn, self.config = model, data, sampler, loss_fn, config
+        device = data.train_items.device
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = make_adam(self.params, config.lr, device, capturable=use_graph)
+        self.batch_index = torch.zeros(config.batch_size, dtype=torch.long, device=device)
+        self._wrap = torch.arange(config.batch_size, device=device)
+        self.loss_sum = torch.zeros((), device=device)
+        self.violation_sum = torch.zeros((), device=device)
+        self.use_graph = use_graph
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._eager_steps = 0
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self._graph = None  # the captured Adam kernel holds the old rate: capture again
+
+    def run_epoch(self, on_batch: Callable[[int], None] | None = None) -> tuple[float, float]:
+        """One pass over a fresh permutation of the training pairs: (mean loss, mean violations)."""
+        n_pairs, size = self.data.train_items.numel(), self.config.batch_size
+        order = torch.randperm(n_pairs, device=self.batch_index.device)
+        self.loss_sum.zero_()
+        self.violation_sum.zero_()
+        batches = math.ceil(n_pairs / size)
+        for batch in range(batches):
+            start = batch * size
+            if start + size <= n_pairs:
+                self.batch_index.copy_(order[start : start + size])
+            else:
+                self.batch_index.copy_(order[(start + self._wrap) % n_pairs])
+            self._run_once()
+            if on_batch is not None and (batch + 1) % _PROGRESS_EVERY == 0:
+                on_batch(batch + 1)
+        # One host sync per epoch, here, rather than one per step.
+        return float(self.loss_sum) / batches, float(self.violation_sum) / batches
+
+    def _run_once(self) -> None:
+        if self._graph is not None:
+            self._graph.replay()
+        elif self.use_graph and self._eager_steps >= _WARMUP_STEPS:
+            self._capture()
+            self._graph.replay()
+        elif self.use_graph:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._eager_step()
+            torch.cuda.current_stream().wait_stream(side)
+        else:
+            self._eager_step()
+
+    def _eager_step(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self._forward_backward_update()
+        self._eager_steps += 1
+
+    def _capture(self) -> None:
+        # Gradients set to None first: the captured backward then allocates them in the
+        # graph's pool and every replay overwrites them (no zero_grad inside the graph).
+        self.optimizer.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._forward_backward_update()
+        self._graph = graph
+
+    def _forward_backward_update(self) -> None:
+        config, model = self.config, self.model
+        users = self.data.train_users[self.batch_index]
+        positives = self.data.train_items[self.batch_index]
+        index = torch.cat([positives.unsqueeze(1), self.sampler(users)], dim=1)
+        user_vectors, user_squares = model.user_vectors(users)
+        cosine = config.score == "cosine"
+        if cosine:
+            user_vectors = unit(user_vectors)
+        scores, item_squares = gathered_scores(model.item_table(), user_vectors, index, cosine)
+        s_pos, s_neg = scores[:, 0], scores[:, 1:]
+        loss = self.loss_fn(s_pos, s_neg)
+        penalty = config.l2 * (user_squares + item_squares.sum()) / config.batch_size
+        (loss + penalty).backward()
+        torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip, foreach=True)
+        self.optimizer.step()
+        self.loss_sum += loss.detach()
+        self.violation_sum += (s_neg.detach() > s_pos.detach().unsqueeze(1)).float().mean()

@@ -1,0 +1,143 @@
+"""The training loop: device-side batches, early stopping on the monitor, best weights kept."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from mmlbench.config import RunConfig
+from mmlbench.data.dataset import InteractionData
+from mmlbench.engine.device import synchronize
+from mmlbench.engine.evaluator import Evaluation, evaluate
+from mmlbench.engine.losses import get_loss, loss_function
+from mmlbench.engine.sampling import make_sampler
+from mmlbench.engine.step import TrainStep
+from mmlbench.errors import MMLBenchError
+
+MIN_LR = 1e-6  # the reference code's floor for learning-rate decay on plateau
+_IMPROVEMENT = 1e-6  # a monitor gain below this is not an improvement (reference: 1e-6)
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    loss: float
+    violations: float  # share of negatives scored above their positive
+    epoch_seconds: float
+    lr: float
+    eval_seconds: float = math.nan
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class FitResult:
+    """The trained model's best state and how it got there."""
+
+    best_state: dict[str, Tensor] | None
+    best_epoch: int
+    best_value: float
+    epochs: list[EpochLog]
+    interrupted: bool = False
+
+    @property
+    def epoch_seconds_median(self) -> float:
+        return statistics.median(e.epoch_seconds for e in self.epochs) if self.epochs else math.nan
+
+    @property
+    def eval_seconds_median(self) -> float:
+        timed = [e.eval_seconds for e in self.epochs if not math.isnan(e.eval_seconds)]
+        return statistics.median(timed) if timed else math.nan
+
+
+class Trainer:
+    """Adam, L2 on the batch embeddings, gradient clipping, early stopping with lr decay."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        data: InteractionData,
+        model: torch.nn.Module,
+        device: torch.device,
+        *,
+        eval_batch_users: int | None = None,
+        cuda_graphs: bool = True,
+        on_epoch: Callable[[EpochLog], None] | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.config, self.data, self.model, self.device = config, data, model, device
+        self.eval_batch_users = eval_batch_users
+        self.on_epoch, self.on_batch = on_epoch, on_batch
+        sampler = make_sampler(
+            config.sampler,
+            n_items=data.n_items,
+            negatives=config.negatives,
+            positive_keys=data.splits["train"].keys,
+            item_counts=data.item_counts(),
+            popularity_alpha=config.popularity_alpha or 0.0,
+        )
+        self.step = TrainStep(
+            model, data, sampler, loss_function(config.loss, _loss_params(config)), config,
+            use_graph=cuda_graphs and device.type == "cuda" and config.sampler == "uniform",
+        )
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(self.data.train_items.numel() / self.config.batch_size)
+
+    def fit(self) -> FitResult:
+        """Train up to config.epochs; Ctrl-C stops early and keeps what was learned."""
+        result = FitResult(None, 0, -math.inf, [])
+        stale = 0
+        try:
+            for epoch in range(1, self.config.epochs + 1):
+                log = self._train_epoch(epoch)
+                result.epochs.append(log)
+                if epoch % self.config.eval_every == 0 or epoch == self.config.epochs:
+                    stale = self._evaluate_epoch(log, result, stale)
+                if self.on_epoch:
+                    self.on_epoch(log)
+                if stale >= self.config.patience:
+                    break
+        except KeyboardInterrupt:
+            result.interrupted = True
+        return result
+
+    def _train_epoch(self, epoch: int) -> EpochLog:
+        started = time.perf_counter()
+        loss, violations = self.step.run_epoch(self.on_batch)
+        synchronize(self.device)
+        seconds = time.perf_counter() - started
+        if not math.isfinite(loss):
+            raise MMLBenchError(f"training diverged at epoch {epoch}: the loss is {loss} (try a lower --lr)")
+        return EpochLog(epoch, loss, violations, seconds, self.step.lr)
+
+    def _evaluate_epoch(self, log: EpochLog, result: FitResult, stale: int) -> int:
+        evaluation = self.evaluate(self.data.selection_split)
+        log.eval_seconds, log.metrics = evaluation.seconds, evaluation.metrics
+        value = evaluation.metrics[self.config.monitor]
+        if value > result.best_value + _IMPROVEMENT:
+            result.best_value, result.best_epoch = value, log.epoch
+            result.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            return 0
+        if self.config.plateau_lr_factor < 1 and result.best_state is not None:
+            # As the reference trainer: decay the learning rate and restart from the best weights.
+            lr = self.step.lr
+            self.step.set_lr(max(lr * self.config.plateau_lr_factor, min(MIN_LR, lr)))
+            self.model.load_state_dict(result.best_state)
+        return stale + 1
+
+    def evaluate(self, split: str, *, per_user: bool = False) -> Evaluation:
+        return evaluate(
+            self.model, self.data, split, self.config.ks,
+            cosine=self.config.score == "cosine", batch_users=self.eval_batch_users, per_user=per_user,
+        )
+
+
+def _loss_params(config: RunConfig) -> dict:
+    return {name: getattr(config, name) for name in get_loss(config.loss).param_names}
