@@ -1,11 +1,58 @@
-"""`mmlbench evaluate` (placeholder until the engine lands)."""
+"""`mmlbench evaluate`: re-score a stored run at other cut-offs or on another split."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mmlbench.console import info, out
+from mmlbench.engine.rescore import rescore, save_evaluation, write_top_k
 from mmlbench.errors import MMLBenchError
+from mmlbench.paths import results_home
+from mmlbench.report import store
+from mmlbench.report.store import METRIC_NAMES
 
 NAME = "evaluate"
-NO_ARGS_IS_HELP = False
+NO_ARGS_IS_HELP = True
 
 
-def command() -> None:
-    """Re-score a stored run checkpoint (not implemented yet)."""
-    raise MMLBenchError("evaluate is not implemented yet", exit_code=2)
+def command(
+    run: Annotated[str, typer.Argument(help="Run folder, or run id (or a unique prefix) in the store.")],
+    k: Annotated[str | None, typer.Option("--k", help="Cut-offs, e.g. 5,10,100 [default: the run's].")] = None,
+    split: Annotated[str, typer.Option(help="test or valid.")] = "test",
+    export_topk: Annotated[Path | None, typer.Option(help="Write each user's top-K list (user, rank, item, score) to this Parquet file.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    eval_batch_users: Annotated[int | None, typer.Option(help="Users per evaluation batch.", min=1)] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Data home [default: $MMLBENCH_DATA_DIR or ./datasets].")] = None,
+    results_dir: Annotated[Path | None, typer.Option(help="Run store [default: $MMLBENCH_RESULTS_DIR or ./results].")] = None,
+) -> None:
+    """Re-score a stored run's checkpoint: other K, another split, top-K export."""
+    ks = _parse_ks(k) if k else None
+    run_dir = store.resolve_run(results_home(results_dir), run)
+    config, evaluation = rescore(
+        run_dir, ks=ks, split=split, device=device, data_dir=data_dir,
+        eval_batch_users=eval_batch_users, keep_top=export_topk is not None,
+    )
+    ks = ks or config.ks
+    table = Table(title=f"{run_dir.name} · {split} split · {evaluation.users:,} users · {evaluation.seconds:.2f} s")
+    table.add_column("metric")
+    for cut in ks:
+        table.add_column(f"@{cut}", justify="right")
+    for metric in METRIC_NAMES:
+        table.add_row(metric, *(f"{evaluation.metrics[f'{metric}@{cut}']:.4f}" for cut in ks))
+    out.print(table)
+    saved = save_evaluation(run_dir, split, ks, evaluation, device)
+    info(f"metrics saved to {saved}")
+    if export_topk is not None:
+        rows = write_top_k(export_topk, evaluation, max(ks))
+        info(f"top-{max(ks)} lists of {evaluation.users:,} users ({rows:,} rows) written to {export_topk}")
+
+
+def _parse_ks(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise MMLBenchError(f"--k expects comma-separated integers, got '{text}'") from None

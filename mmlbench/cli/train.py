@@ -1,11 +1,151 @@
-"""`mmlbench train` (placeholder until the engine lands)."""
+"""`mmlbench train`: one run, a grid of runs, or an experiment file / preset."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mmlbench.cli.render_train import print_plan, print_run, print_sweep
+from mmlbench.console import out
+from mmlbench.engine.losses import LOSSES
+from mmlbench.engine.models import MODELS
+from mmlbench.engine.runner import TrainOptions
+from mmlbench.engine.sampling import SAMPLERS
 from mmlbench.errors import MMLBenchError
+from mmlbench.experiment import Experiment, preset_names, preset_path, read_experiment
+from mmlbench.report import store
+from mmlbench.sweep import plan, run_sweep
 
 NAME = "train"
-NO_ARGS_IS_HELP = False
+NO_ARGS_IS_HELP = True
+
+def _grid_help(text: str) -> Any:
+    return typer.Option(help=f"{text} Comma list = one run per value.")
 
 
-def command() -> None:
-    """Train one run or a sweep of runs (not implemented yet)."""
-    raise MMLBenchError("train is not implemented yet", exit_code=2)
+def command(
+    dataset: Annotated[str | None, _grid_help("Processed dataset name.")] = None,
+    model: Annotated[str | None, _grid_help(f"Encoder: {', '.join(sorted(MODELS))}.")] = None,
+    loss: Annotated[str | None, _grid_help(f"Loss: {', '.join(sorted(LOSSES))}.")] = None,
+    negatives: Annotated[str | None, _grid_help("Sampled negatives per positive [default: 100].")] = None,
+    sampler: Annotated[str | None, _grid_help(f"Negative sampler: {', '.join(SAMPLERS)}.")] = None,
+    popularity_alpha: Annotated[str | None, _grid_help("Exponent of --sampler popularity [default: 0.75].")] = None,
+    score: Annotated[str | None, _grid_help("Similarity: cosine or dot [default: cosine].")] = None,
+    embedding_dim: Annotated[str | None, _grid_help("Embedding size [default: 64].")] = None,
+    dropout: Annotated[str | None, _grid_help("Dropout on the user vector [default: 0.1].")] = None,
+    batch_size: Annotated[str | None, _grid_help("Training pairs per batch [default: 512].")] = None,
+    lr: Annotated[str | None, _grid_help("Adam learning rate [default: 1e-4].")] = None,
+    l2: Annotated[str | None, _grid_help("L2 on the batch embeddings [default: 1e-9].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs [default: 100].")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Evaluate every N epochs [default: 1].")] = None,
+    patience: Annotated[int | None, typer.Option(help="Evaluations without improvement before stopping [default: 3].")] = None,
+    plateau_lr_factor: Annotated[float | None, typer.Option(help="On no improvement: lr *= this and reload the best weights; 1 = off [default: 0.1].")] = None,
+    monitor: Annotated[str | None, typer.Option(help="Metric for model selection [default: recall@20].")] = None,
+    k: Annotated[str | None, typer.Option("--k", help="Cut-offs, e.g. 10,20,50 [default: 10,20,50].")] = None,
+    seed: Annotated[str | None, _grid_help("Random seed [default: 2019].")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Run N seeds: --seed, --seed + 1, ...")] = None,
+    margin: Annotated[str | None, _grid_help("CCL margin [default: 0.9].")] = None,
+    negative_weight: Annotated[str | None, _grid_help("CCL w / MMCL W [default: 150 / 700].")] = None,
+    margins: Annotated[str | None, typer.Option(help="MMCL margins, e.g. 0.7,0.8,0.9.")] = None,
+    margin_weights: Annotated[str | None, typer.Option(help="MMCL margin weights, e.g. 0.10,0.15,0.75.")] = None,
+    positive_weight: Annotated[str | None, _grid_help("MMCL positive weight [default: 1].")] = None,
+    temperature: Annotated[str | None, _grid_help("SSM temperature [default: 0.1].")] = None,
+    aggregator: Annotated[str | None, _grid_help("SimpleX history aggregator: mean or user-attention.")] = None,
+    gamma: Annotated[str | None, _grid_help("SimpleX weight of the ID embedding [default: 0.5].")] = None,
+    history_len: Annotated[str | None, _grid_help("SimpleX history items per user [default: 50].")] = None,
+    config: Annotated[Path | None, typer.Option(help="Experiment file (TOML): settings, grid, per-loss parameters.")] = None,
+    preset: Annotated[str | None, typer.Option(help="A packaged experiment file, see --list-presets.")] = None,
+    quick: Annotated[bool, typer.Option(help="The experiment's CPU-sized [quick] variant.")] = False,
+    list_presets: Annotated[bool, typer.Option(help="List the packaged presets and exit.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the runs a sweep would do, then exit.")] = False,
+    force: Annotated[bool, typer.Option(help="Re-run configs that already completed.")] = False,
+    jobs: Annotated[int, typer.Option(help="Runs at once (worker processes; for one GPU).", min=1)] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    eval_batch_users: Annotated[int | None, typer.Option(help="Users per evaluation batch [default: from memory].", min=1)] = None,
+    no_cuda_graphs: Annotated[bool, typer.Option(help="Train eagerly on CUDA (no graph capture).")] = False,
+    data_dir: Annotated[Path | None, typer.Option(help="Data home [default: $MMLBENCH_DATA_DIR or ./datasets].")] = None,
+    results_dir: Annotated[Path | None, typer.Option(help="Run store [default: $MMLBENCH_RESULTS_DIR or ./results].")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Train one run or a sweep of runs (lists, --seeds, --config or --preset)."""
+    if list_presets:
+        for name in preset_names():
+            out.print(f"{name}\t{preset_path(name)}", highlight=False)
+        return
+    values = dict(locals())
+    experiment = _experiment(config, preset, quick).with_command_line(*_command_line(values))
+    configs = experiment.configs()
+    options = TrainOptions(
+        device=device, data_dir=data_dir, results_dir=results_dir, quiet=quiet, force=force,
+        eval_batch_users=eval_batch_users, cuda_graphs=not no_cuda_graphs,
+    )
+    if dry_run:
+        print_plan(plan(configs, options))
+        return
+    entries = run_sweep(configs, options, jobs=jobs)
+    if len(entries) == 1 and entries[0].outcome is not None:
+        print_run(entries[0].outcome)
+    else:
+        print_sweep(entries)
+    failed = [e for e in entries if e.status == store.STATUS_FAILED]
+    if len(entries) == 1 and failed:
+        raise MMLBenchError(failed[0].error)
+    if failed:
+        raise MMLBenchError(f"{len(failed)} of {len(entries)} runs failed (see the table above)")
+
+
+def _experiment(config: Path | None, preset: str | None, quick: bool) -> Experiment:
+    if config and preset:
+        raise MMLBenchError("give --config or --preset, not both")
+    source = config or (preset_path(preset) if preset else None)
+    if source is None:
+        if quick:
+            raise MMLBenchError("--quick needs --config or --preset")
+        return Experiment()
+    return read_experiment(source, quick=quick)
+
+
+# Options that vary across runs; their comma lists become grid axes. Converters give types.
+_GRIDDABLE = {
+    "dataset": str, "model": str, "loss": str, "negatives": int, "sampler": str, "popularity_alpha": float,
+    "score": str, "embedding_dim": int, "dropout": float, "batch_size": int, "lr": float, "l2": float,
+    "seed": int, "margin": float, "negative_weight": float, "positive_weight": float, "temperature": float,
+    "aggregator": str, "gamma": float, "history_len": int,
+}
+_SCALARS = ("epochs", "eval_every", "patience", "plateau_lr_factor", "monitor")
+_TUPLES = {"k": ("ks", int), "margins": ("margins", float), "margin_weights": ("margin_weights", float)}
+
+
+def _command_line(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Split the given options into fixed settings and grid axes."""
+    settings: dict[str, Any] = {name: values[name] for name in _SCALARS if values[name] is not None}
+    grid: dict[str, list[Any]] = {}
+    for name, convert in _GRIDDABLE.items():
+        if values[name] is not None:
+            parsed = _parse_list(name, values[name], convert)
+            if len(parsed) == 1:
+                settings[name] = parsed[0]
+            else:
+                grid[name] = parsed
+    for option, (field_name, convert) in _TUPLES.items():
+        if values[option] is not None:
+            settings[field_name] = tuple(_parse_list(option, values[option], convert))
+    if values["seeds"] is not None:
+        if "seed" in grid:
+            raise MMLBenchError("give either --seeds N or a --seed list, not both")
+        first = settings.pop("seed", 2019)
+        grid["seed"] = [first + i for i in range(values["seeds"])]
+    return settings, grid
+
+
+def _parse_list(name: str, text: str, convert: type) -> list[Any]:
+    option = f"--{name.replace('_', '-')}"
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise MMLBenchError(f"{option} has an empty value in '{text}'")
+    try:
+        return [convert(part) for part in parts]
+    except ValueError:
+        raise MMLBenchError(f"{option} expects {convert.__name__} values, got '{text}'") from None

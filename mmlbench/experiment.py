@@ -1,0 +1,130 @@
+"""Experiments: fixed settings, a grid and per-loss parameter sets, from TOML and the CLI.
+
+An experiment file (presets are such files) looks like:
+
+    [settings]            # every run
+    dataset = "gowalla"
+    batch_size = 256
+    [grid]                # every combination is one run
+    loss = ["ccl", "mmcl"]
+    negatives = [10, 100, 800]
+    [losses.mmcl]         # applied to the runs of that loss
+    margins = [0.7, 0.8, 0.9]
+    [quick]               # `--quick`: a smaller variant (settings and grid override the above)
+    settings = { epochs = 5 }
+    grid = { negatives = [10, 100] }
+    [report]              # read by `mmlbench compare --preset`
+
+Precedence, lowest first: RunConfig defaults, [settings], [losses.<loss>], command-line values.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mmlbench.config import RunConfig
+from mmlbench.errors import MMLBenchError, unknown_name
+
+CONFIG_FIELDS = {f.name for f in fields(RunConfig)}
+TUPLE_FIELDS = {"ks", "margins", "margin_weights"}
+_SECTIONS = {"settings", "grid", "losses", "quick", "report", "description"}
+
+
+@dataclass
+class Experiment:
+    """What to run: settings shared by all runs, a grid, and per-loss parameter sets."""
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    losses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)  # command-line values: above everything
+    report: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def with_command_line(self, settings: dict[str, Any], grid: dict[str, list[Any]]) -> Experiment:
+        """A copy with command-line values on top: a single value fixes a key, a list grids it."""
+        new_grid = {k: v for k, v in self.grid.items() if k not in settings} | grid
+        new_settings = {k: v for k, v in self.settings.items() if k not in grid}
+        return Experiment(new_settings, new_grid, self.losses, settings, self.report, self.description)
+
+    def configs(self) -> list[RunConfig]:
+        """Every grid combination as a resolved RunConfig, all checked before anything runs."""
+        keys = list(self.grid)
+        configs: list[RunConfig] = []
+        for values in itertools.product(*(self.grid[k] for k in keys)):
+            cell = dict(zip(keys, values))
+            loss = {**self.settings, **cell, **self.overrides}.get("loss", RunConfig.loss)
+            config = make_config({**self.settings, **self.losses.get(loss, {}), **cell, **self.overrides})
+            if config not in configs:  # e.g. a loss parameter gridded for a loss that ignores it
+                configs.append(config)
+        return configs
+
+
+def make_config(values: dict[str, Any]) -> RunConfig:
+    """A resolved RunConfig from plain values (lists become tuples), or a one-line error."""
+    unknown = set(values) - CONFIG_FIELDS
+    if unknown:
+        name = sorted(unknown)[0]
+        raise unknown_name("setting", name, CONFIG_FIELDS)
+    if "dataset" not in values:
+        raise MMLBenchError("no dataset given: use --dataset NAME (or `dataset` in the experiment file)")
+    typed = {k: tuple(v) if k in TUPLE_FIELDS and isinstance(v, list) else v for k, v in values.items()}
+    try:
+        return RunConfig(**typed).resolved()
+    except TypeError as exc:
+        raise MMLBenchError(f"bad experiment settings: {exc}") from None
+
+
+def read_experiment(path: Path, *, quick: bool = False) -> Experiment:
+    """Parse an experiment file; `quick` applies its [quick] variant."""
+    try:
+        document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MMLBenchError(f"experiment file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise MMLBenchError(f"cannot read experiment file {path}: {exc}") from None
+    return parse_experiment(document, source=str(path), quick=quick)
+
+
+def parse_experiment(document: dict[str, Any], *, source: str, quick: bool = False) -> Experiment:
+    for section in document:
+        if section not in _SECTIONS:
+            raise unknown_name(f"section in {source}", section, _SECTIONS)
+    settings = dict(document.get("settings", {}))
+    grid = {k: _as_list(k, v, source) for k, v in document.get("grid", {}).items()}
+    if quick:
+        variant = document.get("quick")
+        if variant is None:
+            raise MMLBenchError(f"{source} has no [quick] variant")
+        settings.update(variant.get("settings", {}))
+        grid.update({k: _as_list(k, v, source) for k, v in variant.get("grid", {}).items()})
+    losses = {name: dict(params) for name, params in document.get("losses", {}).items()}
+    for key in [*settings, *grid, *(k for params in losses.values() for k in params)]:
+        if key not in CONFIG_FIELDS:
+            raise unknown_name(f"setting in {source}", key, CONFIG_FIELDS)
+    return Experiment(settings, grid, losses, {}, dict(document.get("report", {})), document.get("description", ""))
+
+
+def _as_list(key: str, value: Any, source: str) -> list[Any]:
+    if not isinstance(value, list) or not value:
+        raise MMLBenchError(f"[grid] {key} in {source} must be a non-empty list")
+    return value
+
+
+PRESET_PACKAGE = "mmlbench.presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name.removesuffix(".toml") for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".toml"))
+
+
+def preset_path(name: str) -> Path:
+    """The packaged experiment file of a preset (copy it to make your own)."""
+    if name not in preset_names():
+        raise unknown_name("preset", name, preset_names())
+    return Path(str(resources.files(PRESET_PACKAGE) / f"{name}.toml"))

@@ -1,0 +1,92 @@
+"""Running many configs: skip completed ones, keep going past failures, report what happened."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmlbench.config import RunConfig
+from mmlbench.data.processed import META_FILE
+from mmlbench.engine.runner import RunOutcome, TrainOptions, train_run
+from mmlbench.errors import MMLBenchError
+from mmlbench.paths import processed_dir, results_home
+from mmlbench.report import store
+
+
+@dataclass(frozen=True)
+class SweepEntry:
+    """What became of one config of a sweep."""
+
+    config: RunConfig
+    outcome: RunOutcome | None = None
+    error: str = ""
+
+    @property
+    def status(self) -> str:
+        if self.outcome is None:
+            return store.STATUS_FAILED
+        return "skipped" if self.outcome.skipped else self.outcome.status
+
+
+def plan(configs: list[RunConfig], options: TrainOptions) -> list[tuple[RunConfig, str, str]]:
+    """(config, run id, 'done' | 'to run') for each config, reading only the datasets' meta.json."""
+    results_dir = results_home(options.results_dir)
+    completed = {
+        row["config_hash"]: row["run_id"]
+        for row in (store.read_run(d) for d in store.iter_run_dirs(results_dir))
+        if row.get("status") == store.STATUS_COMPLETED
+    }
+    rows = []
+    for config in configs:
+        config_hash = config.hash(_fingerprint(config.dataset, options.data_dir))
+        state = "done" if config_hash in completed and not options.force else "to run"
+        rows.append((config, config.run_id(config_hash), state))
+    return rows
+
+
+def _fingerprint(dataset: str, data_dir: Path | None) -> str:
+    meta = processed_dir(dataset, data_dir) / META_FILE
+    if not meta.is_file():
+        raise MMLBenchError(f"dataset '{dataset}' is not preprocessed: run `mmlbench preprocess {dataset}`")
+    return json.loads(meta.read_text()).get("fingerprint", "")
+
+
+def run_sweep(configs: list[RunConfig], options: TrainOptions, jobs: int = 1) -> list[SweepEntry]:
+    """Train every config; a failing run is recorded and the others go on. Ctrl-C stops the sweep."""
+    if jobs <= 1:
+        return [_run_one(config, options) for config in configs]
+    return _run_parallel(configs, options, jobs)
+
+
+def _run_one(config: RunConfig, options: TrainOptions) -> SweepEntry:
+    try:
+        outcome = train_run(config, options)
+    except MMLBenchError as exc:
+        return SweepEntry(config, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one broken run must not stop the sweep
+        return SweepEntry(config, error=f"{type(exc).__name__}: {exc}")
+    if outcome.status == store.STATUS_INTERRUPTED:
+        raise KeyboardInterrupt
+    return SweepEntry(config, outcome)
+
+
+def _run_parallel(configs: list[RunConfig], options: TrainOptions, jobs: int) -> list[SweepEntry]:
+    """Several runs at once in worker processes (on one GPU: fills the gaps small runs leave)."""
+    quiet = TrainOptions(**{**options.__dict__, "quiet": True})
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
+    entries: dict[int, SweepEntry] = {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(_run_one, config, quiet): i for i, config in enumerate(configs)}
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                entries[index] = future.result()
+            except KeyboardInterrupt:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            except Exception as exc:  # a worker that crashed outright
+                entries[index] = SweepEntry(configs[index], error=f"{type(exc).__name__}: {exc}")
+    return [entries[i] for i in range(len(configs))]

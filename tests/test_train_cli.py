@@ -1,0 +1,137 @@
+"""`mmlbench train` and `mmlbench evaluate` through the real CLI: runs, sweeps, bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from mmlbench.cli import app
+from mmlbench.report import store
+
+runner = CliRunner()
+FAST = ["--negatives", "5", "--batch-size", "64", "--lr", "0.01", "--epochs", "3", "--device", "cpu", "-q"]
+
+
+def _train(planted_dir: Path, results: Path, *args: str):
+    return runner.invoke(app, ["train", "--dataset", "planted", "--data-dir", str(planted_dir), "--results-dir", str(results), *FAST, *args])
+
+
+def test_train_one_run_prints_metrics_and_stores_it(planted_dir, tmp_path):
+    result = _train(planted_dir, tmp_path / "r", "--loss", "mmcl")
+    assert result.exit_code == 0, result.output
+    assert "recall" in result.stdout and "protocol: test-as-validation" in result.stdout
+    runs = store.read_runs(tmp_path / "r")
+    assert runs[["loss", "status", "negatives"]].values.tolist() == [["mmcl", "completed", 5]]
+
+
+def test_sweep_runs_every_combination_and_resumes(planted_dir, tmp_path):
+    results = tmp_path / "r"
+    result = _train(planted_dir, results, "--loss", "ccl,bpr", "--seeds", "2")
+    assert result.exit_code == 0, result.output
+    runs = store.read_runs(results)
+    assert sorted(zip(runs["loss"], runs["seed"])) == [("bpr", 2019), ("bpr", 2020), ("ccl", 2019), ("ccl", 2020)]
+    # Simulate a kill mid-sweep: one run lost, one left as an unfinished temp folder.
+    lost = Path(runs.loc[runs["loss"].eq("bpr") & runs["seed"].eq(2020), "run_dir"].iloc[0])
+    lost.rename(lost.with_name(f".{lost.name}.tmp-1-dead"))
+    before = {d.name: (d / store.RUN_FILE).stat().st_mtime_ns for d in store.iter_run_dirs(results)}
+    plan = _train(planted_dir, results, "--loss", "ccl,bpr", "--seeds", "2", "--dry-run")
+    assert "3 runs" not in plan.stdout and plan.stdout.count("done") == 3 and plan.stdout.count("to run") >= 1
+    resumed = _train(planted_dir, results, "--loss", "ccl,bpr", "--seeds", "2")
+    assert resumed.exit_code == 0
+    after = {d.name: (d / store.RUN_FILE).stat().st_mtime_ns for d in store.iter_run_dirs(results)}
+    assert len(after) == 4
+    assert all(after[name] == stamp for name, stamp in before.items())  # completed runs untouched
+    assert "3 skipped" in resumed.stdout and "1 completed" in resumed.stdout
+
+
+def test_one_failing_run_does_not_stop_the_sweep(planted_dir, tmp_path):
+    # --negatives 100 with uniform-exclude-pos is impossible on 60 items; 5 is fine.
+    result = _train(planted_dir, tmp_path / "r", "--sampler", "uniform-exclude-pos", "--negatives", "5,100")
+    assert result.exit_code == 1
+    assert "1 of 2 runs failed" in result.stderr
+    assert store.read_runs(tmp_path / "r")["negatives"].tolist() == [5]
+
+
+def test_experiment_file_with_per_loss_parameters(planted_dir, tmp_path):
+    experiment = tmp_path / "exp.toml"
+    experiment.write_text(
+        '[settings]\ndataset = "planted"\nepochs = 2\nbatch_size = 64\n'
+        '[grid]\nloss = ["ccl", "mmcl"]\nnegatives = [5]\n'
+        '[losses.mmcl]\nmargins = [0.5, 0.9]\nmargin_weights = [0.5, 0.5]\nnegative_weight = 20.0\n'
+    )
+    result = runner.invoke(app, ["train", "--config", str(experiment), "--data-dir", str(planted_dir), "--results-dir", str(tmp_path / "r"), "--device", "cpu", "-q"])
+    assert result.exit_code == 0, result.output
+    runs = store.read_runs(tmp_path / "r").set_index("loss")
+    assert runs.loc["mmcl", "margins"] == "0.5,0.9" and runs.loc["mmcl", "negative_weight"] == 20.0
+    assert runs.loc["ccl", "negative_weight"] == 150.0 and pd.isna(runs.loc["ccl", "margins"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--loss", "mmcll"], "Did you mean 'mmcl'"),
+        (["--model", "lightgcn"], "unknown model 'lightgcn'"),
+        (["--loss", "mmcl", "--margins", "0.7,0.8", "--margin-weights", "1"], "one weight per margin"),
+        (["--loss", "mmcl", "--margins", "0.7,1.2", "--margin-weights", "0.5,0.5"], "[-1, 1]"),
+        (["--negatives", "0"], "--negatives must be >= 1"),
+        (["--monitor", "recall@30"], "needs 30 among --k"),
+        (["--negatives", "ten"], "--negatives expects int"),
+        (["--device", "cuda"], "sees no CUDA GPU"),
+        (["--seeds", "2", "--seed", "1,2"], "not both"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_the_store_untouched(planted_dir, tmp_path, args, message):
+    result = _train(planted_dir, tmp_path / "r", *args)
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_unprocessed_dataset_names_the_command_to_run(tmp_path):
+    result = runner.invoke(app, ["train", "--dataset", "gowalla", "--data-dir", str(tmp_path), "--results-dir", str(tmp_path / "r"), "--device", "cpu"])
+    assert result.exit_code == 1
+    assert "mmlbench preprocess gowalla" in result.stderr
+
+
+def test_evaluate_rescores_at_other_k_and_exports_top_k(planted_dir, tmp_path):
+    results = tmp_path / "r"
+    assert _train(planted_dir, results).exit_code == 0
+    run_dir = next(store.iter_run_dirs(results))
+    export = tmp_path / "top.parquet"
+    result = runner.invoke(app, ["evaluate", run_dir.name[:20], "--k", "3,20", "--export-topk", str(export), "--results-dir", str(results), "--data-dir", str(planted_dir), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    top = pd.read_parquet(export)
+    assert len(top) == 120 * 20 and top.groupby("user")["rank"].max().eq(20).all()
+    assert top["item"].between(0, 59).all()
+    saved = pd.read_parquet(run_dir / "eval-test.parquet").iloc[0]
+    stored = store.read_run(run_dir)
+    assert saved["recall@20"] == pytest.approx(stored["recall@20"])  # same checkpoint, same numbers
+
+
+def test_evaluate_rejects_a_corrupt_checkpoint(planted_dir, tmp_path):
+    results = tmp_path / "r"
+    assert _train(planted_dir, results).exit_code == 0
+    run_dir = next(store.iter_run_dirs(results))
+    (run_dir / store.CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    result = runner.invoke(app, ["evaluate", str(run_dir), "--data-dir", str(planted_dir), "--device", "cpu"])
+    assert result.exit_code == 1
+    assert "corrupt" in result.stderr and "Traceback" not in result.output
+
+
+def test_train_runs_as_a_real_subprocess(planted_dir, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmlbench", "train", "--dataset", "planted", "--data-dir", str(planted_dir),
+         "--results-dir", str(tmp_path / "r"), *FAST],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "ndcg" in proc.stdout
+    assert len(list(store.iter_run_dirs(tmp_path / "r"))) == 1
