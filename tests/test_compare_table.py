@@ -1,9 +1,11 @@
 """build_comparison on hand-made runs: aggregation, % change, paired tests, Holm, warnings."""
 
+import io
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from rich.console import Console
 from scipy import stats
 
 import compare_support as cs
@@ -133,7 +135,7 @@ def test_missing_per_user_files_skip_tests_with_a_footer_note(tmp_path):
 
 
 def test_unknown_baseline_value_lists_the_rows(runs):
-    with pytest.raises(MMLBenchError, match=r"baseline loss=cll is not among the rows. Did you mean 'ccl'\?"):
+    with pytest.raises(MMLBenchError, match=r"unknown --baseline loss 'cll'. Did you mean 'ccl'\? Valid: bpr, ccl, mmcl."):
         compare(runs, baseline={"loss": "cll"})
 
 
@@ -146,6 +148,11 @@ def test_references_sit_in_their_column_or_the_footer(runs):
     assert comparison.reference_col(references[0]) == ("100",)
     assert comparison.reference_col(references[1]) is None
     assert "published: SimpleX has no column in this table" in comparison.footer()
+    published = [line for line in comparison.to_markdown().splitlines() if "MF-CCL" in line][0]
+    assert published.split(" | ")[3] == "0.1837"  # the negatives=100 recall@20 column
+    console = Console(file=io.StringIO(), width=200)
+    console.print(comparison.to_rich_table())
+    assert "published: MF-CCL (800), BARS re-run" in console.file.getvalue()
 
 
 def test_newer_schema_versions_are_refused(tmp_path):

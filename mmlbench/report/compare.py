@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from mmlbench.errors import MMLBenchError, closest
+from mmlbench.errors import MMLBenchError
 from mmlbench.report import store
 from mmlbench.report.diagnostics import mixing_warnings, protocol_lines
 from mmlbench.report.selection import (
@@ -148,8 +148,8 @@ def build_comparison(
     cells = {key: _summarise(selected.iloc[rows], key, spec) for key, rows in members.items()}
     comparison = Comparison(
         spec=spec,
-        row_keys=sorted({row for row, _ in cells}, key=lambda k: [sort_key(v) for v in k]),
-        col_keys=sorted({col for _, col in cells}, key=lambda k: [sort_key(v) for v in k]),
+        row_keys=sorted({row for row, _ in cells}, key=_key_order),
+        col_keys=sorted({col for _, col in cells}, key=_key_order),
         cells=cells,
         protocols=protocol_lines(selected),
         warnings=mixing_warnings(selected, spec, members),
@@ -159,6 +159,10 @@ def build_comparison(
         _add_changes(comparison)
         _add_tests(comparison, read_per_user)
     return comparison
+
+
+def _key_order(key: Key) -> list[tuple[int, float, str]]:
+    return [sort_key(value) for value in key]
 
 
 def validate_spec(runs: pd.DataFrame, spec: CompareSpec) -> None:
@@ -187,7 +191,7 @@ def _summarise(group: pd.DataFrame, key: tuple[Key, Key], spec: CompareSpec) -> 
     return Cell(
         row=key[0],
         col=key[1],
-        run_dirs=[str(d) for d in group.get("run_dir", pd.Series([""] * len(group)))],
+        run_dirs=[str(d) for d in group["run_dir"]] if "run_dir" in group else [""] * len(group),
         mean=values.mean().to_dict(),
         std=values.std(ddof=1).to_dict(),
         cost=_cost(group) if spec.cost else {},
@@ -214,11 +218,8 @@ def _check_baseline_present(comparison: Comparison) -> None:
     if any(all(row[positions[c]] == v for c, v in wanted.items()) for row in comparison.row_keys):
         return
     for column, value in wanted.items():
-        present = sorted({row[positions[column]] for row in comparison.row_keys}, key=sort_key)
-        if value not in present:
-            hint = closest(value, present)
-            suggestion = f" Did you mean '{hint}'?" if hint else ""
-            raise fail(f"baseline {column}={value} is not among the rows.{suggestion} {column}: {', '.join(present)}.")
+        present = sorted({row[positions[column]] for row in comparison.row_keys})
+        check_names(f"--baseline {column}", [value], present)
     raise fail(f"no row matches the baseline {_describe(wanted)}")
 
 

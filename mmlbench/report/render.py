@@ -71,16 +71,16 @@ def _number_text(name: str, value: float) -> str:
     return f"{value:.2f} s"
 
 
-def grid(comparison: Comparison, separator: str = " ") -> tuple[list[str], list[list[str]], list[list[str]]]:
-    """Headers, our rows and the published-reference rows, as display strings.
+def grid(comparison: Comparison, separator: str = " ") -> tuple[list[tuple[str, str]], list[list[str]], list[list[str]]]:
+    """Headers as (column label, metric) pairs, our rows and the published rows, as strings.
 
-    A column header is '<col label> <metric>'; `separator` joins a cell's value and detail.
+    `separator` joins a cell's value and its detail (n, change, marks).
     """
     spec = comparison.spec
-    headers = [" / ".join(spec.rows)]
+    headers = [("", " / ".join(spec.rows))]
     for col in comparison.col_keys:
         label = _col_label(comparison, col)
-        headers += [f"{label} {metric}" for metric in spec.metrics] + ([f"{label} cost"] if spec.cost else [])
+        headers += [(label, metric) for metric in spec.metrics] + ([(label, "cost")] if spec.cost else [])
     rows = []
     for row in comparison.row_keys:
         line = [_row_label(comparison, row)]
@@ -150,9 +150,8 @@ def to_rich_table(comparison: Comparison) -> Table:
     headers, rows, references = grid(comparison, separator="\n")
     # Text objects, not strings: labels and values are data, never rich markup.
     table = Table(caption=Text("\n".join(footer_lines(comparison))), caption_justify="left")
-    table.add_column(Text(headers[0]), style="bold", no_wrap=True)
-    for header in headers[1:]:
-        col_label, _, metric = header.rpartition(" ")
+    table.add_column(Text(headers[0][1]), style="bold", no_wrap=True)
+    for col_label, metric in headers[1:]:
         table.add_column(Text(f"{col_label}\n{metric}"), justify="right")
     for index, line in enumerate(rows):
         table.add_row(*map(Text, line), end_section=bool(references) and index == len(rows) - 1)
@@ -163,7 +162,8 @@ def to_rich_table(comparison: Comparison) -> Table:
 
 def to_markdown(comparison: Comparison) -> str:
     headers, rows, references = grid(comparison)
-    escape = [[text.replace("|", "\\|") for text in line] for line in [headers, *rows, *references]]
+    titles = [" ".join(part for part in header if part) for header in headers]
+    escape = [[text.replace("|", "\\|") for text in line] for line in [titles, *rows, *references]]
     lines = ["| " + " | ".join(escape[0]) + " |", "|" + "---|" + "---:|" * (len(headers) - 1)]
     lines += ["| " + " | ".join(line) + " |" for line in escape[1:]]
     lines.append("")

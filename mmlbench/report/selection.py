@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmlbench.errors import MMLBenchError, closest
+from mmlbench.errors import MMLBenchError, unknown_name
 from mmlbench.report import store
 
 # Every compare error stops the command before a result exists; exit code 1 is kept for
@@ -73,7 +73,10 @@ def load_completed_runs(results_dir: Path) -> pd.DataFrame:
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise fail(f"results folder {results_dir} does not exist (set --results-dir or $MMLBENCH_RESULTS_DIR)")
-    runs = store.read_runs(results_dir)
+    try:
+        runs = store.read_runs(results_dir)
+    except MMLBenchError as exc:  # a damaged run.parquet: still an input error, not a regression
+        raise fail(str(exc)) from None
     if runs.empty:
         raise fail(f"no runs in {store.runs_dir(results_dir)}: train some with `mmlbench train`")
     _check_schema_versions(runs)
@@ -122,9 +125,12 @@ def check_names(kind: str, names: Iterable[str], valid: Sequence[str]) -> None:
     """Raise for the first name not in `valid`, listing the valid ones and the closest."""
     for name in names:
         if name not in valid:
-            hint = closest(name, valid)
-            suggestion = f" Did you mean '{hint}'?" if hint else ""
-            raise fail(f"unknown {kind} '{name}'.{suggestion} Valid: {', '.join(valid)}.")
+            raise as_input_error(unknown_name(kind, name, valid))
+
+
+def as_input_error(error: MMLBenchError) -> MMLBenchError:
+    error.exit_code = INPUT_ERROR
+    return error
 
 
 def parse_assignment(text: str, option: str) -> tuple[str, str]:
