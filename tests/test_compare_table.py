@@ -169,3 +169,13 @@ def test_older_runs_are_read_as_far_as_their_columns_go(tmp_path):
     comparison = compare(load_completed_runs(Path(tmp_path)))
     assert comparison.cell(("ccl",), ("10",)).mean["recall@20"] == pytest.approx(0.1)
     assert comparison.protocols == ["protocol: not recorded by these runs"]
+
+
+def test_a_column_without_baseline_runs_gets_a_note_not_an_error(tmp_path):
+    cs.add_run(tmp_path, "ccl", 10, 0)
+    cs.add_run(tmp_path, "mmcl", 10, 0)
+    cs.add_run(tmp_path, "mmcl", 100, 0)
+    comparison = compare(load_completed_runs(tmp_path), baseline={"loss": "ccl"})
+    assert comparison.cell(("mmcl",), ("100",)).change_pct == {}
+    assert "no baseline runs for loss=ccl, negatives=100: no % change or tests there" in comparison.footer()
+    assert comparison.cell(("mmcl",), ("10",)).change_pct["recall@20"] > 0

@@ -175,13 +175,13 @@ def _write_extras(
 
 def _run_gate(runs: pd.DataFrame, where: dict[str, str], against: Path, max_drop_text: str) -> None:
     from mmlbench.report import gate
-    from mmlbench.report.selection import apply_where
+    from mmlbench.report.selection import apply_where, describe
 
     max_drop = gate.parse_max_drop(max_drop_text)
     baseline = gate.read_baseline(against)
     result = gate.check_against(apply_where(runs, where), baseline, max_drop)
     if result.missing_groups:
-        shown = "; ".join(gate.describe(g) for g in result.missing_groups[:3])
+        shown = "; ".join(describe(g, g.values()) for g in result.missing_groups[:3])
         more = f" and {len(result.missing_groups) - 3} more" if len(result.missing_groups) > 3 else ""
         warn(escape(f"{len(result.missing_groups)} baseline group(s) have no current runs, not checked: {shown}{more}"))
     if result.regressions:

@@ -21,6 +21,7 @@ from mmlbench.report.diagnostics import mixing_warnings, protocol_lines
 from mmlbench.report.selection import (
     apply_where,
     check_names,
+    describe,
     fail,
     groupable_columns,
     labels,
@@ -156,8 +157,9 @@ def build_comparison(
     )
     if spec.baseline:
         _check_baseline_present(comparison)
-        _add_changes(comparison)
-        _add_tests(comparison, read_per_user)
+        pairs = _baseline_pairs(comparison)
+        _add_changes(pairs)
+        _add_tests(comparison, pairs, read_per_user)
     return comparison
 
 
@@ -220,28 +222,37 @@ def _check_baseline_present(comparison: Comparison) -> None:
     for column, value in wanted.items():
         present = sorted({row[positions[column]] for row in comparison.row_keys})
         check_names(f"--baseline {column}", [value], present)
-    raise fail(f"no row matches the baseline {_describe(wanted)}")
+    raise fail(f"no row matches the baseline {describe(wanted, wanted.values())}")
 
 
-def _add_changes(comparison: Comparison) -> None:
+def _baseline_pairs(comparison: Comparison) -> list[tuple[Cell, Cell]]:
+    """(cell, its baseline cell) for every non-baseline cell; a note for each missing baseline cell."""
+    pairs = []
+    missing: dict[str, None] = {}  # an ordered set
     for (row, col), cell in comparison.cells.items():
-        base = comparison.cell(comparison.baseline_row(row), col)
-        if base is None or base is cell:
-            continue
+        base_row = comparison.baseline_row(row)
+        base = comparison.cell(base_row, col)
+        if base is None:
+            missing[describe([*comparison.spec.rows, *comparison.spec.cols], [*base_row, *col])] = None
+        elif base is not cell:
+            pairs.append((cell, base))
+    comparison.notes.extend(f"no baseline runs for {name}: no % change or tests there" for name in missing)
+    return pairs
+
+
+def _add_changes(pairs: list[tuple[Cell, Cell]]) -> None:
+    for cell, base in pairs:
         for metric, mean in cell.mean.items():
             reference = base.mean[metric]
             cell.change_pct[metric] = 100.0 * (mean - reference) / reference if reference else float("nan")
 
 
-def _add_tests(comparison: Comparison, read_per_user: PerUserReader) -> None:
-    """Test every non-baseline cell against the baseline cell of its column, then Holm-correct."""
+def _add_tests(comparison: Comparison, pairs: list[tuple[Cell, Cell]], read_per_user: PerUserReader) -> None:
+    """Test every cell against its baseline cell on per-user metrics, then Holm-correct."""
     spec = comparison.spec
     loaded: dict[str, pd.DataFrame | None] = {}
     skipped: dict[str, None] = {}  # an ordered set of cells without per-user metrics
-    for (row, col), cell in comparison.cells.items():
-        base = comparison.cell(comparison.baseline_row(row), col)
-        if base is None or base is cell:
-            continue
+    for cell, base in pairs:
         for metric in spec.metrics:
             ours = _per_user_frames(cell, metric, read_per_user, loaded)
             theirs = _per_user_frames(base, metric, read_per_user, loaded)
@@ -277,9 +288,5 @@ def _try_read(read_per_user: PerUserReader, run_dir: str) -> pd.DataFrame | None
         return None
 
 
-def _describe(coordinates: dict[str, str]) -> str:
-    return ", ".join(f"{c}={v}" for c, v in coordinates.items())
-
-
 def _describe_cell(spec: CompareSpec, cell: Cell) -> str:
-    return _describe(dict(zip([*spec.rows, *spec.cols], [*cell.row, *cell.col], strict=True)))
+    return describe([*spec.rows, *spec.cols], [*cell.row, *cell.col])

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from mmlbench.report import store
-from mmlbench.report.selection import NOT_CONFIG, labels, normalise, sort_key
+from mmlbench.report.selection import NOT_CONFIG, describe, labels, normalise, sort_key
 
 if TYPE_CHECKING:
     from mmlbench.report.compare import CompareSpec
@@ -41,8 +41,7 @@ def mixing_warnings(
     for (row, col), positions in members.items():
         message = _mixed_settings(runs.iloc[positions])
         if message:
-            where = ", ".join(f"{c}={v}" for c, v in zip([*spec.rows, *spec.cols], [*row, *col], strict=True))
-            warnings.append(f"cell {where} {message}")
+            warnings.append(f"cell {describe([*spec.rows, *spec.cols], [*row, *col])} {message}")
     return warnings
 
 

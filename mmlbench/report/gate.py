@@ -17,7 +17,15 @@ from rich.text import Text
 
 from mmlbench.fsutil import atomic_file
 from mmlbench.report import store
-from mmlbench.report.selection import apply_where, check_names, fail, groupable_columns, labels, metric_columns
+from mmlbench.report.selection import (
+    apply_where,
+    check_names,
+    describe,
+    fail,
+    groupable_columns,
+    labels,
+    metric_columns,
+)
 
 COUNT_COLUMN = "n"
 # Always part of a baseline's key when the runs have them: a number means little without both.
@@ -154,16 +162,16 @@ def check_against(runs: pd.DataFrame, baseline: pd.DataFrame, max_drop: MaxDrop)
             if math.isnan(now) or base - now > allowed + TOLERANCE:
                 result.regressions.append(Regression(group, metric, base, now, allowed))
     if result.checked_groups == 0:
-        example = describe(dict(zip(keys, next(iter(found)), strict=True))) if found else "no runs"
+        example = describe(keys, next(iter(found))) if found else "no runs"
         raise fail(
             f"none of the {len(baseline)} baseline groups match the current runs "
-            f"(baseline e.g. {describe(result.missing_groups[0])}; current e.g. {example})"
+            f"(baseline e.g. {_group_name(result.missing_groups[0])}; current e.g. {example})"
         )
     return result
 
 
-def describe(group: dict[str, str]) -> str:
-    return ", ".join(f"{key}={value}" for key, value in group.items())
+def _group_name(group: dict[str, str]) -> str:
+    return describe(group, group.values())
 
 
 def regression_table(result: GateResult, max_drop: MaxDrop) -> Table:
@@ -172,6 +180,6 @@ def regression_table(result: GateResult, max_drop: MaxDrop) -> Table:
     for header in ("group", "metric", "baseline", "current", "drop", "allowed"):
         table.add_column(header, justify="left" if header in ("group", "metric") else "right")
     for item in result.regressions:
-        cells = [describe(item.group), item.metric, *(f"{x:.4f}" for x in (item.baseline, item.current, item.drop))]
+        cells = [_group_name(item.group), item.metric, *(f"{x:.4f}" for x in (item.baseline, item.current, item.drop))]
         table.add_row(*map(Text, [*cells, f"{item.allowed:.4f}"]))  # Text: group values are data, not markup
     return table

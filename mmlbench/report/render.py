@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mmlbench.report.compare import Cell, Comparison, Key
-from mmlbench.report.selection import normalise
+from mmlbench.report.selection import describe, normalise
 from mmlbench.report.significance import TEST_MARKS, TEST_NAMES, TEST_TITLES
 
 COST_FIELDS = ("epoch_seconds_median", "eval_seconds_median", "peak_memory_bytes")
@@ -24,7 +24,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _col_label(comparison: Comparison, col: Key) -> str:
-    return ", ".join(f"{c}={v}" for c, v in zip(comparison.spec.cols, col, strict=True)) or "all"
+    return describe(comparison.spec.cols, col) or "all"
 
 
 def _is_baseline(comparison: Comparison, row: Key) -> bool:
@@ -122,7 +122,7 @@ def footer_lines(comparison: Comparison) -> list[str]:
     if spec.cost:
         lines.append("cost: median seconds per epoch · median evaluation seconds · largest peak memory, over seeds")
     if spec.baseline:
-        base = ", ".join(f"{c}={v}" for c, v in spec.baseline.items())
+        base = describe(spec.baseline, spec.baseline.values())
         lines.append(f"% change: relative to the baseline {base} in the same column")
         lines.append(_tests_line(comparison, base))
     lines += comparison.notes

@@ -166,6 +166,11 @@ def apply_where(runs: pd.DataFrame, where: dict[str, str]) -> pd.DataFrame:
     return selected.reset_index(drop=True)
 
 
+def describe(columns: Iterable[str], values: Iterable[Any]) -> str:
+    """'loss=ccl, negatives=10': how groups, cells and filters are named in messages."""
+    return ", ".join(f"{column}={value}" for column, value in zip(columns, values, strict=True))
+
+
 def labels(runs: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     """Each run's values of `columns` as a tuple of normalised strings."""
     if not columns:
