@@ -25,6 +25,7 @@ from mmlbench.report.selection import (
     groupable_columns,
     labels,
     metric_columns,
+    normalise,
 )
 
 COUNT_COLUMN = "n"
@@ -69,7 +70,7 @@ def baseline_keys(runs: pd.DataFrame, rows: list[str], cols: list[str], where: d
 
 def group_means(runs: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
     """Mean of each metric and run count per group; key values as normalised strings."""
-    table = pd.DataFrame({key: labels(runs, [key]).str[0] for key in keys})
+    table = pd.DataFrame({key: runs[key].map(normalise) for key in keys})
     for metric in metrics:
         table[metric] = pd.to_numeric(runs[metric], errors="coerce")
     grouped = table.groupby(keys, sort=True, dropna=False)

@@ -28,7 +28,7 @@ COST_COLUMNS = ("epoch_seconds_median", "eval_seconds_median", "peak_memory_byte
 # Columns that describe a run's outcome or provenance, not its setting.
 NOT_CONFIG = frozenset(
     {
-        "run_id", "schema_version", "status", "error", "protocol", "config_hash", "setting_hash",
+        "run_id", "schema_version", "status", "error", "config_hash", "setting_hash",
         "dataset_sha256", "git_commit", "mmlbench_version", "torch_version", "device",
         "device_name", "epochs_run", "best_epoch", "epoch_seconds_median", "eval_seconds_median",
         "train_seconds_total", "samples_per_second", "peak_memory_bytes", "run_dir", "seed",
