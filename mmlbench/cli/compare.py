@@ -1,11 +1,195 @@
-"""`mmlbench compare` (placeholder until the engine lands)."""
+"""`mmlbench compare`: tables, significance, plots and the CI regression gate over stored runs.
 
-from mmlbench.errors import MMLBenchError
+The report modules (pandas, scipy, matplotlib) are imported inside `command` so that
+`mmlbench --help` and the other commands start fast.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from mmlbench.console import err, info, out, warn
+from mmlbench.paths import results_home
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mmlbench.report.compare import Comparison
 
 NAME = "compare"
 NO_ARGS_IS_HELP = False
 
 
-def command() -> None:
-    """Compare stored runs, with significance tests and a CI gate (not implemented yet)."""
-    raise MMLBenchError("compare is not implemented yet", exit_code=2)
+class OutputFormat(str, enum.Enum):
+    rich = "rich"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+
+
+SUFFIX_FORMATS = {".md": OutputFormat.markdown, ".markdown": OutputFormat.markdown,
+                  ".csv": OutputFormat.csv, ".json": OutputFormat.json}  # fmt: skip
+
+
+def _file_option(help_text: str, *names: str) -> typer.models.OptionInfo:
+    return typer.Option(*names, help=help_text, dir_okay=False, show_default=False)
+
+
+ResultsArgument = Annotated[Path | None, typer.Argument(
+    metavar="RESULTS_DIR", show_default=False,
+    help="Run store; default --results-dir, then $MMLBENCH_RESULTS_DIR, then ./results.")]
+ResultsOption = Annotated[Path | None, typer.Option(
+    "--results-dir", show_default=False, help="Run store (same as RESULTS_DIR).")]
+RowsOption = Annotated[str, typer.Option(help="Column(s) whose values make the rows, comma-separated.")]
+ColsOption = Annotated[str, typer.Option(help="Column(s) whose values make the columns, comma-separated.")]
+MetricOption = Annotated[str, typer.Option(help="Metric column(s), comma-separated; the first is plotted.")]
+WhereOption = Annotated[list[str] | None, typer.Option(
+    show_default=False, help="Keep only runs with COLUMN=VALUE (repeatable).")]
+BaselineOption = Annotated[str | None, typer.Option(
+    show_default=False, help="Baseline row, COLUMN=VALUE (e.g. loss=ccl): % change and paired tests against it.")]
+AlphaOption = Annotated[float, typer.Option(help="Significance level, after Holm correction.")]
+CostOption = Annotated[bool, typer.Option("--cost", help="Add s/epoch, evaluation s and peak memory per cell.")]
+FormatOption = Annotated[OutputFormat | None, typer.Option(
+    "--format", show_default=False, help="Output format (default: rich, or from the --output suffix .md/.csv/.json).")]
+OutputOption = Annotated[Path | None, _file_option("Write the table to FILE, not the terminal.", "--output", "-o")]
+PlotOption = Annotated[Path | None, _file_option("PNG: first metric vs the numeric --cols value, a line per row.")]
+CurvesOption = Annotated[Path | None, _file_option("PNG: per-epoch loss and first metric of each selected run.")]
+ExportOption = Annotated[Path | None, _file_option("Write group means to FILE.parquet as a CI baseline.")]
+AgainstOption = Annotated[Path | None, _file_option("CI gate: exit 1 if a metric dropped below this baseline.")]
+MaxDropOption = Annotated[str | None, typer.Option(
+    show_default=False, help="Allowed drop for --against: absolute (0.02) or relative (5%); default 0.")]
+
+
+def command(
+    results: ResultsArgument = None,
+    results_dir: ResultsOption = None,
+    rows: RowsOption = "loss",
+    cols: ColsOption = "negatives",
+    metric: MetricOption = "recall@20,ndcg@20",
+    where: WhereOption = None,
+    baseline: BaselineOption = None,
+    alpha: AlphaOption = 0.05,
+    cost: CostOption = False,
+    output_format: FormatOption = None,
+    output: OutputOption = None,
+    plot: PlotOption = None,
+    plot_curves: CurvesOption = None,
+    export_baseline: ExportOption = None,
+    against: AgainstOption = None,
+    max_drop: MaxDropOption = None,
+) -> None:
+    """Compare stored runs: mean ± std over seeds, % change and paired tests vs a baseline, plots, CI gate.
+
+    Exit codes: 0 success, 1 regressions found by --against, 2 bad input or no matching runs.
+    """
+    from mmlbench.report.compare import CompareSpec, build_comparison
+    from mmlbench.report.selection import fail, load_completed_runs, parse_baseline, parse_where
+
+    if max_drop is not None and against is None:
+        raise fail("--max-drop only applies with --against FILE")
+    if against is not None and any(x is not None for x in (output, plot, plot_curves, export_baseline)):
+        raise fail("--against runs the regression gate alone: drop --output, --plot, --plot-curves, --export-baseline")
+    runs = load_completed_runs(results_home(results or results_dir))
+    where_values = parse_where(where or [])
+    if against is not None:
+        _run_gate(runs, where_values, against, max_drop or "0")
+        return
+    row_columns = _names(rows)
+    baseline_values = parse_baseline(baseline, row_columns) if baseline else {}
+    spec = CompareSpec(rows=row_columns, cols=_names(cols), metrics=_names(metric), where=where_values,
+                       baseline=baseline_values, alpha=alpha, cost=cost)  # fmt: skip
+    comparison = build_comparison(runs, spec)
+    for message in comparison.warnings:
+        warn(escape(message))
+    _emit(comparison, output_format, output)
+    _write_extras(runs, comparison, plot, plot_curves, export_baseline)
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _emit(comparison: Comparison, output_format: OutputFormat | None, output: Path | None) -> None:
+    """Print or write the table; the footer (protocol first) always reaches the reader."""
+    from mmlbench.fsutil import write_text_atomic
+
+    chosen = output_format or (SUFFIX_FORMATS.get(output.suffix.lower()) if output else None) or OutputFormat.rich
+    if output is None and chosen is OutputFormat.rich:
+        out.print(comparison.to_rich_table())
+        return
+    text = _render_text(comparison, chosen)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        write_text_atomic(output, text)
+        info(f"wrote {output}")
+    if output is not None or chosen in (OutputFormat.csv, OutputFormat.json):
+        for line in comparison.footer():
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _render_text(comparison: Comparison, chosen: OutputFormat) -> str:
+    if chosen is OutputFormat.markdown:
+        return comparison.to_markdown()
+    if chosen is OutputFormat.csv:
+        return comparison.to_csv()
+    if chosen is OutputFormat.json:
+        return comparison.to_json()
+    buffer = io.StringIO()
+    Console(file=buffer, width=160, no_color=True).print(comparison.to_rich_table())
+    return buffer.getvalue()
+
+
+def _write_extras(
+    runs: pd.DataFrame,
+    comparison: Comparison,
+    plot: Path | None,
+    plot_curves: Path | None,
+    export_baseline: Path | None,
+) -> None:
+    """Plots and the baseline file, each written atomically."""
+    from mmlbench.report import gate, plots
+    from mmlbench.report.selection import apply_where
+
+    spec = comparison.spec
+    if plot is not None:
+        plots.plot_metric(comparison, plot)
+        info(f"wrote {plot}")
+    if plot_curves is not None:
+        left_out = plots.plot_curves(apply_where(runs, spec.where), spec, plot_curves)
+        if left_out:
+            warn(escape(f"no curve for {len(left_out)} run(s), left out of the plot: {', '.join(left_out)}"))
+        info(f"wrote {plot_curves}")
+    if export_baseline is not None:
+        frame = gate.export_baseline(runs, spec.rows, spec.cols, spec.metrics, spec.where)
+        gate.write_baseline(frame, export_baseline)
+        info(f"wrote baseline of {len(frame)} groups to {export_baseline}")
+
+
+def _run_gate(runs: pd.DataFrame, where: dict[str, str], against: Path, max_drop_text: str) -> None:
+    from mmlbench.report import gate
+    from mmlbench.report.selection import apply_where, describe
+
+    max_drop = gate.parse_max_drop(max_drop_text)
+    baseline = gate.read_baseline(against)
+    result = gate.check_against(apply_where(runs, where), baseline, max_drop)
+    if result.missing_groups:
+        shown = "; ".join(describe(g, g.values()) for g in result.missing_groups[:3])
+        more = f" and {len(result.missing_groups) - 3} more" if len(result.missing_groups) > 3 else ""
+        warn(escape(f"{len(result.missing_groups)} baseline group(s) have no current runs, not checked: {shown}{more}"))
+    if result.regressions:
+        out.print(gate.regression_table(result, max_drop))
+        raise typer.Exit(1)
+    out.print(
+        f"no regressions in {result.checked_groups} groups "
+        f"({', '.join(result.metrics)}; max drop {max_drop})",
+        markup=False,
+        highlight=False,
+    )

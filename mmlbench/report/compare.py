@@ -1,0 +1,292 @@
+"""The comparison of stored runs: one object, built by `build_comparison`, shown by renderers.
+
+Runs are grouped into cells by the values of the `rows` and `cols` columns; the runs of a
+cell are the seeds of one setting. Each cell holds the mean, sample std and count over its
+seeds, the % change of its mean against the baseline row in the same column, and paired
+tests on per-user metrics against that baseline cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmlbench.errors import MMLBenchError
+from mmlbench.report import store
+from mmlbench.report.diagnostics import mixing_warnings, protocol_lines
+from mmlbench.report.selection import (
+    apply_where,
+    check_names,
+    describe,
+    fail,
+    groupable_columns,
+    labels,
+    metric_columns,
+    normalise,
+    sort_key,
+)
+from mmlbench.report.significance import PairedTest, correct, paired_tests, per_user_means
+
+Key = tuple[str, ...]
+PerUserReader = Callable[[Path], pd.DataFrame]
+
+
+@dataclass
+class CompareSpec:
+    """What to compare. Plain data, so a preset file or a script can fill it."""
+
+    rows: list[str] = field(default_factory=lambda: ["loss"])
+    cols: list[str] = field(default_factory=lambda: ["negatives"])
+    metrics: list[str] = field(default_factory=lambda: ["recall@20", "ndcg@20"])
+    where: dict[str, str] = field(default_factory=dict)
+    # Row coordinates of the baseline, e.g. {"loss": "ccl"}; empty means no baseline.
+    baseline: dict[str, str] = field(default_factory=dict)
+    alpha: float = 0.05
+    cost: bool = False
+    # Published numbers shown beside ours: {"label": ..., "loss": "ccl", "negatives": 800,
+    # "recall@20": 0.1837}. A reference sits in the column its `cols` coordinates name.
+    references: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Cell:
+    """The seeds of one (row, col) setting, summarised."""
+
+    row: Key
+    col: Key
+    run_dirs: list[str]
+    mean: dict[str, float]
+    std: dict[str, float]  # sample std (ddof=1); NaN for a single seed
+    cost: dict[str, float]
+    change_pct: dict[str, float] = field(default_factory=dict)
+    tests: dict[str, list[PairedTest]] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.run_dirs)
+
+    def marks(self, metric: str) -> list[str]:
+        """Names of the tests that found this cell significantly different from its baseline."""
+        return [t.test for t in self.tests.get(metric, []) if t.significant]
+
+
+@dataclass
+class Comparison:
+    """A table of cells plus everything a reader needs to trust it (footer, warnings)."""
+
+    spec: CompareSpec
+    row_keys: list[Key]
+    col_keys: list[Key]
+    cells: dict[tuple[Key, Key], Cell]
+    protocols: list[str]
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def cell(self, row: Key, col: Key) -> Cell | None:
+        return self.cells.get((row, col))
+
+    def baseline_row(self, row: Key) -> Key | None:
+        """The baseline row a row is compared with: its own key with the baseline values put in."""
+        if not self.spec.baseline:
+            return None
+        baseline = self.spec.baseline
+        return tuple(normalise(baseline[c]) if c in baseline else v for c, v in zip(self.spec.rows, row, strict=True))
+
+    def tests(self) -> list[PairedTest]:
+        return [t for cell in self.cells.values() for tests in cell.tests.values() for t in tests]
+
+    def reference_col(self, reference: dict[str, Any]) -> Key | None:
+        """The column a published reference belongs in, if the table has it."""
+        if not all(c in reference for c in self.spec.cols):
+            return None
+        col = tuple(normalise(reference[c]) for c in self.spec.cols)
+        return col if col in self.col_keys else None
+
+    def footer(self) -> list[str]:
+        from mmlbench.report.render import footer_lines
+
+        return footer_lines(self)
+
+    def to_frame(self) -> pd.DataFrame:
+        from mmlbench.report.render import to_frame
+
+        return to_frame(self)
+
+    def to_rich_table(self) -> Any:
+        from mmlbench.report.render import to_rich_table
+
+        return to_rich_table(self)
+
+    def to_markdown(self) -> str:
+        from mmlbench.report.render import to_markdown
+
+        return to_markdown(self)
+
+    def to_csv(self) -> str:
+        from mmlbench.report.render import to_csv
+
+        return to_csv(self)
+
+    def to_json(self) -> str:
+        from mmlbench.report.render import to_json
+
+        return to_json(self)
+
+
+def build_comparison(
+    runs: pd.DataFrame, spec: CompareSpec, read_per_user: PerUserReader = store.read_per_user
+) -> Comparison:
+    """Group completed runs into cells and compare every cell with its baseline cell."""
+    validate_spec(runs, spec)
+    selected = apply_where(runs, spec.where)
+    members: dict[tuple[Key, Key], list[int]] = {}
+    for position, key in enumerate(zip(labels(selected, spec.rows), labels(selected, spec.cols), strict=True)):
+        members.setdefault(key, []).append(position)
+    cells = {key: _summarise(selected.iloc[rows], key, spec) for key, rows in members.items()}
+    comparison = Comparison(
+        spec=spec,
+        row_keys=sorted({row for row, _ in cells}, key=_key_order),
+        col_keys=sorted({col for _, col in cells}, key=_key_order),
+        cells=cells,
+        protocols=protocol_lines(selected),
+        warnings=mixing_warnings(selected, spec, members),
+    )
+    if spec.baseline:
+        _check_baseline_present(comparison)
+        pairs = _baseline_pairs(comparison)
+        _add_changes(pairs)
+        _add_tests(comparison, pairs, read_per_user)
+    return comparison
+
+
+def _key_order(key: Key) -> list[tuple[int, float, str]]:
+    return [sort_key(value) for value in key]
+
+
+def validate_spec(runs: pd.DataFrame, spec: CompareSpec) -> None:
+    """Check every name in the spec against the runs before any work is done."""
+    if not spec.metrics:
+        raise fail("no metric given: pass e.g. --metric recall@20")
+    check_names("metric", spec.metrics, metric_columns(runs))
+    check_names("column", [*spec.rows, *spec.cols], groupable_columns(runs))
+    if not spec.rows:
+        raise fail("no row column given: pass e.g. --rows loss")
+    overlap = set(spec.rows) & set(spec.cols)
+    if overlap:
+        raise fail(f"{', '.join(sorted(overlap))} cannot be both a row and a column")
+    if not 0 < spec.alpha < 1:
+        raise fail(f"--alpha must be between 0 and 1, got {spec.alpha}")
+    outside = [c for c in spec.baseline if c not in spec.rows]
+    if outside:
+        raise fail(f"baseline column '{outside[0]}' is not a row column ({', '.join(spec.rows)})")
+    for reference in spec.references:
+        if "label" not in reference:
+            raise fail(f"a published reference needs a 'label': {reference}")
+
+
+def _summarise(group: pd.DataFrame, key: tuple[Key, Key], spec: CompareSpec) -> Cell:
+    values = group[spec.metrics].apply(pd.to_numeric, errors="coerce")
+    return Cell(
+        row=key[0],
+        col=key[1],
+        run_dirs=[str(d) for d in group["run_dir"]] if "run_dir" in group else [""] * len(group),
+        mean=values.mean().to_dict(),
+        std=values.std(ddof=1).to_dict(),
+        cost=_cost(group) if spec.cost else {},
+    )
+
+
+def _cost(group: pd.DataFrame) -> dict[str, float]:
+    """Median time over seeds (robust to one slow machine), largest peak memory."""
+
+    def column(name: str) -> pd.Series:
+        return pd.to_numeric(group[name], errors="coerce") if name in group else pd.Series(dtype=float)
+
+    return {
+        "epoch_seconds_median": float(column("epoch_seconds_median").median()),
+        "eval_seconds_median": float(column("eval_seconds_median").median()),
+        "peak_memory_bytes": float(column("peak_memory_bytes").max()),
+    }
+
+
+def _check_baseline_present(comparison: Comparison) -> None:
+    spec = comparison.spec
+    wanted = {column: normalise(value) for column, value in spec.baseline.items()}
+    positions = {c: spec.rows.index(c) for c in wanted}
+    if any(all(row[positions[c]] == v for c, v in wanted.items()) for row in comparison.row_keys):
+        return
+    for column, value in wanted.items():
+        present = sorted({row[positions[column]] for row in comparison.row_keys})
+        check_names(f"--baseline {column}", [value], present)
+    raise fail(f"no row matches the baseline {describe(wanted, wanted.values())}")
+
+
+def _baseline_pairs(comparison: Comparison) -> list[tuple[Cell, Cell]]:
+    """(cell, its baseline cell) for every non-baseline cell; a note for each missing baseline cell."""
+    pairs = []
+    missing: dict[str, None] = {}  # an ordered set
+    for (row, col), cell in comparison.cells.items():
+        base_row = comparison.baseline_row(row)
+        base = comparison.cell(base_row, col)
+        if base is None:
+            missing[describe([*comparison.spec.rows, *comparison.spec.cols], [*base_row, *col])] = None
+        elif base is not cell:
+            pairs.append((cell, base))
+    comparison.notes.extend(f"no baseline runs for {name}: no % change or tests there" for name in missing)
+    return pairs
+
+
+def _add_changes(pairs: list[tuple[Cell, Cell]]) -> None:
+    for cell, base in pairs:
+        for metric, mean in cell.mean.items():
+            reference = base.mean[metric]
+            cell.change_pct[metric] = 100.0 * (mean - reference) / reference if reference else float("nan")
+
+
+def _add_tests(comparison: Comparison, pairs: list[tuple[Cell, Cell]], read_per_user: PerUserReader) -> None:
+    """Test every cell against its baseline cell on per-user metrics, then Holm-correct."""
+    spec = comparison.spec
+    loaded: dict[str, pd.DataFrame | None] = {}
+    skipped: dict[str, None] = {}  # an ordered set of cells without per-user metrics
+    for cell, base in pairs:
+        for metric in spec.metrics:
+            ours = _per_user_frames(cell, metric, read_per_user, loaded)
+            theirs = _per_user_frames(base, metric, read_per_user, loaded)
+            if ours is None or theirs is None:
+                skipped[_describe_cell(spec, cell if ours is None else base)] = None
+                continue
+            cell.tests[metric] = paired_tests(per_user_means(ours, metric), per_user_means(theirs, metric))
+    comparison.notes.extend(f"per-user metrics missing for {name}: tests involving it skipped" for name in skipped)
+    correct(comparison.tests(), spec.alpha)
+
+
+def _per_user_frames(
+    cell: Cell, metric: str, read_per_user: PerUserReader, loaded: dict[str, pd.DataFrame | None]
+) -> list[pd.DataFrame] | None:
+    """The per-user frames of every seed of a cell, or None when any seed lacks `metric`."""
+    frames = []
+    for run_dir in cell.run_dirs:
+        if run_dir not in loaded:
+            loaded[run_dir] = _try_read(read_per_user, run_dir)
+        frame = loaded[run_dir]
+        if frame is None or metric not in frame.columns or "user" not in frame.columns:
+            return None
+        frames.append(frame)
+    return frames
+
+
+def _try_read(read_per_user: PerUserReader, run_dir: str) -> pd.DataFrame | None:
+    if not run_dir:
+        return None
+    try:
+        return read_per_user(Path(run_dir))
+    except MMLBenchError:
+        return None
+
+
+def _describe_cell(spec: CompareSpec, cell: Cell) -> str:
+    return describe([*spec.rows, *spec.cols], [*cell.row, *cell.col])

@@ -1,0 +1,124 @@
+"""`mmlbench compare` through the CLI: every output format parses back to the same numbers."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import compare_support as cs
+from mmlbench.cli import app
+
+runner = CliRunner()
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    return cs.make_store(tmp_path_factory.mktemp("store"))
+
+
+def run(*args):
+    return runner.invoke(app, ["compare", *map(str, args)])
+
+
+def markdown_rows(text):
+    """{row label: {header: cell}} from the pipe table of a markdown report."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    return {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+
+
+def test_default_rich_table_shows_cells_and_the_protocol(results):
+    result = run(results)
+    assert result.exit_code == 0, result.output
+    assert f"{cs.cell_values('mmcl', 10, 'recall@20').mean():.4f}" in result.stdout
+    assert "protocol: test-as-validation (the test split was used for model selection)" in result.stdout
+
+
+def test_results_dir_option_and_environment_variable(results, monkeypatch):
+    assert run("--results-dir", results).exit_code == 0
+    monkeypatch.setenv("MMLBENCH_RESULTS_DIR", str(results))
+    assert run().exit_code == 0
+
+
+def test_markdown_has_means_changes_marks_and_a_footer(results):
+    result = run(results, "--baseline", "loss=ccl", "--format", "markdown")
+    assert result.exit_code == 0, result.output
+    rows = markdown_rows(result.stdout)
+    mean = cs.cell_values("mmcl", 10, "recall@20").mean()
+    change = 100 * (mean / cs.cell_values("ccl", 10, "recall@20").mean() - 1)
+    assert rows["mmcl"]["negatives=10 recall@20"] == (
+        f"{mean:.4f} ± {cs.cell_values('mmcl', 10, 'recall@20').std(ddof=1):.4f} {change:+.1f}%*†"
+    )
+    assert not any(mark in rows["mmcl"]["negatives=100 recall@20"] for mark in "*†")
+    assert rows["ccl (baseline)"]["negatives=10 ndcg@20"].count("±") == 1
+    assert "Holm correction per test over 8 comparisons; alpha = 0.05" in result.stdout
+
+
+def test_bare_baseline_value_works_for_a_single_row_column(results):
+    result = run(results, "--baseline", "ccl", "--format", "markdown")
+    assert "ccl (baseline)" in markdown_rows(result.stdout)
+
+
+def test_csv_parses_back_to_the_means(results):
+    result = run(results, "--format", "csv", "--baseline", "loss=ccl", "--cost")
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(io.StringIO(result.stdout))
+    row = table[(table.loss == "bpr") & (table.negatives == 100) & (table.metric == "ndcg@20")].iloc[0]
+    assert row["mean"] == pytest.approx(cs.cell_values("bpr", 100, "ndcg@20").mean(), rel=1e-12)
+    assert row["n"] == 3 and bool(row["significant_ttest"])
+    assert row["peak_memory_bytes"] == 2**29
+    assert len(table) == 12  # 3 losses x 2 negatives x 2 metrics
+    assert "protocol: test-as-validation" in result.stderr  # csv has no footer: it goes to stderr
+
+
+def test_json_values_equal_the_means(results):
+    result = run(results, "--format", "json", "--baseline", "loss=ccl")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert len(document["cells"]) == 6
+    for cell in document["cells"]:
+        loss, negatives = cell["row"]["loss"], int(cell["col"]["negatives"])
+        for metric in cs.METRICS:
+            assert cell["metrics"][metric]["mean"] == pytest.approx(cs.cell_values(loss, negatives, metric).mean())
+    assert document["spec"]["baseline"] == {"loss": "ccl"}
+
+
+def test_where_filters_the_table(results):
+    result = run(results, "--where", "negatives=10", "--where", "model=mf", "--format", "json")
+    document = json.loads(result.stdout)
+    assert {cell["col"]["negatives"] for cell in document["cells"]} == {"10"}
+
+
+def test_output_file_format_follows_its_suffix(results, tmp_path):
+    target = tmp_path / "report" / "table.md"
+    result = run(results, "--baseline", "loss=ccl", "--output", target)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "mmcl" in markdown_rows(target.read_text())
+    assert [p.name for p in target.parent.iterdir()] == ["table.md"]  # no temporary left behind
+
+
+def test_mixed_settings_warn_on_stderr(tmp_path):
+    cs.add_run(tmp_path, "ccl", 10, 0)
+    cs.add_run(tmp_path, "ccl", 10, 1, lr=1e-3)
+    result = run(tmp_path)
+    assert result.exit_code == 0
+    assert "cell loss=ccl, negatives=10 mixes 2 settings (differing: lr)" in result.stderr
+
+
+def test_module_entry_point_in_a_real_process(results):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmlbench", "compare", str(results), "--format", "json", "--metric", "recall@20"],
+        capture_output=True, text=True, check=False, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["spec"]["metrics"] == ["recall@20"]

@@ -1,0 +1,133 @@
+"""The CI regression gate: --export-baseline, then --against with --max-drop; exit 0/1/2."""
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import compare_support as cs
+from mmlbench.cli import app
+from mmlbench.errors import MMLBenchError
+from mmlbench.report.gate import MaxDrop, parse_max_drop
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    return cs.make_store(tmp_path_factory.mktemp("store"))
+
+
+@pytest.fixture(scope="module")
+def baseline(results, tmp_path_factory):
+    path = tmp_path_factory.mktemp("baseline") / "ci.parquet"
+    result = runner.invoke(app, ["compare", str(results), "--export-baseline", str(path)])
+    assert result.exit_code == 0, result.output
+    return pd.read_parquet(path)
+
+
+def gate(results, baseline_frame, tmp_path, *options):
+    path = tmp_path / "baseline.parquet"
+    baseline_frame.to_parquet(path, index=False)
+    return runner.invoke(app, ["compare", str(results), "--against", str(path), *options])
+
+
+def raised(baseline_frame, loss, negatives, metric, amount):
+    """The baseline with one value raised, so that the current runs look `amount` worse."""
+    frame = baseline_frame.copy()
+    row = (frame["loss"] == loss) & (frame["negatives"] == str(negatives))
+    frame.loc[row, metric] += amount
+    return frame
+
+
+def test_exported_baseline_holds_group_keys_means_and_counts(baseline):
+    assert list(baseline.columns) == ["loss", "negatives", "dataset", "model", "recall@20", "ndcg@20", "n"]
+    row = baseline[(baseline["loss"] == "mmcl") & (baseline["negatives"] == "10")].iloc[0]
+    assert row["recall@20"] == pytest.approx(cs.cell_values("mmcl", 10, "recall@20").mean(), rel=1e-12)
+    assert row["n"] == 3 and row["dataset"] == "gowalla"
+
+
+def test_where_columns_join_the_baseline_keys(results, tmp_path):
+    path = tmp_path / "ci.parquet"
+    result = runner.invoke(app, ["compare", str(results), "--where", "lr=0.0001", "--export-baseline", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "lr" in pd.read_parquet(path).columns
+
+
+def test_unchanged_runs_pass(results, baseline, tmp_path):
+    result = gate(results, baseline, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "no regressions in 6 groups" in result.stdout
+
+
+def test_a_drop_beyond_the_absolute_limit_fails_with_a_table(results, baseline, tmp_path):
+    result = gate(results, raised(baseline, "mmcl", 10, "recall@20", 0.03), tmp_path, "--max-drop", "0.02")
+    assert result.exit_code == 1, result.output
+    assert "1 regression(s) in 6 groups (max drop 0.02)" in result.stdout
+    assert "loss=mmcl, negatives=10, dataset=gowalla, model=mf" in result.stdout
+    assert "0.0300" in result.stdout and "0.0200" in result.stdout  # drop and allowed
+
+
+def test_a_drop_within_the_limit_passes(results, baseline, tmp_path):
+    result = gate(results, raised(baseline, "mmcl", 10, "recall@20", 0.03), tmp_path, "--max-drop", "0.05")
+    assert result.exit_code == 0, result.output
+
+
+def test_relative_limit_is_a_share_of_the_baseline_value(results, baseline, tmp_path):
+    frame = raised(baseline, "ccl", 100, "ndcg@20", 0.03)
+    value = frame.loc[(frame["loss"] == "ccl") & (frame["negatives"] == "100"), "ndcg@20"].iloc[0]
+    share = 100 * 0.03 / value  # the drop as a percentage of the baseline value
+    assert gate(results, frame, tmp_path, "--max-drop", f"{share * 1.1:.3f}%").exit_code == 0
+    assert gate(results, frame, tmp_path, "--max-drop", f"{share * 0.9:.3f}%").exit_code == 1
+
+
+def test_an_improvement_never_fails(results, baseline, tmp_path):
+    assert gate(results, raised(baseline, "bpr", 10, "ndcg@20", -0.5), tmp_path).exit_code == 0
+
+
+def test_no_matching_group_exits_2(results, baseline, tmp_path):
+    frame = baseline.assign(dataset="yelp2018")
+    result = gate(results, frame, tmp_path)
+    assert result.exit_code == 2
+    assert "none of the 6 baseline groups match the current runs" in result.stderr
+
+
+def test_partly_matching_baseline_warns_about_the_rest(results, baseline, tmp_path):
+    frame = pd.concat([baseline, baseline.head(1).assign(loss="ssm")], ignore_index=True)
+    result = gate(results, frame, tmp_path)
+    assert result.exit_code == 0
+    assert "1 baseline group(s) have no current runs, not checked: loss=ssm" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        (b"not parquet", "cannot read baseline file"),
+        (pd.DataFrame({"loss": ["ccl"], "recall@20": [0.1]}), "is not an mmlbench baseline (no 'n' column)"),
+    ],
+)
+def test_missing_or_malformed_baseline_files_exit_2(results, tmp_path, content, message):
+    path = tmp_path / "ci.parquet"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        content.to_parquet(path)
+    result = runner.invoke(app, ["compare", str(results), "--against", str(path)])
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_max_drop_parsing():
+    assert parse_max_drop("0.02") == MaxDrop(0.02)
+    assert parse_max_drop(" 5% ") == MaxDrop(0.05, relative=True)
+    assert parse_max_drop("5%").allowed(0.2) == pytest.approx(0.01)
+    for bad in ("abc", "-1", "5%%", "nan"):
+        with pytest.raises(MMLBenchError, match="bad --max-drop"):
+            parse_max_drop(bad)
+
+
+def test_unparsable_max_drop_and_max_drop_without_against_exit_2(results, tmp_path):
+    result = runner.invoke(app, ["compare", str(results), "--against", str(tmp_path / "x.parquet"), "--max-drop", "two"])
+    assert result.exit_code == 2 and "bad --max-drop 'two'" in result.stderr
+    result = runner.invoke(app, ["compare", str(results), "--max-drop", "0.1"])
+    assert result.exit_code == 2 and "--max-drop only applies with --against" in result.stderr
