@@ -148,3 +148,19 @@ def test_run_folder_holds_every_file(planted_dir, tmp_path):
     for column in ("config_hash", "dataset_sha256", "torch_version", "git_commit", "epoch_seconds_median", "peak_memory_bytes", "ndcg@20"):
         assert column in row.index
     assert row["protocol"] == "test-as-validation"
+
+
+@pytest.mark.parametrize("scale", [0.01, 100.0])
+def test_clip_gradients_matches_torch(scale):
+    from mmlbench.engine.step import clip_gradients
+
+    generator = torch.Generator().manual_seed(4)
+    ours = [torch.nn.Parameter(torch.randn(5, 3, generator=generator)) for _ in range(2)]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    for a, b in zip(ours, theirs):
+        a.grad = torch.randn(5, 3, generator=generator) * scale
+        b.grad = a.grad.clone()
+    clip_gradients(ours, 10.0)
+    torch.nn.utils.clip_grad_norm_(theirs, 10.0)
+    for a, b in zip(ours, theirs):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6)

@@ -14,6 +14,7 @@ import torch
 
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import InteractionData, load_dataset
+from mmlbench.engine.allocator import reuse_freed_memory
 from mmlbench.engine.device import device_name, peak_memory_bytes, reset_peak_memory, resolve_device
 from mmlbench.engine.models import build_model
 from mmlbench.engine.progress import TrainingProgress
@@ -52,6 +53,8 @@ def prepare(config: RunConfig, options: TrainOptions) -> tuple[RunConfig, torch.
     """Resolve and check the config, pick the device, load the data, check them together."""
     config = config.resolved()
     device = resolve_device(options.device)
+    if device.type == "cpu":
+        reuse_freed_memory()
     data = load_dataset(config.dataset, options.data_dir, device)
     check_against_data(config, data)
     return config, device, data
@@ -98,7 +101,6 @@ def train_run(config: RunConfig, options: TrainOptions) -> RunOutcome:
             **versions(),
             "device": device.type,
             "device_name": device_name(device),
-            "cuda_graphs": trainer.step.use_graph,
             "started_at": started_at,
         }
         try:
@@ -112,6 +114,7 @@ def train_run(config: RunConfig, options: TrainOptions) -> RunOutcome:
     test = trainer.evaluate("test", per_user=True)
     row.update(_costs(fit, data, config, device, time.perf_counter() - started))
     row.update({"status": status, "error": "", "best_epoch": fit.best_epoch, "epochs_run": len(fit.epochs)})
+    row["cuda_graphs"] = trainer.step.use_graph  # False if capture failed and training fell back
     row.update({"monitor_value": fit.best_value, "test_eval_seconds": test.seconds, **test.metrics})
     checkpoint = _checkpoint(model, config, data)
     run_dir = _store(results_dir, row, _curve(fit), test.per_user, checkpoint)

@@ -25,9 +25,10 @@ class GatheredCosine(torch.autograd.Function):
     @staticmethod
     def forward(ctx, table: Tensor, users: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
         gathered = table.index_select(0, index.reshape(-1)).view(*index.shape, table.shape[1])
-        squared = (gathered * gathered).sum(-1)
+        # Squared norms of the whole table, then gathered: fewer bytes than squaring `gathered`.
+        squared = (table * table).sum(-1)[index]
         inverse_norm = torch.rsqrt(squared.clamp_min(_EPS))
-        cosine = (gathered * users.unsqueeze(1)).sum(-1) * inverse_norm
+        cosine = torch.bmm(gathered, users.unsqueeze(-1)).squeeze(-1) * inverse_norm
         ctx.save_for_backward(gathered, users, index, inverse_norm, cosine)
         ctx.table_rows = table.shape[0]
         return cosine, squared
@@ -40,8 +41,8 @@ class GatheredCosine(torch.autograd.Function):
         along_item = -scaled * cosine * inverse_norm
         if grad_squared is not None:
             along_item = along_item + 2 * grad_squared
-        # Two broadcast products and an add: on CPU several times faster than one addcmul.
-        grad_gathered = along_item.unsqueeze(-1) * gathered + scaled.unsqueeze(-1) * users.unsqueeze(1)
+        grad_gathered = gathered * along_item.unsqueeze(-1)
+        grad_gathered.addcmul_(scaled.unsqueeze(-1), users.unsqueeze(1))  # in place: no second [B, M, d]
         grad_table = gathered.new_zeros((ctx.table_rows, gathered.shape[-1]))
         grad_table.index_add_(0, index.reshape(-1), grad_gathered.reshape(-1, gathered.shape[-1]))
         grad_users = torch.bmm(scaled.unsqueeze(1), gathered).squeeze(1)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from mmlbench.config import RunConfig
+from mmlbench.console import warn
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.sampling import Sampler
 from mmlbench.engine.scoring import gathered_scores, unit
@@ -29,6 +30,25 @@ def make_adam(params: list[Tensor], lr: float, device: torch.device, capturable:
         return torch.optim.Adam(params, lr=lr, fused=True, capturable=capturable)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.Adam(params, lr=lr, foreach=True, capturable=capturable)
+
+
+def clip_gradients(params: list[Tensor], max_norm: float) -> None:
+    """Scale gradients so their global L2 norm is at most `max_norm`.
+
+    On the CPU, reading the norm costs nothing, and skipping the rescale when it is not
+    needed (the usual case) saves two passes over the embedding tables. On CUDA the scale
+    is applied unconditionally on the device: no host sync, and graph-capturable.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    if total.device.type == "cpu":
+        if float(total) > max_norm:
+            for grad in grads:
+                grad.mul_(max_norm / (float(total) + 1e-6))
+        return
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for grad in grads:
+        grad.mul_(scale)
 
 
 class TrainStep:
@@ -89,7 +109,10 @@ class TrainStep:
             self._graph.replay()
         elif self.use_graph and self._eager_steps >= _WARMUP_STEPS:
             self._capture()
-            self._graph.replay()
+            if self._graph is not None:
+                self._graph.replay()
+            else:
+                self._eager_step()
         elif self.use_graph:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
@@ -109,8 +132,14 @@ class TrainStep:
         # graph's pool and every replay overwrites them (no zero_grad inside the graph).
         self.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._forward_backward_update()
+        try:
+            with torch.cuda.graph(graph):
+                self._forward_backward_update()
+        except RuntimeError as exc:  # an op this torch cannot capture: train eagerly instead
+            warn(f"CUDA graph capture failed ({str(exc).splitlines()[0]}); training eagerly")
+            self.use_graph = False
+            self.optimizer.zero_grad(set_to_none=True)
+            return
         self._graph = graph
 
     def _forward_backward_update(self) -> None:
@@ -127,7 +156,7 @@ class TrainStep:
         loss = self.loss_fn(s_pos, s_neg)
         penalty = config.l2 * (user_squares + item_squares.sum()) / config.batch_size
         (loss + penalty).backward()
-        torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip, foreach=True)
+        clip_gradients(self.params, config.grad_clip)
         self.optimizer.step()
         self.loss_sum += loss.detach()
         self.violation_sum += (s_neg.detach() > s_pos.detach().unsqueeze(1)).float().mean()
