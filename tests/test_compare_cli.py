@@ -122,3 +122,27 @@ def test_module_entry_point_in_a_real_process(results):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["spec"]["metrics"] == ["recall@20"]
+
+
+def test_compare_preset_prints_the_paper_table_with_published_numbers(tmp_path):
+    from mmlbench.report import store
+
+    for loss, recall in (("ccl", 0.18), ("mmcl", 0.19)):
+        row = {
+            "run_id": f"gowalla-mf-{loss}-n800", "status": "completed", "protocol": "test-as-validation",
+            "dataset": "gowalla", "model": "mf", "loss": loss, "negatives": 800, "seed": 2019,
+            "config_hash": loss, "setting_hash": loss, "recall@20": recall, "ndcg@20": recall - 0.03,
+        }
+        store.write_run(tmp_path, store.RunRecord(row))
+    result = runner.invoke(app, ["compare", str(tmp_path), "--preset", "paper-gowalla", "--format", "markdown"])
+    assert result.exit_code == 0, result.output
+    table = result.stdout
+    assert "| mmcl | 0.1900 +5.6% | 0.1600 +6.7% |" in table
+    assert "MF-CCL (800), BARS re-run" in table and "0.1837" in table
+    assert "MF-BPR, BARS re-run: recall@20 0.1627" in table  # no BPR column: listed in the footer
+
+
+def test_compare_unknown_preset_is_an_input_error(tmp_path):
+    result = runner.invoke(app, ["compare", str(tmp_path), "--preset", "paper-gowala"])
+    assert result.exit_code == 2
+    assert "Did you mean 'paper-gowalla'" in result.stderr

@@ -147,7 +147,7 @@ def test_references_sit_in_their_column_or_the_footer(runs):
     comparison = compare(runs, references=references)
     assert comparison.reference_col(references[0]) == ("100",)
     assert comparison.reference_col(references[1]) is None
-    assert "published: SimpleX has no column in this table" in comparison.footer()
+    assert "published (no column in this table): SimpleX: recall@20 0.1872" in comparison.footer()
     published = [line for line in comparison.to_markdown().splitlines() if "MF-CCL" in line][0]
     assert published.split(" | ")[3] == "0.1837"  # the negatives=100 recall@20 column
     console = Console(file=io.StringIO(), width=200)

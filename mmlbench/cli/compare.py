@@ -63,6 +63,9 @@ PlotOption = Annotated[Path | None, _file_option("PNG: first metric vs the numer
 CurvesOption = Annotated[Path | None, _file_option("PNG: per-epoch loss and first metric of each selected run.")]
 ExportOption = Annotated[Path | None, _file_option("Write group means to FILE.parquet as a CI baseline.")]
 AgainstOption = Annotated[Path | None, _file_option("CI gate: exit 1 if a metric dropped below this baseline.")]
+PresetOption = Annotated[str | None, typer.Option(
+    show_default=False,
+    help="Take rows, cols, metrics, filters, baseline and published numbers from a preset's [report] (see train --list-presets).")]
 MaxDropOption = Annotated[str | None, typer.Option(
     show_default=False, help="Allowed drop for --against: absolute (0.02) or relative (5%); default 0.")]
 
@@ -84,6 +87,7 @@ def command(
     export_baseline: ExportOption = None,
     against: AgainstOption = None,
     max_drop: MaxDropOption = None,
+    preset: PresetOption = None,
 ) -> None:
     """Compare stored runs: mean ± std over seeds, % change and paired tests vs a baseline, plots, CI gate.
 
@@ -96,20 +100,51 @@ def command(
         raise fail("--max-drop only applies with --against FILE")
     if against is not None and any(x is not None for x in (output, plot, plot_curves, export_baseline)):
         raise fail("--against runs the regression gate alone: drop --output, --plot, --plot-curves, --export-baseline")
-    runs = load_completed_runs(results_home(results or results_dir))
     where_values = parse_where(where or [])
+    preset_spec = _preset_spec(preset, where_values, baseline, alpha, cost) if preset is not None else None
+    runs = load_completed_runs(results_home(results or results_dir))
     if against is not None:
         _run_gate(runs, where_values, against, max_drop or "0")
         return
-    row_columns = _names(rows)
-    baseline_values = parse_baseline(baseline, row_columns) if baseline else {}
-    spec = CompareSpec(rows=row_columns, cols=_names(cols), metrics=_names(metric), where=where_values,
-                       baseline=baseline_values, alpha=alpha, cost=cost)  # fmt: skip
+    if preset_spec is not None:
+        spec = preset_spec
+    else:
+        row_columns = _names(rows)
+        baseline_values = parse_baseline(baseline, row_columns) if baseline else {}
+        spec = CompareSpec(rows=row_columns, cols=_names(cols), metrics=_names(metric), where=where_values,
+                           baseline=baseline_values, alpha=alpha, cost=cost)  # fmt: skip
     comparison = build_comparison(runs, spec)
     for message in comparison.warnings:
         warn(escape(message))
     _emit(comparison, output_format, output)
     _write_extras(runs, comparison, plot, plot_curves, export_baseline)
+
+
+def _preset_spec(name: str, where: dict[str, str], baseline: str | None, alpha: float, cost: bool):  # noqa: ANN202
+    """The paper-shaped comparison a preset describes; --where adds filters, --baseline replaces its own."""
+    from mmlbench.errors import MMLBenchError
+    from mmlbench.experiment import preset_path, read_experiment
+    from mmlbench.report.compare import CompareSpec
+    from mmlbench.report.selection import fail, parse_baseline
+
+    try:
+        report = read_experiment(preset_path(name)).report
+    except MMLBenchError as exc:
+        raise fail(str(exc)) from None
+    if not report:
+        raise fail(f"preset '{name}' has no [report] section")
+    rows = list(report.get("rows", ["loss"]))
+    baseline_text = baseline or report.get("baseline")
+    return CompareSpec(
+        rows=rows,
+        cols=list(report.get("cols", ["negatives"])),
+        metrics=list(report.get("metrics", ["recall@20", "ndcg@20"])),
+        where={**{k: str(v) for k, v in report.get("where", {}).items()}, **where},
+        baseline=parse_baseline(baseline_text, rows) if baseline_text else {},
+        alpha=alpha,
+        cost=cost,
+        references=[dict(reference) for reference in report.get("references", [])],
+    )
 
 
 def _names(text: str) -> list[str]:

@@ -127,7 +127,8 @@ def footer_lines(comparison: Comparison) -> list[str]:
         lines.append(_tests_line(comparison, base))
     lines += comparison.notes
     lines += [
-        f"published: {r['label']} has no column in this table"
+        f"published (no column in this table): {r['label']}: "
+        + ", ".join(f"{m} {r[m]}" for m in spec.metrics if m in r)
         for r in spec.references
         if comparison.reference_col(r) is None
     ]

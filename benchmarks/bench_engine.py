@@ -1,0 +1,103 @@
+"""Time the engine on a processed dataset: training epochs and full-ranking evaluations.
+
+    python benchmarks/bench_engine.py --dataset gowalla --loss ccl --negatives 100 \
+        --batch-size 512 --device cpu --epochs 1 --evals 2
+
+Prints one JSON line per measurement and a summary line; `--profile-steps N` adds a
+torch.profiler table of N training steps (CUDA kernels included on a GPU). This is the
+measurement behind the figures in the README; tests never assert on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from mmlbench.config import RunConfig
+from mmlbench.engine.device import device_name, peak_memory_bytes, reset_peak_memory, synchronize
+from mmlbench.engine.models import build_model
+from mmlbench.engine.runner import TrainOptions, prepare
+from mmlbench.engine.trainer import Trainer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="gowalla")
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--model", default="mf")
+    parser.add_argument("--loss", default="ccl")
+    parser.add_argument("--negatives", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--epochs", type=int, default=1, help="timed training epochs")
+    parser.add_argument("--evals", type=int, default=2, help="timed full-ranking evaluations")
+    parser.add_argument("--no-cuda-graphs", action="store_true")
+    parser.add_argument("--profile-steps", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="append the summary as a JSON line to this file")
+    args = parser.parse_args()
+
+    config = RunConfig(args.dataset, model=args.model, loss=args.loss, negatives=args.negatives, batch_size=args.batch_size)
+    config, device, data = prepare(config, TrainOptions(device=args.device, data_dir=args.data_dir))
+    torch.manual_seed(config.seed)
+    model = build_model(config, data.n_users, data.n_items, data.history).to(device)
+    trainer = Trainer(config, data, model, device, cuda_graphs=not args.no_cuda_graphs)
+    reset_peak_memory(device)
+
+    epoch_seconds, losses = [], []
+    for _ in range(args.epochs):
+        started = time.perf_counter()
+        loss, _ = trainer.step.run_epoch()
+        synchronize(device)
+        epoch_seconds.append(time.perf_counter() - started)
+        losses.append(loss)
+        _emit({"measure": "epoch", "seconds": epoch_seconds[-1], "loss": loss})
+    eval_seconds = []
+    for _ in range(args.evals):
+        evaluation = trainer.evaluate("test")
+        eval_seconds.append(evaluation.seconds)
+        _emit({"measure": "eval", "seconds": evaluation.seconds, "recall@20": evaluation.metrics.get("recall@20")})
+
+    summary = {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "dataset": args.dataset, "model": args.model, "loss": args.loss,
+        "negatives": args.negatives, "batch_size": args.batch_size,
+        "cuda_graphs": trainer.step.use_graph,
+        "batches_per_epoch": trainer.batches_per_epoch,
+        "epoch_seconds_median": statistics.median(epoch_seconds) if epoch_seconds else None,
+        "eval_seconds_median": statistics.median(eval_seconds) if eval_seconds else None,
+        "last_loss": losses[-1] if losses else None,
+        "peak_memory_mib": peak_memory_bytes(device) / 2**20,
+    }
+    _emit({"measure": "summary", **summary})
+    if args.json:
+        with open(args.json, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(summary) + "\n")
+    if args.profile_steps:
+        _profile(trainer, device, args.profile_steps)
+
+
+def _profile(trainer: Trainer, device: torch.device, steps: int) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            trainer.step._run_once()
+        synchronize(device)
+    sort = "cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort, row_limit=25), file=sys.stderr)
+
+
+def _emit(record: dict) -> None:
+    print(json.dumps(record), flush=True)
+
+
+if __name__ == "__main__":
+    main()
