@@ -55,10 +55,12 @@ def mmcl(
     negative_weight: float,
     positive_weight: float,
 ) -> Tensor:
-    """Multi-margin cosine loss: w_pos relu(1 - s_pos) + W mean_j sum_k w_k relu(s_neg_j - m_k)."""
-    margin_t = s_neg.new_tensor(margins)
-    weight_t = s_neg.new_tensor(margin_weights)
-    per_negative = (torch.relu(s_neg.unsqueeze(-1) - margin_t) * weight_t).sum(dim=-1)
+    """Multi-margin cosine loss: w_pos relu(1 - s_pos) + W mean_j sum_k w_k relu(s_neg_j - m_k).
+
+    A loop over the few margins with Python scalars: no tensor is built from host data, so
+    the step stays capturable as a CUDA graph.
+    """
+    per_negative = sum(weight * torch.relu(s_neg - margin) for margin, weight in zip(margins, margin_weights))
     positive = torch.relu(1 - s_pos)
     return (positive_weight * positive + negative_weight * per_negative.mean(dim=1)).mean()
 
