@@ -2,38 +2,51 @@
 # One prepared GPU session (run through the device tool on an H200): correctness, timing,
 # profile, then as much of the Gowalla paper preset as the time allows.
 #   DATA=<data home with processed gowalla>  OUT=<folder for results>  bash benchmarks/gpu_session.sh
-# Every stage has its own time limit so the results are always packed at the end.
+# STAGES picks stages (default "0 1 2 3 4"); RESULTS=<run store> resumes a preset sweep
+# from runs of an earlier session. Each stage has its own time limit (SIGINT first, so a
+# training run is stored as interrupted) and the results are always packed at the end.
 set -u
 export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
 DATA=${DATA:-.device-data}
 OUT=${OUT:-/tmp/gpu-out}
+STAGES=${STAGES:-0 1 2 3 4}
 WORK=$(mktemp -d)
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$WORK/results"
+[ -n "${RESULTS:-}" ] && cp -r "$RESULTS"/. "$WORK/results/"
 log() { echo "== $(date +%T) $*" | tee -a "$OUT/session.log"; }
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+bench() { timeout 120 python3 benchmarks/bench_engine.py --dataset gowalla --data-dir "$DATA" --device cuda \
+            --json "$OUT/bench.jsonl" "$@" 2>>"$OUT/profile.txt" | tee -a "$OUT/session.log"; }
 
-log "stage 0: machine"
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.version.cuda)"; } 2>&1 | tee -a "$OUT/session.log"
-
-log "stage 1: correctness (graphs vs eager vs cpu; cpu vs cuda evaluation)"
-timeout 150 python3 benchmarks/cuda_check.py "$WORK/check" 2>&1 | tee "$OUT/cuda_check.jsonl"
-
-log "stage 2: timing and profile, Gowalla MF+CCL"
-for args in "--negatives 800 --batch-size 256 --epochs 3 --evals 3 --profile-steps 40" \
-            "--negatives 800 --batch-size 256 --epochs 1 --evals 0 --no-cuda-graphs --profile-steps 40" \
-            "--negatives 100 --batch-size 512 --epochs 2 --evals 1"; do
-  timeout 120 python3 benchmarks/bench_engine.py --dataset gowalla --data-dir "$DATA" --device cuda \
-    --json "$OUT/bench.jsonl" $args 2>>"$OUT/profile.txt" | tee -a "$OUT/session.log"
-done
-
-log "stage 3: MF-CCL at 800 negatives to convergence (reference 0.1837 / 0.1493)"
-timeout -s INT -k 30 150 python3 -m mmlbench train --preset paper-gowalla --loss ccl --negatives 800 \
-  --data-dir "$DATA" --results-dir "$WORK/results" --device cuda 2>&1 | tail -25 | tee -a "$OUT/session.log"
-
-log "stage 4: the rest of the Gowalla preset, 3 runs at once, until the time runs out"
-timeout -s INT -k 30 "${PRESET_SECONDS:-170}" python3 -m mmlbench train --preset paper-gowalla --jobs 3 \
-  --data-dir "$DATA" --results-dir "$WORK/results" --device cuda -q 2>&1 | tail -30 | tee -a "$OUT/session.log"
-
+if has 0; then
+  log "stage 0: machine"
+  { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+    python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.version.cuda)"; } 2>&1 | tee -a "$OUT/session.log"
+fi
+if has 1; then
+  log "stage 1: correctness (graphs vs eager vs cpu; cpu vs cuda evaluation)"
+  timeout 150 python3 benchmarks/cuda_check.py "$WORK/check" 2>&1 | tee "$OUT/cuda_check.jsonl"
+fi
+if has 2; then
+  log "stage 2: timing and profile, Gowalla MF+CCL"
+  bench --negatives 800 --batch-size 256 --epochs 3 --evals 3 --profile-steps 40
+  bench --negatives 800 --batch-size 256 --epochs 1 --evals 0 --no-cuda-graphs --profile-steps 40
+  bench --negatives 100 --batch-size 512 --epochs 2 --evals 1
+fi
+if has 2d; then
+  log "stage 2d: timing and profile, Gowalla MF+CCL at 800 negatives only"
+  bench --negatives 800 --batch-size 256 --epochs 3 --evals 3 --profile-steps 40
+fi
+if has 3; then
+  log "stage 3: MF-CCL at 800 negatives to convergence (reference 0.1837 / 0.1493)"
+  timeout -s INT -k 30 150 python3 -m mmlbench train --preset paper-gowalla --loss ccl --negatives 800 \
+    --data-dir "$DATA" --results-dir "$WORK/results" --device cuda 2>&1 | tail -25 | tee -a "$OUT/session.log"
+fi
+if has 4; then
+  log "stage 4: the Gowalla preset (completed cells are skipped) until the time runs out"
+  timeout -s INT -k 30 "${PRESET_SECONDS:-170}" python3 -m mmlbench train --preset paper-gowalla --jobs "${JOBS:-1}" \
+    --data-dir "$DATA" --results-dir "$WORK/results" --device cuda 2>&1 | grep -v "· epoch" | tail -40 | tee -a "$OUT/session.log"
+fi
 log "pack"
 python3 -m mmlbench compare "$WORK/results" --preset paper-gowalla --cost --format markdown > "$OUT/paper-gowalla.md" 2>>"$OUT/session.log"
 tar -C "$WORK/results" --exclude=model.pt -czf "$OUT/runs.tar.gz" runs

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mmlbench.engine.losses import LOSSES, bce, bpr, ccl, loss_function, mmcl, resolve_params, ssm
-from mmlbench.engine.scoring import GatheredCosine, unit
+from mmlbench.engine.scoring import DenseCosine, GatheredCosine, unit
 from mmlbench.errors import MMLBenchError
 
 S_POS = torch.tensor([0.8, 0.2], dtype=torch.float64)
@@ -83,6 +83,22 @@ def test_gathered_cosine_matches_autograd_in_float64():
     reference = torch.nn.functional.cosine_similarity(table[index], raw_users.unsqueeze(1), dim=-1)
     assert torch.allclose(cosine, reference)
     assert torch.allclose(squared, (table[index] ** 2).sum(-1))
+
+
+def test_dense_cosine_is_the_same_function_as_gathered_cosine():
+    generator = torch.Generator().manual_seed(8)
+    table = torch.randn(9, 6, generator=generator, dtype=torch.float64, requires_grad=True)
+    raw_users = torch.randn(4, 6, generator=generator, dtype=torch.float64, requires_grad=True)
+    index = torch.randint(9, (4, 7), generator=generator)  # repeated items within and across users
+    assert torch.autograd.gradcheck(lambda t, u: DenseCosine.apply(t, unit(u), index), (table, raw_users))
+    upstream = torch.randn(4, 7, generator=generator, dtype=torch.float64)
+    results = []
+    for scorer in (GatheredCosine, DenseCosine):
+        cosine, squared = scorer.apply(table, unit(raw_users), index)
+        grads = torch.autograd.grad((cosine * upstream).sum() + 1e-3 * squared.sum(), (table, raw_users))
+        results.append((cosine, squared, *grads))
+    for gathered, dense in zip(*results):
+        assert torch.allclose(gathered, dense)
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
