@@ -19,6 +19,20 @@ def unit(vectors: Tensor) -> Tensor:
     return vectors * torch.rsqrt((vectors * vectors).sum(-1, keepdim=True).clamp_min(_EPS))
 
 
+def _gradient_weights(
+    grad_cosine: Tensor, grad_squared: Tensor | None, inverse_norm: Tensor, cosine: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Per (user, item) weights of the gradient wrt item e: scaled * u + along_item * e.
+
+    From d cos / d e = (u - cos * e / |e|) / |e| and d |e|^2 / d e = 2 e.
+    """
+    scaled = grad_cosine * inverse_norm
+    along_item = -scaled * cosine * inverse_norm
+    if grad_squared is not None:
+        along_item = along_item + 2 * grad_squared
+    return scaled, along_item
+
+
 class GatheredCosine(torch.autograd.Function):
     """(table [I, d], users [B, d] unit, index [B, M]) -> (cosine [B, M], squared norms [B, M])."""
 
@@ -36,11 +50,7 @@ class GatheredCosine(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_cosine: Tensor, grad_squared: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
         gathered, users, index, inverse_norm, cosine = ctx.saved_tensors
-        # d cos / d e = (u - cos * e / |e|) / |e| ;  d |e|^2 / d e = 2 e
-        scaled = grad_cosine * inverse_norm
-        along_item = -scaled * cosine * inverse_norm
-        if grad_squared is not None:
-            along_item = along_item + 2 * grad_squared
+        scaled, along_item = _gradient_weights(grad_cosine, grad_squared, inverse_norm, cosine)
         grad_gathered = gathered * along_item.unsqueeze(-1)
         grad_gathered.addcmul_(scaled.unsqueeze(-1), users.unsqueeze(1))  # in place: no second [B, M, d]
         grad_table = gathered.new_zeros((ctx.table_rows, gathered.shape[-1]))
@@ -72,10 +82,7 @@ class DenseCosine(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_cosine: Tensor, grad_squared: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
         table, users, index, inverse_norm, cosine = ctx.saved_tensors
-        scaled = grad_cosine * inverse_norm
-        along_item = -scaled * cosine * inverse_norm
-        if grad_squared is not None:
-            along_item = along_item + 2 * grad_squared
+        scaled, along_item = _gradient_weights(grad_cosine, grad_squared, inverse_norm, cosine)
         n_users, n_items = users.shape[0], table.shape[0]
         per_row = table.new_zeros(n_items).index_add_(0, index.reshape(-1), along_item.reshape(-1))
         rows = torch.arange(n_users, device=index.device).unsqueeze(1) * n_items
