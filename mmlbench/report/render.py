@@ -8,6 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -147,10 +148,11 @@ def _tests_line(comparison: Comparison, base: str) -> str:
     )
 
 
-def to_rich_table(comparison: Comparison) -> Table:
+def to_rich_table(comparison: Comparison) -> Group:
+    """The table, then its footer as free text (a caption would wrap at the table's width)."""
     headers, rows, references = grid(comparison, separator="\n")
     # Text objects, not strings: labels and values are data, never rich markup.
-    table = Table(caption=Text("\n".join(footer_lines(comparison))), caption_justify="left")
+    table = Table()
     table.add_column(Text(headers[0][1]), style="bold", no_wrap=True)
     for col_label, metric in headers[1:]:
         table.add_column(Text(f"{col_label}\n{metric}"), justify="right")
@@ -158,7 +160,7 @@ def to_rich_table(comparison: Comparison) -> Table:
         table.add_row(*map(Text, line), end_section=bool(references) and index == len(rows) - 1)
     for line in references:
         table.add_row(*map(Text, line), style="dim")
-    return table
+    return Group(table, Text("\n".join(footer_lines(comparison))))
 
 
 def to_markdown(comparison: Comparison) -> str:
