@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--model", default="mf")
     parser.add_argument("--loss", default="ccl")
     parser.add_argument("--negatives", type=int, default=100)
+    parser.add_argument("--sampler", default="uniform")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--epochs", type=int, default=1, help="timed training epochs")
@@ -42,7 +43,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="append the summary as a JSON line to this file")
     args = parser.parse_args()
 
-    config = RunConfig(args.dataset, model=args.model, loss=args.loss, negatives=args.negatives, batch_size=args.batch_size)
+    config = RunConfig(
+        args.dataset, model=args.model, loss=args.loss, negatives=args.negatives,
+        sampler=args.sampler, batch_size=args.batch_size,
+    )
     config, device, data = prepare(config, TrainOptions(device=args.device, data_dir=args.data_dir))
     torch.manual_seed(config.seed)
     model = build_model(config, data.n_users, data.n_items, data.history).to(device)
@@ -67,7 +71,7 @@ def main() -> None:
         "device": device_name(device),
         "torch": torch.__version__,
         "dataset": args.dataset, "model": args.model, "loss": args.loss,
-        "negatives": args.negatives, "batch_size": args.batch_size,
+        "negatives": args.negatives, "sampler": args.sampler, "batch_size": args.batch_size,
         "cuda_graphs": trainer.step.use_graph,
         "batches_per_epoch": trainer.batches_per_epoch,
         "epoch_seconds_median": statistics.median(epoch_seconds) if epoch_seconds else None,
