@@ -21,7 +21,7 @@ from mmlbench.paths import results_home
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mmlbench.report.compare import Comparison
+    from mmlbench.report.compare import Comparison, CompareSpec
 
 NAME = "compare"
 NO_ARGS_IS_HELP = False
@@ -120,7 +120,7 @@ def command(
     _write_extras(runs, comparison, plot, plot_curves, export_baseline)
 
 
-def _preset_spec(name: str, where: dict[str, str], baseline: str | None, alpha: float, cost: bool):  # noqa: ANN202
+def _preset_spec(name: str, where: dict[str, str], baseline: str | None, alpha: float, cost: bool) -> CompareSpec:
     """The paper-shaped comparison a preset describes; --where adds filters, --baseline replaces its own."""
     from mmlbench.errors import MMLBenchError
     from mmlbench.experiment import preset_path, read_experiment

@@ -6,14 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
+from mmlbench.cli.render_train import metrics_table
 from mmlbench.console import info, out
 from mmlbench.engine.rescore import rescore, save_evaluation, write_top_k
 from mmlbench.errors import MMLBenchError
 from mmlbench.paths import results_home
 from mmlbench.report import store
-from mmlbench.report.store import METRIC_NAMES
 
 NAME = "evaluate"
 NO_ARGS_IS_HELP = True
@@ -37,13 +36,8 @@ def command(
         eval_batch_users=eval_batch_users, keep_top=export_topk is not None,
     )
     ks = ks or config.ks
-    table = Table(title=f"{run_dir.name} · {split} split · {evaluation.users:,} users · {evaluation.seconds:.2f} s")
-    table.add_column("metric")
-    for cut in ks:
-        table.add_column(f"@{cut}", justify="right")
-    for metric in METRIC_NAMES:
-        table.add_row(metric, *(f"{evaluation.metrics[f'{metric}@{cut}']:.4f}" for cut in ks))
-    out.print(table)
+    out.print(f"{run_dir.name} · {split} split · {evaluation.users:,} users · {evaluation.seconds:.2f} s", highlight=False)
+    out.print(metrics_table(evaluation.metrics, ks))
     saved = save_evaluation(run_dir, split, ks, evaluation, device)
     info(f"metrics saved to {saved}")
     if export_topk is not None:

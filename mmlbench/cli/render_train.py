@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 from rich.table import Table
 
@@ -24,18 +25,24 @@ def _number(value: object, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def metrics_table(values: Mapping[str, object], ks: Sequence[int]) -> Table:
+    """Metrics as rows, cut-offs as columns, from columns named like 'recall@20'."""
+    table = Table()
+    table.add_column("metric")
+    for k in ks:
+        table.add_column(f"@{k}", justify="right")
+    for metric in METRIC_NAMES:
+        table.add_row(metric, *(_number(values.get(f"{metric}@{k}")) for k in ks))
+    return table
+
+
 def print_run(outcome: RunOutcome) -> None:
     row = outcome.row
     if outcome.skipped:
         info(f"already completed: {outcome.run_dir} (use --force to run it again)")
     ks = [int(k) for k in str(row["ks"]).split(",")]
-    table = Table(title=f"{row['run_id']} · test metrics at epoch {row.get('best_epoch')} ({row['status']})")
-    table.add_column("metric")
-    for k in ks:
-        table.add_column(f"@{k}", justify="right")
-    for metric in METRIC_NAMES:
-        table.add_row(metric, *(_number(row.get(f"{metric}@{k}")) for k in ks))
-    out.print(table)
+    out.print(f"{row['run_id']} · test metrics at epoch {row.get('best_epoch')} ({row['status']})", highlight=False)
+    out.print(metrics_table(row, ks))
     memory = row.get("peak_memory_bytes") or 0
     out.print(
         f"epochs run {row.get('epochs_run')} · median epoch {_number(row.get('epoch_seconds_median'), 2)} s"

@@ -121,7 +121,13 @@ def train_run(config: RunConfig, options: TrainOptions) -> RunOutcome:
     return RunOutcome(run_dir, store.read_run(run_dir))
 
 
-def _store(results_dir: Path, row: dict, curve, per_user, checkpoint) -> Path:  # noqa: ANN001
+def _store(
+    results_dir: Path,
+    row: dict[str, Any],
+    curve: pd.DataFrame | None,
+    per_user: pd.DataFrame | None,
+    checkpoint: dict[str, Any] | None,
+) -> Path:
     row = {**row, "finished_at": _now()}
     return store.write_run(results_dir, store.RunRecord(row, curve, per_user, checkpoint))
 
