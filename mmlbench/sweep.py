@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -75,7 +76,7 @@ def _run_one(config: RunConfig, options: TrainOptions) -> SweepEntry:
 
 def _run_parallel(configs: list[RunConfig], options: TrainOptions, jobs: int) -> list[SweepEntry]:
     """Several runs at once in worker processes (on one GPU: fills the gaps small runs leave)."""
-    quiet = TrainOptions(**{**options.__dict__, "quiet": True})
+    quiet = dataclasses.replace(options, quiet=True)  # several progress bars would interleave
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
     entries: dict[int, SweepEntry] = {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:

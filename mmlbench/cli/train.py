@@ -74,7 +74,7 @@ def command(
         for name in preset_names():
             out.print(f"{name}\t{preset_path(name)}", highlight=False)
         return
-    values = dict(locals())
+    values = dict(locals())  # every option by name, for _command_line to sort into settings and grid
     experiment = _experiment(config, preset, quick).with_command_line(*_command_line(values))
     configs = experiment.configs()
     options = TrainOptions(
