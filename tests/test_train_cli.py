@@ -135,3 +135,10 @@ def test_train_runs_as_a_real_subprocess(planted_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "ndcg" in proc.stdout
     assert len(list(store.iter_run_dirs(tmp_path / "r"))) == 1
+
+
+def test_jobs_run_several_runs_in_worker_processes(planted_dir, tmp_path):
+    result = _train(planted_dir, tmp_path / "r", "--loss", "ccl,bpr", "--jobs", "2")
+    assert result.exit_code == 0, result.output
+    assert "2 completed" in result.stdout
+    assert sorted(store.read_runs(tmp_path / "r")["loss"]) == ["bpr", "ccl"]
