@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from pathlib import Path
 
 from mmlbench.config import RunConfig
-from mmlbench.data.processed import META_FILE
+from mmlbench.data.dataset import require_processed
+from mmlbench.data.processed import read_meta
 from mmlbench.engine.runner import RunOutcome, TrainOptions, train_run
 from mmlbench.errors import MMLBenchError
-from mmlbench.paths import processed_dir, results_home
+from mmlbench.paths import results_home
 from mmlbench.report import store
 
 
@@ -34,25 +33,14 @@ class SweepEntry:
 
 def plan(configs: list[RunConfig], options: TrainOptions) -> list[tuple[RunConfig, str, str]]:
     """(config, run id, 'done' | 'to run') for each config, reading only the datasets' meta.json."""
-    results_dir = results_home(options.results_dir)
-    completed = {
-        row["config_hash"]: row["run_id"]
-        for row in (store.read_run(d) for d in store.iter_run_dirs(results_dir))
-        if row.get("status") == store.STATUS_COMPLETED
-    }
+    completed = store.completed_runs(results_home(options.results_dir))
     rows = []
     for config in configs:
-        config_hash = config.hash(_fingerprint(config.dataset, options.data_dir))
+        fingerprint = read_meta(require_processed(config.dataset, options.data_dir)).get("fingerprint", "")
+        config_hash = config.hash(fingerprint)
         state = "done" if config_hash in completed and not options.force else "to run"
         rows.append((config, config.run_id(config_hash), state))
     return rows
-
-
-def _fingerprint(dataset: str, data_dir: Path | None) -> str:
-    meta = processed_dir(dataset, data_dir) / META_FILE
-    if not meta.is_file():
-        raise MMLBenchError(f"dataset '{dataset}' is not preprocessed: run `mmlbench preprocess {dataset}`")
-    return json.loads(meta.read_text()).get("fingerprint", "")
 
 
 def run_sweep(configs: list[RunConfig], options: TrainOptions, jobs: int = 1) -> list[SweepEntry]:

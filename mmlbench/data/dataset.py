@@ -79,14 +79,20 @@ class InteractionData:
         return index, mask
 
 
-def load_dataset(name: str, data_dir: Path | None, device: torch.device) -> InteractionData:
-    """Load `<data-dir>/<name>/processed` onto `device`, or say which command makes it."""
+def require_processed(name: str, data_dir: Path | None) -> Path:
+    """The processed folder of `name`, or an error naming the command that makes it."""
     folder = processed_dir(name, data_dir)
     if not (folder / META_FILE).is_file():
         raise MMLBenchError(
             f"dataset '{name}' is not preprocessed in {folder.parent.parent}: run `mmlbench preprocess {name}`"
             + (" first" if (folder.parent / "raw").is_dir() else f" (after `mmlbench download {name}`)")
         )
+    return folder
+
+
+def load_dataset(name: str, data_dir: Path | None, device: torch.device) -> InteractionData:
+    """Load `<data-dir>/<name>/processed` onto `device`, or say which command makes it."""
+    folder = require_processed(name, data_dir)
     meta = read_meta(folder)
     try:
         frame = read_interactions(folder)

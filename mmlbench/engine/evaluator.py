@@ -128,7 +128,8 @@ def evaluate(
                 tops.append(top.cpu())
                 top_scores.append(values.cpu())
         hits = torch.cat(hits_parts)
-        per_user_values = metrics_from_hits(hits, target.counts()[users], ks)
+        relevant = target.counts()[users]
+        per_user_values = metrics_from_hits(hits, relevant, ks)
     finally:
         model.train(was_training)
     if items.is_cuda:
@@ -136,7 +137,7 @@ def evaluate(
     means = {name: float(values.mean()) for name, values in per_user_values.items()}
     evaluation = Evaluation(means, time.perf_counter() - started, int(users.numel()))
     if per_user:
-        evaluation.per_user = _per_user_frame(users, target.counts()[users], per_user_values)
+        evaluation.per_user = _per_user_frame(users, relevant, per_user_values)
     if keep_top:
         evaluation.user_ids = users.cpu()
         evaluation.top_items, evaluation.top_scores = torch.cat(tops), torch.cat(top_scores)

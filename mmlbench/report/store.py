@@ -105,13 +105,19 @@ def read_runs(results_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def find_completed(results_dir: Path, config_hash: str) -> Path | None:
-    """The folder of a completed run with this config hash, if the store has one."""
+def completed_runs(results_dir: Path) -> dict[str, Path]:
+    """Config hash -> folder of every completed run in the store."""
+    completed = {}
     for run_dir in iter_run_dirs(results_dir):
         row = read_run(run_dir)
-        if row.get("config_hash") == config_hash and row.get("status") == STATUS_COMPLETED:
-            return run_dir
-    return None
+        if row.get("status") == STATUS_COMPLETED:
+            completed[row.get("config_hash")] = run_dir
+    return completed
+
+
+def find_completed(results_dir: Path, config_hash: str) -> Path | None:
+    """The folder of a completed run with this config hash, if the store has one."""
+    return completed_runs(results_dir).get(config_hash)
 
 
 def read_curve(run_dir: Path) -> pd.DataFrame:
