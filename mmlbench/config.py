@@ -15,6 +15,8 @@ from mmlbench.errors import MMLBenchError, unknown_name
 from mmlbench.report.store import METRIC_NAMES
 
 SCORES = ("cosine", "dot")
+L2_SCOPES = ("table", "batch")
+LAST_BATCHES = ("partial", "wrap")
 AGGREGATORS = ("mean", "user-attention")
 SIMPLEX_PARAMS = ("aggregator", "gamma", "history_len")
 SIMPLEX_DEFAULTS = {"aggregator": "mean", "gamma": 0.5, "history_len": 50}
@@ -37,12 +39,16 @@ class RunConfig:
     init_std: float = 1e-4  # N(0, std^2) embedding init (reference code)
     batch_size: int = 512
     lr: float = 1e-4  # Adam
-    l2: float = 1e-9  # L2 on the embeddings of each batch, divided by the batch size
+    l2: float = 1e-9  # L2 weight; see l2_scope
+    l2_scope: str = "table"  # table: (l2/2)*|W|^2 over the whole ID tables every step (reference); batch: the batch's rows / B
+    last_batch: str = "partial"  # partial: the epoch's last batch is smaller (reference); wrap: it wraps around to full size
     grad_clip: float = 10.0  # max global gradient norm (reference: 10)
     epochs: int = 100
     eval_every: int = 1  # evaluate every this many epochs
     patience: int = 3  # stop after this many evaluations without improvement
     plateau_lr_factor: float = 0.1  # on no improvement: lr *= factor and reload the best weights (1 = off)
+    min_lr: float = 1e-6  # floor of that decay (reference: 1e-6)
+    min_delta: float = 1e-6  # a monitor gain below this is no improvement (reference: 1e-6)
     monitor: str = "recall@20"
     ks: tuple[int, ...] = (10, 20, 50)
     seed: int = 2019
@@ -82,6 +88,10 @@ class RunConfig:
         check_sampler(self.sampler)
         if self.score not in SCORES:
             raise unknown_name("score", self.score, SCORES)
+        if self.l2_scope not in L2_SCOPES:
+            raise unknown_name("l2-scope", self.l2_scope, L2_SCOPES)
+        if self.last_batch not in LAST_BATCHES:
+            raise unknown_name("last-batch", self.last_batch, LAST_BATCHES)
         if self.aggregator is not None and self.aggregator not in AGGREGATORS:
             raise unknown_name("aggregator", self.aggregator, AGGREGATORS)
 
@@ -95,8 +105,9 @@ class RunConfig:
         for name in ("lr", "init_std", "grad_clip"):
             if getattr(self, name) <= 0:
                 raise MMLBenchError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        if self.l2 < 0:
-            raise MMLBenchError(f"--l2 must be >= 0, got {self.l2}")
+        for name in ("l2", "min_lr", "min_delta"):
+            if getattr(self, name) < 0:
+                raise MMLBenchError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
             raise MMLBenchError(f"--dropout must lie in [0, 1), got {self.dropout}")
         if not 0 < self.plateau_lr_factor <= 1:

@@ -27,8 +27,8 @@ class FixedScores(torch.nn.Module):
     def item_table(self) -> torch.Tensor:
         return self.items
 
-    def user_vectors(self, users: torch.Tensor):
-        return self.scores[users], None
+    def user_vectors(self, users: torch.Tensor, normalize: bool = False):
+        return self.scores[users]
 
 
 def _random_splits(seed: int) -> pd.DataFrame:

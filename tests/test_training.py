@@ -34,8 +34,8 @@ class Popularity(torch.nn.Module):
     def item_table(self) -> torch.Tensor:
         return self.counts
 
-    def user_vectors(self, users: torch.Tensor):
-        return torch.ones(users.numel(), 1), None
+    def user_vectors(self, users: torch.Tensor, normalize: bool = False):
+        return torch.ones(users.numel(), 1)
 
 
 def test_popularity_reference_is_weak_on_planted_data(planted_dir):

@@ -37,11 +37,15 @@ def command(
     dropout: Annotated[str | None, _grid_help("Dropout on the user vector [default: 0.1].")] = None,
     batch_size: Annotated[str | None, _grid_help("Training pairs per batch [default: 512].")] = None,
     lr: Annotated[str | None, _grid_help("Adam learning rate [default: 1e-4].")] = None,
-    l2: Annotated[str | None, _grid_help("L2 on the batch embeddings [default: 1e-9].")] = None,
+    l2: Annotated[str | None, _grid_help("L2 weight on the embeddings [default: 1e-9].")] = None,
+    l2_scope: Annotated[str | None, _grid_help("L2 over the whole tables every step (table, the reference) or the batch's rows (batch) [default: table].")] = None,
+    last_batch: Annotated[str | None, _grid_help("Epoch's last batch: partial (the reference) or wrap (filled from the start) [default: partial].")] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs [default: 100].")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Evaluate every N epochs [default: 1].")] = None,
     patience: Annotated[int | None, typer.Option(help="Evaluations without improvement before stopping [default: 3].")] = None,
     plateau_lr_factor: Annotated[float | None, typer.Option(help="On no improvement: lr *= this and reload the best weights; 1 = off [default: 0.1].")] = None,
+    min_lr: Annotated[float | None, typer.Option(help="Floor of the plateau decay [default: 1e-6].")] = None,
+    min_delta: Annotated[float | None, typer.Option(help="Smallest monitor gain that counts as improvement [default: 1e-6].")] = None,
     monitor: Annotated[str | None, typer.Option(help="Metric for model selection [default: recall@20].")] = None,
     k: Annotated[str | None, typer.Option("--k", help="Cut-offs, e.g. 10,20,50 [default: 10,20,50].")] = None,
     seed: Annotated[str | None, _grid_help("Random seed [default: 2019].")] = None,
@@ -111,10 +115,11 @@ def _experiment(config: Path | None, preset: str | None, quick: bool) -> Experim
 _GRIDDABLE = {
     "dataset": str, "model": str, "loss": str, "negatives": int, "sampler": str, "popularity_alpha": float,
     "score": str, "embedding_dim": int, "dropout": float, "batch_size": int, "lr": float, "l2": float,
+    "l2_scope": str, "last_batch": str,
     "seed": int, "margin": float, "negative_weight": float, "positive_weight": float, "temperature": float,
     "aggregator": str, "gamma": float, "history_len": int,
 }
-_SCALARS = ("epochs", "eval_every", "patience", "plateau_lr_factor", "monitor")
+_SCALARS = ("epochs", "eval_every", "patience", "plateau_lr_factor", "min_lr", "min_delta", "monitor")
 _TUPLES = {"k": ("ks", int), "margins": ("margins", float), "margin_weights": ("margin_weights", float)}
 
 

@@ -113,8 +113,7 @@ def evaluate(
         for start in range(0, users.numel(), step):
             batch = users[start : start + step]
             scores = buffer[: batch.numel()]
-            user_vectors, _ = model.user_vectors(batch)
-            user_vectors = unit(user_vectors) if cosine else user_vectors
+            user_vectors = model.user_vectors(batch, normalize=cosine)
             _check_finite(user_vectors, "user")
             torch.mm(user_vectors, items.T, out=scores)
             for hidden in masked_splits(split):

@@ -1,4 +1,9 @@
-"""Encoders: MF (ID embeddings) and SimpleX (ID embedding fused with the user's history)."""
+"""Encoders: MF (ID embeddings) and SimpleX (ID embedding fused with the user's history).
+
+Both follow the reference towers (RecBox `MF.user_tower`/`forward`, RecZoo SimpleX): the user
+vector is L2-normalised first and dropout comes after it, so a training score is
+<dropout(u/|u|), i/|i|> (kept coordinates scaled by 1/(1-p): it can exceed 1).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from mmlbench.engine.scoring import unit
 from mmlbench.errors import unknown_name
 
 if TYPE_CHECKING:
@@ -30,10 +36,14 @@ class MF(nn.Module):
     def item_table(self) -> Tensor:
         return self.item_embedding.weight
 
-    def user_vectors(self, users: Tensor) -> tuple[Tensor, Tensor]:
-        """User vectors for a batch, and the squared norm of the batch's user embeddings (for L2)."""
+    def embedding_tables(self) -> tuple[Tensor, Tensor]:
+        """The user and item ID tables (what the L2 regulariser covers)."""
+        return self.user_embedding.weight, self.item_embedding.weight
+
+    def user_vectors(self, users: Tensor, normalize: bool = False) -> Tensor:
+        """User vectors for a batch: normalised (for cosine scores) first, then dropout."""
         embedded = self.user_embedding(users)
-        return self.dropout(embedded), (embedded * embedded).sum()
+        return self.dropout(unit(embedded) if normalize else embedded)
 
 
 class SimpleX(nn.Module):
@@ -73,6 +83,9 @@ class SimpleX(nn.Module):
     def item_table(self) -> Tensor:
         return self.item_embedding.weight
 
+    def embedding_tables(self) -> tuple[Tensor, Tensor]:
+        return self.user_embedding.weight, self.item_embedding.weight
+
     def _aggregate(self, user_vectors: Tensor, users: Tensor) -> Tensor:
         items = self.item_embedding(self.history[users])  # [B, L, d]
         mask = self.history_mask[users]  # [B, L]
@@ -84,11 +97,11 @@ class SimpleX(nn.Module):
             weights = torch.nan_to_num(weights)  # a user with an empty history pools to zero
         return (weights.unsqueeze(-1) * items).sum(1)
 
-    def user_vectors(self, users: Tensor) -> tuple[Tensor, Tensor]:
+    def user_vectors(self, users: Tensor, normalize: bool = False) -> Tensor:
         embedded = self.user_embedding(users)
         pooled = self.fuse(self._aggregate(embedded, users))
         fused = self.gamma * embedded + (1 - self.gamma) * pooled
-        return self.dropout(fused), (embedded * embedded).sum()
+        return self.dropout(unit(fused) if normalize else fused)
 
 
 def _build_mf(n_users: int, n_items: int, config: RunConfig, history: HistoryFn) -> nn.Module:

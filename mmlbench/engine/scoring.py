@@ -1,7 +1,8 @@
 """Scores of users against gathered items, with a hand-written backward for speed.
 
-Cosine training scores s[b, m] = <u_b, e_idx[b,m]> / |e_idx[b,m]| for unit user vectors u
-come from one gather of the item table. Autograd through `F.normalize` on a [B, N, d]
+Cosine training scores s[b, m] = <u_b, e_idx[b,m]> / |e_idx[b,m]| for normalised user
+vectors u come from one gather of the item table. (Dropout after the normalisation, as the
+reference does, rescales u's kept coordinates; the formulas below hold for any u.) Autograd through `F.normalize` on a [B, N, d]
 tensor spends most of a CPU step in broadcasting kernels; the closed-form gradient below
 is the same function at a fraction of the cost (checked against float64 autograd in tests).
 """
@@ -34,7 +35,7 @@ def _gradient_weights(
 
 
 class GatheredCosine(torch.autograd.Function):
-    """(table [I, d], users [B, d] unit, index [B, M]) -> (cosine [B, M], squared norms [B, M])."""
+    """(table [I, d], users [B, d] normalised, index [B, M]) -> (cosine [B, M], squared norms [B, M])."""
 
     @staticmethod
     def forward(ctx, table: Tensor, users: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
@@ -104,7 +105,7 @@ def dense_is_cheaper(table: Tensor, index: Tensor) -> bool:
 def gathered_scores(table: Tensor, users: Tensor, index: Tensor, cosine: bool) -> tuple[Tensor, Tensor]:
     """Scores of each user against its gathered items, and those items' squared norms.
 
-    With cosine=True the user vectors must already be unit length.
+    With cosine=True the user vectors must already be normalised (dropout may follow).
     """
     if cosine:
         scorer = DenseCosine if dense_is_cheaper(table, index) else GatheredCosine

@@ -1,9 +1,11 @@
-"""One optimisation step on a fixed-size batch, optionally replayed from a CUDA graph.
+"""One optimisation step, optionally replayed from a CUDA graph.
 
-Every batch holds exactly `batch_size` training pairs (the last batch of an epoch wraps
-around the permutation), so shapes never change and the whole step (gather, sampling,
-loss, backward, clipping, Adam) can be captured once and replayed: at a few hundred
-microseconds of GPU work per step, kernel-launch overhead would otherwise dominate.
+Every full batch holds exactly `batch_size` training pairs, so shapes never change and the
+whole step (gather, sampling, loss, backward, L2, clipping, Adam) can be captured once and
+replayed: at a few hundred microseconds of GPU work per step, kernel-launch overhead would
+otherwise dominate. The epoch's last, smaller batch (`last_batch = "partial"`, as the
+reference's data loader) runs eagerly; `last_batch = "wrap"` fills it from the start of the
+permutation instead.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from mmlbench.config import RunConfig
 from mmlbench.console import warn
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.sampling import Sampler
-from mmlbench.engine.scoring import gathered_scores, unit
+from mmlbench.engine.scoring import gathered_scores
 
 _WARMUP_STEPS = 3  # eager steps on a side stream before capture (lazy CUDA/cuBLAS init)
 _PROGRESS_EVERY = 64  # batches between progress callbacks (host-side only, no sync)
@@ -49,6 +51,18 @@ def clip_gradients(params: list[Tensor], max_norm: float) -> None:
     scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
     for grad in grads:
         grad.mul_(scale)
+
+
+def add_table_l2(tables: tuple[Tensor, ...], l2: float) -> None:
+    """The gradient of (l2/2)*|W|^2 over whole tables, added in place: l2 * W.
+
+    The reference adds the penalty to the loss every step (RecBox `get_total_loss`); adding
+    its closed-form gradient before clipping is the same update without a [I, d] autograd node.
+    """
+    if l2 == 0:
+        return
+    for table in tables:
+        table.grad.add_(table.detach(), alpha=l2)
 
 
 class TrainStep:
@@ -96,9 +110,12 @@ class TrainStep:
             start = batch * size
             if start + size <= n_pairs:
                 self.batch_index.copy_(order[start : start + size])
-            else:
+                self._run_once()
+            elif self.config.last_batch == "wrap":
                 self.batch_index.copy_(order[(start + self._wrap) % n_pairs])
-            self._run_once()
+                self._run_once()
+            else:
+                self._partial_step(order[start:])
             if on_batch is not None and (batch + 1) % _PROGRESS_EVERY == 0:
                 on_batch(batch + 1)
         # One host sync per epoch, here, rather than one per step.
@@ -124,8 +141,14 @@ class TrainStep:
 
     def _eager_step(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        self._forward_backward_update()
+        self._forward_backward_update(self.batch_index)
         self._eager_steps += 1
+
+    def _partial_step(self, batch_index: Tensor) -> None:
+        """An eager step on a smaller batch. With a captured graph, the gradients are the
+        graph's own tensors: zero them in place so the next replay still finds them."""
+        self.optimizer.zero_grad(set_to_none=self._graph is None)
+        self._forward_backward_update(batch_index)
 
     def _capture(self) -> None:
         # Gradients set to None first: the captured backward then allocates them in the
@@ -134,7 +157,7 @@ class TrainStep:
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
-                self._forward_backward_update()
+                self._forward_backward_update(self.batch_index)
         except RuntimeError as exc:  # an op this torch cannot capture: train eagerly instead
             warn(f"CUDA graph capture failed ({str(exc).splitlines()[0]}); training eagerly")
             self.use_graph = False
@@ -142,20 +165,25 @@ class TrainStep:
             return
         self._graph = graph
 
-    def _forward_backward_update(self) -> None:
+    def _forward_backward_update(self, batch_index: Tensor) -> None:
         config, model = self.config, self.model
-        users = self.data.train_users[self.batch_index]
-        positives = self.data.train_items[self.batch_index]
+        users = self.data.train_users[batch_index]
+        positives = self.data.train_items[batch_index]
         index = torch.cat([positives.unsqueeze(1), self.sampler(users)], dim=1)
-        user_vectors, user_squares = model.user_vectors(users)
         cosine = config.score == "cosine"
-        if cosine:
-            user_vectors = unit(user_vectors)
+        user_vectors = model.user_vectors(users, normalize=cosine)
         scores, item_squares = gathered_scores(model.item_table(), user_vectors, index, cosine)
         s_pos, s_neg = scores[:, 0], scores[:, 1:]
         loss = self.loss_fn(s_pos, s_neg)
-        penalty = config.l2 * (user_squares + item_squares.sum()) / config.batch_size
-        (loss + penalty).backward()
+        if config.l2_scope == "batch":
+            user_table, _ = model.embedding_tables()
+            user_squares = user_table[users].square().sum()
+            loss_and_penalty = loss + config.l2 * (user_squares + item_squares.sum()) / users.shape[0]
+        else:
+            loss_and_penalty = loss
+        loss_and_penalty.backward()
+        if config.l2_scope == "table":
+            add_table_l2(model.embedding_tables(), config.l2)
         clip_gradients(self.params, config.grad_clip)
         self.optimizer.step()
         self.loss_sum += loss.detach()

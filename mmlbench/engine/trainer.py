@@ -20,9 +20,6 @@ from mmlbench.engine.sampling import make_sampler
 from mmlbench.engine.step import TrainStep
 from mmlbench.errors import MMLBenchError
 
-MIN_LR = 1e-6  # the reference code's floor for learning-rate decay on plateau
-_IMPROVEMENT = 1e-6  # a monitor gain below this is not an improvement (reference: 1e-6)
-
 
 @dataclass
 class EpochLog:
@@ -56,7 +53,7 @@ class FitResult:
 
 
 class Trainer:
-    """Adam, L2 on the batch embeddings, gradient clipping, early stopping with lr decay."""
+    """Adam, L2, gradient clipping, early stopping with lr decay and best-weights reload."""
 
     def __init__(
         self,
@@ -121,14 +118,14 @@ class Trainer:
         evaluation = self.evaluate(self.data.selection_split)
         log.eval_seconds, log.metrics = evaluation.seconds, evaluation.metrics
         value = evaluation.metrics[self.config.monitor]
-        if value > result.best_value + _IMPROVEMENT:
+        if value >= result.best_value + self.config.min_delta:  # the reference's test
             result.best_value, result.best_epoch = value, log.epoch
             result.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             return 0
         if self.config.plateau_lr_factor < 1 and result.best_state is not None:
             # As the reference trainer: decay the learning rate and restart from the best weights.
             lr = self.step.lr
-            self.step.set_lr(max(lr * self.config.plateau_lr_factor, min(MIN_LR, lr)))
+            self.step.set_lr(max(lr * self.config.plateau_lr_factor, min(self.config.min_lr, lr)))
             self.model.load_state_dict(result.best_state)
         return stale + 1
 
