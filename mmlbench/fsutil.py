@@ -79,3 +79,15 @@ def replace_dir(src: Path, dst: Path) -> None:
     os.replace(src, dst)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_dir(path: Path) -> None:
+    """Delete a folder so that readers never see it half-removed.
+
+    It is first renamed to a hidden sibling (one atomic step: from then on every reader
+    skips it), then deleted; a crash in between leaves only a hidden folder behind.
+    """
+    path = Path(path)
+    hidden = _hidden_sibling(path, "rm")
+    os.replace(path, hidden)
+    shutil.rmtree(hidden)

@@ -82,10 +82,11 @@ def root(
 
 
 def _register() -> None:
-    from mmlbench.cli import compare, download, evaluate, preprocess, train
+    from mmlbench.cli import compare, download, evaluate, preprocess, runs, train
 
     for module in (download, preprocess, train, evaluate, compare):
         app.command(name=module.NAME, no_args_is_help=module.NO_ARGS_IS_HELP)(guarded(module.command))
+    app.add_typer(runs.app, name=runs.NAME)
 
 
 _register()

@@ -152,8 +152,11 @@ def parse_where(clauses: Iterable[str]) -> dict[str, str]:
     return dict(parse_assignment(clause, "--where") for clause in clauses)
 
 
-def apply_where(runs: pd.DataFrame, where: dict[str, str]) -> pd.DataFrame:
-    """The runs whose columns equal every `where` value; an error names the clause that emptied it."""
+def apply_where(runs: pd.DataFrame, where: dict[str, str], what: str = "completed runs") -> pd.DataFrame:
+    """The runs whose columns equal every `where` value; an error names the clause that emptied it.
+
+    `what` names the runs in that error ("completed runs" for compare, "runs" for a listing).
+    """
     check_names("column", where, groupable_columns(runs))
     selected = runs
     for column, wanted in where.items():
@@ -161,7 +164,7 @@ def apply_where(runs: pd.DataFrame, where: dict[str, str]) -> pd.DataFrame:
         labels = selected[column].map(normalise)
         if not (labels == value).any():
             present = ", ".join(sorted(set(labels), key=sort_key))
-            raise fail(f"no completed runs with {column}={value} (values here: {present})")
+            raise fail(f"no {what} with {column}={value} (values here: {present})")
         selected = selected[labels == value]
     return selected.reset_index(drop=True)
 
