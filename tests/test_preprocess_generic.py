@@ -115,13 +115,30 @@ def test_numeric_ids_are_sorted_numerically(tmp_path):
     assert read_id_map(processed(tmp_path), "item")["original"].tolist() == ["3", "20", "100"]
 
 
-def test_min_rating_drops_rows_before_deduplication(tmp_path):
+def test_min_rating_applies_to_the_latest_row_of_each_pair(tmp_path):
     args = [*COLUMNS, "--rating-col", "rating", "--min-rating", "3", "--split", "leave-one-out"]
     args += ["--time-col", "ts"]
     assert invoke(tmp_path, write(tmp_path), *args).exit_code == 0
     frame = read_interactions(processed(tmp_path))
-    assert len(frame) == 5  # (u9, b, 2) and (u9, a, 1) are gone, (u9, a, 5) stays
+    # (u9, a) is collapsed to its latest row (rating 1) and then dropped, as is (u9, b, 2).
+    assert len(frame) == 4
+    assert read_id_map(processed(tmp_path), "user")["original"].tolist() == ["u10", "u2"]
     assert read_meta(processed(tmp_path))["options"]["min_rating"] == 3
+
+
+def test_pair_whose_latest_rating_is_low_is_not_a_positive(tmp_path):
+    frame = pd.DataFrame(
+        [(1, 1, 5, 1), (1, 1, 1, 100), (1, 2, 5, 50), (2, 1, 5, 10), (2, 2, 4, 20)],
+        columns=["user", "item", "rating", "timestamp"],
+    )
+    args = [*COLUMNS, "--rating-col", "rating", "--min-rating", "4", "--time-col", "timestamp"]
+    result = invoke(tmp_path, write(tmp_path, frame), *args, "--split", "leave-one-out")
+    assert result.exit_code == 0, result.output
+    users = read_id_map(processed(tmp_path), "user")["original"].tolist()
+    items = read_id_map(processed(tmp_path), "item")["original"].tolist()
+    kept = read_interactions(processed(tmp_path))
+    pairs = {(users[u], items[i]) for u, i in zip(kept["user"], kept["item"])}
+    assert pairs == {("1", "2"), ("2", "1"), ("2", "2")}
 
 
 def test_k_core_cascades_until_stable():

@@ -163,8 +163,9 @@ def _draws_random_rows(options: GenericOptions, valid_fraction: float | None) ->
 
 
 def _clean_table(input_path: Path, options: GenericOptions) -> tuple[generic.Table, list[str]]:
-    """Read, deduplicate, k-core and renumber; notes say what was removed."""
+    """Read, deduplicate, drop low ratings, k-core and renumber; notes say what was removed."""
     table, duplicates = generic.deduplicate(generic.load_table(input_path, options))
+    table = generic.filter_ratings(table, options)
     before = len(table.users)
     table, passes = generic.k_core(table, options.min_user_interactions, options.min_item_interactions)
     if not len(table.users):
