@@ -203,7 +203,40 @@ def test_validation_split_on_generic_train_rows(tmp_path):
     n_train = counts["train"] + counts["valid"]
     assert (counts["valid"] == np.minimum(np.floor(0.5 * n_train + 0.5), n_train - 1)).all()
     assert counts["valid"].sum() > 0
+    assert read_meta(processed(tmp_path))["options"]["seed"] is None  # nothing random: all by time
+
+
+def test_random_split_draws_validation_with_the_seed(tmp_path):
+    path = write(tmp_path, synthetic_events())
+    args = [*COLUMNS, "--time-col", "ts", "--split", "random:0.2", "--valid-fraction", "0.3", "--seed", "9"]
+    assert invoke(tmp_path, path, *args).exit_code == 0
     assert read_meta(processed(tmp_path))["options"]["seed"] == 9
+
+
+def split_times(tmp_path, events):
+    """The processed rows with each row's original timestamp."""
+    frame = read_interactions(processed(tmp_path))
+    users = read_id_map(processed(tmp_path), "user")["original"].astype(int).to_numpy()
+    items = read_id_map(processed(tmp_path), "item")["original"].astype(int).to_numpy()
+    frame = frame.assign(user=users[frame["user"]], item=items[frame["item"]])
+    return frame.merge(events, on=["user", "item"], validate="one_to_one")
+
+
+@pytest.mark.parametrize("split", ["temporal:0.2", "leave-one-out"])
+def test_time_ordered_split_takes_validation_from_the_latest_train_rows(tmp_path, split):
+    events = synthetic_events(users=200, seed=3)
+    args = [*COLUMNS, "--time-col", "ts", "--split", split, "--valid-fraction", "0.3"]
+    assert invoke(tmp_path, write(tmp_path, events), *args).exit_code == 0
+    frame = split_times(tmp_path, events)
+    latest = frame.groupby(["user", "split"])["ts"].agg(["min", "max"]).unstack()
+    has_valid = latest[("min", "valid")].notna()
+    assert has_valid.sum() > 50
+    train_after_valid = latest[("max", "train")] > latest[("min", "valid")]
+    valid_after_test = latest[("max", "valid")] > latest[("min", "test")]
+    assert not train_after_valid.any() and not valid_after_test.any()
+    counts = frame.groupby(["user", "split"]).size().unstack(fill_value=0)
+    n_train = counts["train"] + counts["valid"]
+    assert (counts["valid"] == np.minimum(np.floor(0.3 * n_train + 0.5), n_train - 1)).all()
 
 
 def test_generic_is_idempotent_and_rebuilds_on_new_options(tmp_path):

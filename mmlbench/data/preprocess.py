@@ -29,7 +29,14 @@ from mmlbench.data.processed import (
     write_processed,
 )
 from mmlbench.data.registry import DATASETS, DatasetSpec, get_dataset
-from mmlbench.data.splits import LEAVE_ONE_OUT, RANDOM, check_fraction, random_holdout, select_test_rows
+from mmlbench.data.splits import (
+    LEAVE_ONE_OUT,
+    TEMPORAL,
+    check_fraction,
+    latest_holdout,
+    random_holdout,
+    select_test_rows,
+)
 from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import sha256_file
 from mmlbench.paths import processed_dir, raw_dir
@@ -100,7 +107,7 @@ def preprocess_file(
     all_options = {
         **options.as_dict(),
         "valid_fraction": valid_fraction,
-        "seed": seed if _draws_random_rows(options, valid_fraction) else None,
+        "seed": None if _ordered_by_time(options) else seed,
     }
     path = processed_dir(name, data_dir)
     if not force and (meta := current_meta(path, inputs, all_options)):
@@ -112,7 +119,7 @@ def preprocess_file(
     test = select_test_rows(options.split, table.users, table.items, n_users, table.times, rng)
     splits = np.where(test, TEST, TRAIN).astype(np.int8)
     data = Interactions(table.users, table.items, splits, n_users, n_items)
-    data = _with_validation(data, valid_fraction, rng)
+    data = _with_validation(data, valid_fraction, rng, table.times if _ordered_by_time(options) else None)
     warnings = [] if test.any() else ["the test split is empty: no user has two or more interactions"]
     meta = write_processed(
         path,
@@ -156,10 +163,10 @@ def _check_new_name(name: str) -> None:
         raise MMLBenchError(f"--name '{name}' is a registered dataset; choose another name for your data")
 
 
-def _draws_random_rows(options: GenericOptions, valid_fraction: float | None) -> bool:
+def _ordered_by_time(options: GenericOptions) -> bool:
+    """Whether test and validation rows are each user's latest (else they are drawn with the seed)."""
     kind = options.split.kind
-    random_test = kind == RANDOM or (kind == LEAVE_ONE_OUT and options.time_col is None)
-    return random_test or valid_fraction is not None
+    return kind == TEMPORAL or (kind == LEAVE_ONE_OUT and options.time_col is not None)
 
 
 def _clean_table(input_path: Path, options: GenericOptions) -> tuple[generic.Table, list[str]]:
@@ -182,13 +189,24 @@ def _clean_table(input_path: Path, options: GenericOptions) -> tuple[generic.Tab
 
 
 def _with_validation(
-    data: Interactions, valid_fraction: float | None, rng: np.random.Generator
+    data: Interactions,
+    valid_fraction: float | None,
+    rng: np.random.Generator,
+    times: np.ndarray | None = None,
 ) -> Interactions:
-    """Move round(valid_fraction * n_u) random train rows of each user to valid (one always stays)."""
+    """Move round(valid_fraction * n_u) train rows of each user to valid (one always stays).
+
+    With `times` (a split ordered by time) they are the user's latest train rows, so validation
+    sits between train and test in time; otherwise they are drawn at random.
+    """
     if valid_fraction is None:
         return data
     train_rows = np.flatnonzero(data.splits == TRAIN)
-    moved = random_holdout(data.users[train_rows], data.n_users, valid_fraction, rng)
+    users = data.users[train_rows]
+    if times is None:
+        moved = random_holdout(users, data.n_users, valid_fraction, rng)
+    else:
+        moved = latest_holdout(users, data.items[train_rows], times[train_rows], data.n_users, valid_fraction)
     splits = data.splits.copy()
     splits[train_rows[moved]] = VALID
     return dataclasses.replace(data, splits=splits)
