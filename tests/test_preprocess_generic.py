@@ -239,16 +239,31 @@ def test_time_ordered_split_takes_validation_from_the_latest_train_rows(tmp_path
     assert (counts["valid"] == np.minimum(np.floor(0.3 * n_train + 0.5), n_train - 1)).all()
 
 
-def test_generic_is_idempotent_and_rebuilds_on_new_options(tmp_path):
+def test_generic_is_idempotent_and_needs_force_for_new_options_or_input(tmp_path):
     path = write(tmp_path)
     args = [*COLUMNS, "--time-col", "ts", "--split", "leave-one-out"]
     assert "written" in invoke(tmp_path, path, *args).output
     assert "up to date" in invoke(tmp_path, path, *args).output
     args[-1] = "temporal:0.5"
-    assert "written" in invoke(tmp_path, path, *args).output
+    refused = invoke(tmp_path, path, *args)
+    assert refused.exit_code == 1
+    assert "--split: leave-one-out -> temporal:0.5" in refused.output and "pass --force" in refused.output
+    assert read_meta(processed(tmp_path))["options"]["split"] == "leave-one-out"
+    assert "written" in invoke(tmp_path, path, *args, "--force").output
     path.write_text(path.read_text() + "u3,a,5,1\n")
-    assert "written" in invoke(tmp_path, path, *args).output
+    refused = invoke(tmp_path, path, *args)
+    assert refused.exit_code == 1 and "events.csv changed" in refused.output
+    assert read_meta(processed(tmp_path))["n_users"] == 3
+    assert "written" in invoke(tmp_path, path, *args, "--force").output
     assert read_meta(processed(tmp_path))["n_users"] == 4
+
+
+def test_other_input_file_under_the_same_name_needs_force(tmp_path):
+    args = [*COLUMNS, "--split", "leave-one-out"]
+    assert invoke(tmp_path, write(tmp_path), *args).exit_code == 0
+    refused = invoke(tmp_path, write(tmp_path, file="other.csv"), *args)
+    assert refused.exit_code == 1
+    assert "input events.csv -> other.csv" in refused.output and "pass --force" in refused.output
 
 
 def _bad_cases(tmp_path):

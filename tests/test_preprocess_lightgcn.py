@@ -189,25 +189,51 @@ def test_valid_fraction_outside_open_interval_is_rejected(tmp_path, fraction):
     assert not (tmp_path / "gowalla" / "processed").exists()
 
 
-def test_second_run_is_up_to_date_and_changed_input_rebuilds(tmp_path):
-    raw = write_raw(tmp_path)
+def test_second_run_is_up_to_date(tmp_path):
+    write_raw(tmp_path)
     meta_path = tmp_path / "gowalla" / "processed" / META_FILE
     assert preprocess(tmp_path).exit_code == 0
     first_meta = meta_path.read_text()
     again = preprocess(tmp_path)
     assert again.exit_code == 0 and "up to date" in again.output
     assert meta_path.read_text() == first_meta
+
+
+def test_other_options_need_force_and_change_nothing_without_it(tmp_path):
+    write_raw(tmp_path)
+    meta_path = tmp_path / "gowalla" / "processed" / META_FILE
+    assert preprocess(tmp_path).exit_code == 0
+    first_meta = meta_path.read_text()
+    refused = preprocess(tmp_path, "--valid-fraction", "0.5")
+    assert refused.exit_code == 1
+    assert "--valid-fraction: none -> 0.5" in refused.output and "pass --force" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1 and "Traceback" not in refused.output
+    assert meta_path.read_text() == first_meta
+    forced = preprocess(tmp_path, "--valid-fraction", "0.5", "--force")
+    assert forced.exit_code == 0 and "written" in forced.output
+    assert read_meta(meta_path.parent)["options"]["valid_fraction"] == 0.5
+    assert "up to date" in preprocess(tmp_path, "--valid-fraction", "0.5").output
+
+
+def test_changed_raw_file_needs_force(tmp_path):
+    raw = write_raw(tmp_path)
+    assert preprocess(tmp_path).exit_code == 0
     (raw / "test.txt").write_text(TEST + "4 0\n")
-    rebuilt = preprocess(tmp_path)
-    assert "up to date" not in rebuilt.output
-    assert read_meta(meta_path.parent)["interactions"]["test"] == 5
+    refused = preprocess(tmp_path)
+    assert refused.exit_code == 1
+    assert "test.txt changed" in refused.output and "pass --force" in refused.output
+    assert read_meta(tmp_path / "gowalla" / "processed")["interactions"]["test"] == 4
+    assert preprocess(tmp_path, "--force").exit_code == 0
+    assert read_meta(tmp_path / "gowalla" / "processed")["interactions"]["test"] == 5
 
 
-def test_other_options_or_force_rebuild(tmp_path):
+def test_other_options_raise_and_force_rebuilds(tmp_path):
     write_raw(tmp_path)
     assert not preprocess_dataset("gowalla", tmp_path).up_to_date
     assert preprocess_dataset("gowalla", tmp_path).up_to_date
-    assert not preprocess_dataset("gowalla", tmp_path, valid_fraction=0.5).up_to_date
+    with pytest.raises(MMLBenchError, match="--force"):
+        preprocess_dataset("gowalla", tmp_path, valid_fraction=0.5)
+    assert not preprocess_dataset("gowalla", tmp_path, valid_fraction=0.5, force=True).up_to_date
     assert not preprocess_dataset("gowalla", tmp_path, valid_fraction=0.5, force=True).up_to_date
 
 
