@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from mmlbench.data import generic, lightgcn
+from mmlbench.data.download import mismatch
 from mmlbench.data.generic import GenericOptions
 from mmlbench.data.processed import (
     SOURCE_GENERIC,
@@ -64,13 +65,17 @@ def preprocess_dataset(
     valid_fraction: float | None = None,
     seed: int = DEFAULT_SEED,
     force: bool = False,
+    trust_raw: bool = False,
 ) -> PreprocessResult:
-    """Build `<data-dir>/<name>/processed/` from a registered dataset's raw LightGCN files."""
+    """Build `<data-dir>/<name>/processed/` from a registered dataset's raw LightGCN files.
+
+    The raw files must match the registry's size and sha256 unless `trust_raw`.
+    """
     spec = get_dataset(name)
     if valid_fraction is not None:
         check_fraction(valid_fraction, "--valid-fraction")
     raw = raw_dir(name, data_dir)
-    contents = _read_raw(spec, raw)
+    contents = _read_raw(spec, raw, trust_raw)
     inputs = {file: hashlib.sha256(data).hexdigest() for file, data in contents.items()}
     options = {"valid_fraction": valid_fraction, "seed": seed if valid_fraction is not None else None}
     path = processed_dir(name, data_dir)
@@ -133,7 +138,7 @@ def preprocess_file(
     return PreprocessResult(name, path, meta, up_to_date=False, warnings=tuple(warnings), notes=tuple(notes))
 
 
-def _read_raw(spec: DatasetSpec, raw: Path) -> dict[str, bytes]:
+def _read_raw(spec: DatasetSpec, raw: Path, trust_raw: bool) -> dict[str, bytes]:
     paths = [raw / file.name for file in spec.files]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -142,9 +147,23 @@ def _read_raw(spec: DatasetSpec, raw: Path) -> dict[str, bytes]:
             f"run `mmlbench download {spec.name}` first"
         )
     try:
+        if not trust_raw:
+            _check_registered(spec, raw)
         return {p.name: p.read_bytes() for p in paths}
     except OSError as exc:
         raise MMLBenchError(f"cannot read {exc.filename}: {exc.strerror}") from None
+
+
+def _check_registered(spec: DatasetSpec, raw: Path) -> None:
+    """Refuse raw files that `download --list` would call corrupt (size or sha256 off the registry)."""
+    for file in spec.files:
+        problem = mismatch(file, raw / file.name)
+        if problem:
+            kind, detail = problem
+            raise MMLBenchError(
+                f"raw file {raw / file.name} is corrupt ({kind}: {detail}); run `mmlbench download "
+                f"{spec.name} --force` to fetch it again, or pass --trust-raw if you changed it on purpose"
+            )
 
 
 def _sha256_input(path: Path) -> str:
