@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from mmlbench import console
 from mmlbench.data import generic, lightgcn
 from mmlbench.data.download import mismatch
 from mmlbench.data.generic import GenericOptions
@@ -75,21 +76,24 @@ def preprocess_dataset(
     if valid_fraction is not None:
         check_fraction(valid_fraction, "--valid-fraction")
     raw = raw_dir(name, data_dir)
-    contents = _read_raw(spec, raw, trust_raw)
+    with console.status(f"{name}: reading and checking the raw files"):
+        contents = _read_raw(spec, raw, trust_raw)
     inputs = {file: hashlib.sha256(data).hexdigest() for file, data in contents.items()}
     options = {"valid_fraction": valid_fraction, "seed": seed if valid_fraction is not None else None}
     path = processed_dir(name, data_dir)
     if not force and (meta := current_meta(path, inputs, options)):
         return PreprocessResult(name, path, meta, up_to_date=True)
 
-    train, test = (
-        lightgcn.parse_user_lines(str(raw / file), contents[file])
-        for file in (lightgcn.TRAIN_FILE, lightgcn.TEST_FILE)
-    )
-    data = lightgcn.combine(train, test)
-    data = _with_validation(data, valid_fraction, np.random.default_rng(seed))
+    with console.status(f"{name}: parsing {lightgcn.TRAIN_FILE} and {lightgcn.TEST_FILE}"):
+        train, test = (
+            lightgcn.parse_user_lines(str(raw / file), contents[file])
+            for file in (lightgcn.TRAIN_FILE, lightgcn.TEST_FILE)
+        )
+        data = lightgcn.combine(train, test)
+        data = _with_validation(data, valid_fraction, np.random.default_rng(seed))
     warnings = lightgcn.duplicate_warnings(train, test) + _count_mismatches(spec, data)
-    meta = write_processed(path, data, name=name, source=SOURCE_LIGHTGCN, inputs=inputs, options=options)
+    with console.status(f"{name}: writing {path}"):
+        meta = write_processed(path, data, name=name, source=SOURCE_LIGHTGCN, inputs=inputs, options=options)
     return PreprocessResult(name, path, meta, up_to_date=False, warnings=tuple(warnings))
 
 
@@ -108,7 +112,8 @@ def preprocess_file(
     if valid_fraction is not None:
         check_fraction(valid_fraction, "--valid-fraction")
     input_path = Path(input_path)
-    inputs = {input_path.name: _sha256_input(input_path)}
+    with console.status(f"{name}: hashing {input_path.name}"):
+        inputs = {input_path.name: _sha256_input(input_path)}
     all_options = {
         **options.as_dict(),
         "valid_fraction": valid_fraction,
@@ -118,7 +123,8 @@ def preprocess_file(
     if not force and (meta := current_meta(path, inputs, all_options)):
         return PreprocessResult(name, path, meta, up_to_date=True)
 
-    table, notes = _clean_table(input_path, options)
+    with console.status(f"{name}: reading {input_path.name}"):
+        table, notes = _clean_table(input_path, options)
     rng = np.random.default_rng(seed)
     n_users, n_items = len(table.user_ids), len(table.item_ids)
     test = select_test_rows(options.split, table.users, table.items, n_users, table.times, rng)
@@ -126,15 +132,16 @@ def preprocess_file(
     data = Interactions(table.users, table.items, splits, n_users, n_items)
     data = _with_validation(data, valid_fraction, rng, table.times if _ordered_by_time(options) else None)
     warnings = [] if test.any() else ["the test split is empty: no user has two or more interactions"]
-    meta = write_processed(
-        path,
-        data,
-        name=name,
-        source=SOURCE_GENERIC,
-        inputs=inputs,
-        options=all_options,
-        id_maps=IdMaps(table.user_ids, table.item_ids),
-    )
+    with console.status(f"{name}: writing {path}"):
+        meta = write_processed(
+            path,
+            data,
+            name=name,
+            source=SOURCE_GENERIC,
+            inputs=inputs,
+            options=all_options,
+            id_maps=IdMaps(table.user_ids, table.item_ids),
+        )
     return PreprocessResult(name, path, meta, up_to_date=False, warnings=tuple(warnings), notes=tuple(notes))
 
 
