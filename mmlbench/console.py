@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from typing import ContextManager
 
 from rich.console import Console
 
@@ -15,6 +17,11 @@ err = Console(stderr=True, width=_WIDTH)
 def show_progress(quiet: bool) -> bool:
     """Progress bars only for a person at a terminal: never in CI logs or with --quiet."""
     return not quiet and sys.stderr.isatty()
+
+
+def status(message: str, quiet: bool = False) -> ContextManager[object]:
+    """A spinner with `message` on stderr while a long quiet step runs; nothing where bars would not show."""
+    return err.status(message) if show_progress(quiet) else contextlib.nullcontext()
 
 
 def warn(message: str) -> None:

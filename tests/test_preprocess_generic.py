@@ -115,13 +115,30 @@ def test_numeric_ids_are_sorted_numerically(tmp_path):
     assert read_id_map(processed(tmp_path), "item")["original"].tolist() == ["3", "20", "100"]
 
 
-def test_min_rating_drops_rows_before_deduplication(tmp_path):
+def test_min_rating_applies_to_the_latest_row_of_each_pair(tmp_path):
     args = [*COLUMNS, "--rating-col", "rating", "--min-rating", "3", "--split", "leave-one-out"]
     args += ["--time-col", "ts"]
     assert invoke(tmp_path, write(tmp_path), *args).exit_code == 0
     frame = read_interactions(processed(tmp_path))
-    assert len(frame) == 5  # (u9, b, 2) and (u9, a, 1) are gone, (u9, a, 5) stays
+    # (u9, a) is collapsed to its latest row (rating 1) and then dropped, as is (u9, b, 2).
+    assert len(frame) == 4
+    assert read_id_map(processed(tmp_path), "user")["original"].tolist() == ["u10", "u2"]
     assert read_meta(processed(tmp_path))["options"]["min_rating"] == 3
+
+
+def test_pair_whose_latest_rating_is_low_is_not_a_positive(tmp_path):
+    frame = pd.DataFrame(
+        [(1, 1, 5, 1), (1, 1, 1, 100), (1, 2, 5, 50), (2, 1, 5, 10), (2, 2, 4, 20)],
+        columns=["user", "item", "rating", "timestamp"],
+    )
+    args = [*COLUMNS, "--rating-col", "rating", "--min-rating", "4", "--time-col", "timestamp"]
+    result = invoke(tmp_path, write(tmp_path, frame), *args, "--split", "leave-one-out")
+    assert result.exit_code == 0, result.output
+    users = read_id_map(processed(tmp_path), "user")["original"].tolist()
+    items = read_id_map(processed(tmp_path), "item")["original"].tolist()
+    kept = read_interactions(processed(tmp_path))
+    pairs = {(users[u], items[i]) for u, i in zip(kept["user"], kept["item"])}
+    assert pairs == {("1", "2"), ("2", "1"), ("2", "2")}
 
 
 def test_k_core_cascades_until_stable():
@@ -186,19 +203,67 @@ def test_validation_split_on_generic_train_rows(tmp_path):
     n_train = counts["train"] + counts["valid"]
     assert (counts["valid"] == np.minimum(np.floor(0.5 * n_train + 0.5), n_train - 1)).all()
     assert counts["valid"].sum() > 0
+    assert read_meta(processed(tmp_path))["options"]["seed"] is None  # nothing random: all by time
+
+
+def test_random_split_draws_validation_with_the_seed(tmp_path):
+    path = write(tmp_path, synthetic_events())
+    args = [*COLUMNS, "--time-col", "ts", "--split", "random:0.2", "--valid-fraction", "0.3", "--seed", "9"]
+    assert invoke(tmp_path, path, *args).exit_code == 0
     assert read_meta(processed(tmp_path))["options"]["seed"] == 9
 
 
-def test_generic_is_idempotent_and_rebuilds_on_new_options(tmp_path):
+def split_times(tmp_path, events):
+    """The processed rows with each row's original timestamp."""
+    frame = read_interactions(processed(tmp_path))
+    users = read_id_map(processed(tmp_path), "user")["original"].astype(int).to_numpy()
+    items = read_id_map(processed(tmp_path), "item")["original"].astype(int).to_numpy()
+    frame = frame.assign(user=users[frame["user"]], item=items[frame["item"]])
+    return frame.merge(events, on=["user", "item"], validate="one_to_one")
+
+
+@pytest.mark.parametrize("split", ["temporal:0.2", "leave-one-out"])
+def test_time_ordered_split_takes_validation_from_the_latest_train_rows(tmp_path, split):
+    events = synthetic_events(users=200, seed=3)
+    args = [*COLUMNS, "--time-col", "ts", "--split", split, "--valid-fraction", "0.3"]
+    assert invoke(tmp_path, write(tmp_path, events), *args).exit_code == 0
+    frame = split_times(tmp_path, events)
+    latest = frame.groupby(["user", "split"])["ts"].agg(["min", "max"]).unstack()
+    has_valid = latest[("min", "valid")].notna()
+    assert has_valid.sum() > 50
+    train_after_valid = latest[("max", "train")] > latest[("min", "valid")]
+    valid_after_test = latest[("max", "valid")] > latest[("min", "test")]
+    assert not train_after_valid.any() and not valid_after_test.any()
+    counts = frame.groupby(["user", "split"]).size().unstack(fill_value=0)
+    n_train = counts["train"] + counts["valid"]
+    assert (counts["valid"] == np.minimum(np.floor(0.3 * n_train + 0.5), n_train - 1)).all()
+
+
+def test_generic_is_idempotent_and_needs_force_for_new_options_or_input(tmp_path):
     path = write(tmp_path)
     args = [*COLUMNS, "--time-col", "ts", "--split", "leave-one-out"]
     assert "written" in invoke(tmp_path, path, *args).output
     assert "up to date" in invoke(tmp_path, path, *args).output
     args[-1] = "temporal:0.5"
-    assert "written" in invoke(tmp_path, path, *args).output
+    refused = invoke(tmp_path, path, *args)
+    assert refused.exit_code == 1
+    assert "--split: leave-one-out -> temporal:0.5" in refused.output and "pass --force" in refused.output
+    assert read_meta(processed(tmp_path))["options"]["split"] == "leave-one-out"
+    assert "written" in invoke(tmp_path, path, *args, "--force").output
     path.write_text(path.read_text() + "u3,a,5,1\n")
-    assert "written" in invoke(tmp_path, path, *args).output
+    refused = invoke(tmp_path, path, *args)
+    assert refused.exit_code == 1 and "events.csv changed" in refused.output
+    assert read_meta(processed(tmp_path))["n_users"] == 3
+    assert "written" in invoke(tmp_path, path, *args, "--force").output
     assert read_meta(processed(tmp_path))["n_users"] == 4
+
+
+def test_other_input_file_under_the_same_name_needs_force(tmp_path):
+    args = [*COLUMNS, "--split", "leave-one-out"]
+    assert invoke(tmp_path, write(tmp_path), *args).exit_code == 0
+    refused = invoke(tmp_path, write(tmp_path, file="other.csv"), *args)
+    assert refused.exit_code == 1
+    assert "input events.csv -> other.csv" in refused.output and "pass --force" in refused.output
 
 
 def _bad_cases(tmp_path):

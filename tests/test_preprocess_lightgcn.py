@@ -1,4 +1,8 @@
-"""`mmlbench preprocess NAME`: LightGCN text files into the processed format."""
+"""`mmlbench preprocess NAME`: LightGCN text files into the processed format.
+
+The raw files here are hand-made, not Gowalla's registered bytes, so every run passes
+--trust-raw; test_preprocess_raw_check.py tests the check it skips.
+"""
 
 from __future__ import annotations
 
@@ -36,7 +40,11 @@ def write_raw(data_dir: Path, train: str = TRAIN, test: str = TEST, name: str = 
 
 
 def preprocess(data_dir: Path, *args: str):
-    return runner.invoke(app, ["preprocess", "gowalla", "--data-dir", str(data_dir), *args])
+    return runner.invoke(app, ["preprocess", "gowalla", "--data-dir", str(data_dir), "--trust-raw", *args])
+
+
+def build(data_dir: Path, **options):
+    return preprocess_dataset("gowalla", data_dir, trust_raw=True, **options)
 
 
 def rows(frame, split):
@@ -87,7 +95,7 @@ def test_summary_table_lists_counts_and_output(tmp_path):
 
 def test_user_with_empty_lines_counts_toward_n_users(tmp_path):
     write_raw(tmp_path, train="0 1\n1 0\n5\n", test="0 0\n1 1\n\n5\n")
-    preprocess_dataset("gowalla", tmp_path)
+    build(tmp_path)
     meta = read_meta(tmp_path / "gowalla" / "processed")
     assert meta["n_users"] == 6
     assert meta["interactions"] == {"train": 2, "valid": 0, "test": 2}
@@ -95,7 +103,7 @@ def test_user_with_empty_lines_counts_toward_n_users(tmp_path):
 
 def test_tabs_and_crlf_are_whitespace(tmp_path):
     write_raw(tmp_path, train="0\t0  1\r\n1 2\r\n", test="0 2\r\n1 1\r\n")
-    preprocess_dataset("gowalla", tmp_path)
+    build(tmp_path)
     frame = read_interactions(tmp_path / "gowalla" / "processed")
     assert rows(frame, "train") == [(0, 0), (0, 1), (1, 2)]
 
@@ -151,7 +159,7 @@ def test_no_arguments_shows_help():
 def test_validation_split_moves_rounded_share_of_each_users_train(tmp_path):
     train, test = random_lightgcn()
     write_raw(tmp_path, train, test)
-    preprocess_dataset("gowalla", tmp_path, valid_fraction=0.3, seed=7)
+    build(tmp_path, valid_fraction=0.3, seed=7)
     frame = read_interactions(tmp_path / "gowalla" / "processed")
     per_user = frame.groupby(["user", "split"]).size().unstack(fill_value=0)
     n_train = per_user["train"] + per_user["valid"]
@@ -164,7 +172,7 @@ def test_validation_split_moves_rounded_share_of_each_users_train(tmp_path):
 
 def test_validation_never_takes_a_users_last_train_item(tmp_path):
     write_raw(tmp_path, train="0 0\n1 0 1\n", test="0 1\n1 2\n")
-    preprocess_dataset("gowalla", tmp_path, valid_fraction=0.9)
+    build(tmp_path, valid_fraction=0.9)
     frame = read_interactions(tmp_path / "gowalla" / "processed")
     assert rows(frame, "train") == [(0, 0), (1, 0)] or rows(frame, "train") == [(0, 0), (1, 1)]
     assert len(rows(frame, "valid")) == 1
@@ -174,7 +182,7 @@ def test_same_seed_same_bytes_other_seed_other_split(tmp_path):
     write_raw(tmp_path, *random_lightgcn())
     fingerprints = []
     for seed in (1, 1, 2):
-        result = preprocess_dataset("gowalla", tmp_path, valid_fraction=0.25, seed=seed, force=True)
+        result = build(tmp_path, valid_fraction=0.25, seed=seed, force=True)
         fingerprints.append(result.meta["fingerprint"])
     assert fingerprints[0] == fingerprints[1]
     assert fingerprints[0] != fingerprints[2]
@@ -189,33 +197,58 @@ def test_valid_fraction_outside_open_interval_is_rejected(tmp_path, fraction):
     assert not (tmp_path / "gowalla" / "processed").exists()
 
 
-def test_second_run_is_up_to_date_and_changed_input_rebuilds(tmp_path):
-    raw = write_raw(tmp_path)
+def test_second_run_is_up_to_date(tmp_path):
+    write_raw(tmp_path)
     meta_path = tmp_path / "gowalla" / "processed" / META_FILE
     assert preprocess(tmp_path).exit_code == 0
     first_meta = meta_path.read_text()
     again = preprocess(tmp_path)
     assert again.exit_code == 0 and "up to date" in again.output
     assert meta_path.read_text() == first_meta
-    (raw / "test.txt").write_text(TEST + "4 0\n")
-    rebuilt = preprocess(tmp_path)
-    assert "up to date" not in rebuilt.output
-    assert read_meta(meta_path.parent)["interactions"]["test"] == 5
 
 
-def test_other_options_or_force_rebuild(tmp_path):
+def test_other_options_need_force_and_change_nothing_without_it(tmp_path):
     write_raw(tmp_path)
-    assert not preprocess_dataset("gowalla", tmp_path).up_to_date
-    assert preprocess_dataset("gowalla", tmp_path).up_to_date
-    assert not preprocess_dataset("gowalla", tmp_path, valid_fraction=0.5).up_to_date
-    assert not preprocess_dataset("gowalla", tmp_path, valid_fraction=0.5, force=True).up_to_date
+    meta_path = tmp_path / "gowalla" / "processed" / META_FILE
+    assert preprocess(tmp_path).exit_code == 0
+    first_meta = meta_path.read_text()
+    refused = preprocess(tmp_path, "--valid-fraction", "0.5")
+    assert refused.exit_code == 1
+    assert "--valid-fraction: none -> 0.5" in refused.output and "pass --force" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1 and "Traceback" not in refused.output
+    assert meta_path.read_text() == first_meta
+    forced = preprocess(tmp_path, "--valid-fraction", "0.5", "--force")
+    assert forced.exit_code == 0 and "written" in forced.output
+    assert read_meta(meta_path.parent)["options"]["valid_fraction"] == 0.5
+    assert "up to date" in preprocess(tmp_path, "--valid-fraction", "0.5").output
+
+
+def test_changed_raw_file_needs_force(tmp_path):
+    raw = write_raw(tmp_path)
+    assert preprocess(tmp_path).exit_code == 0
+    (raw / "test.txt").write_text(TEST + "4 0\n")
+    refused = preprocess(tmp_path)
+    assert refused.exit_code == 1
+    assert "test.txt changed" in refused.output and "pass --force" in refused.output
+    assert read_meta(tmp_path / "gowalla" / "processed")["interactions"]["test"] == 4
+    assert preprocess(tmp_path, "--force").exit_code == 0
+    assert read_meta(tmp_path / "gowalla" / "processed")["interactions"]["test"] == 5
+
+
+def test_other_options_raise_and_force_rebuilds(tmp_path):
+    write_raw(tmp_path)
+    assert not build(tmp_path).up_to_date
+    assert build(tmp_path).up_to_date
+    with pytest.raises(MMLBenchError, match="--force"):
+        build(tmp_path, valid_fraction=0.5)
+    assert not build(tmp_path, valid_fraction=0.5, force=True).up_to_date
 
 
 def test_tampered_output_is_rebuilt(tmp_path):
     write_raw(tmp_path)
-    first = preprocess_dataset("gowalla", tmp_path)
+    first = build(tmp_path)
     (first.path / "interactions.parquet").write_bytes(b"not parquet")
-    again = preprocess_dataset("gowalla", tmp_path)
+    again = build(tmp_path)
     assert not again.up_to_date
     assert len(read_interactions(first.path)) == 11
 
@@ -242,7 +275,8 @@ def test_read_meta_of_missing_folder_is_a_clear_error(tmp_path):
 def test_real_subprocess_writes_and_reports_errors(tmp_path):
     write_raw(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "mmlbench", "preprocess", "gowalla", "--data-dir", str(tmp_path)]
+    command = [sys.executable, "-m", "mmlbench", "preprocess", "gowalla", "--trust-raw"]
+    command += ["--data-dir", str(tmp_path)]
     ok = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     assert ok.returncode == 0, ok.stderr
     assert "gowalla (lightgcn): written" in ok.stdout

@@ -74,7 +74,15 @@ def command(
     ] = None,
     # 0 is mmlbench.data.preprocess.DEFAULT_SEED, not imported here to keep `--help` free of pandas.
     seed: Annotated[int, typer.Option(help="Seed for every random split.", rich_help_panel=_SPLITS)] = 0,
-    force: Annotated[bool, typer.Option("--force", help="Rebuild even if the output is up to date.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebuild, replacing a version built from other inputs or options.")
+    ] = False,
+    trust_raw: Annotated[
+        bool,
+        typer.Option(
+            "--trust-raw", help="Use registered raw files whose size or sha256 differs from the registry."
+        ),
+    ] = False,
     data_dir: Annotated[
         Optional[Path],
         typer.Option(help="Data home (default: $MMLBENCH_DATA_DIR, else ./datasets).", show_default=False),
@@ -94,10 +102,10 @@ def command(
             "--min-item-interactions": None if min_item_interactions == 1 else min_item_interactions,
         }  # fmt: skip
         _check_registered_use(dataset, [flag for flag, value in generic_flags.items() if value is not None])
-        result = preprocess_dataset(dataset, data_dir, **common)
+        result = preprocess_dataset(dataset, data_dir, trust_raw=trust_raw, **common)
     else:
         required = {"--name": name, "--user-col": user_col, "--item-col": item_col, "--split": split}
-        _check_generic_use(dataset, required)
+        _check_generic_use(dataset, required, trust_raw)
         options = GenericOptions(
             user_col=user_col,
             item_col=item_col,
@@ -120,11 +128,13 @@ def _check_registered_use(dataset: str | None, generic_flags_given: list[str]) -
         raise MMLBenchError(f"{flags}: only for --input FILE, not for a registered dataset")
 
 
-def _check_generic_use(dataset: str | None, required: dict[str, str | None]) -> None:
+def _check_generic_use(dataset: str | None, required: dict[str, str | None], trust_raw: bool) -> None:
     if dataset is not None:
         raise MMLBenchError(
             f"give either NAME ('{dataset}') or --input FILE, not both (name your data with --name)"
         )
+    if trust_raw:
+        raise MMLBenchError("--trust-raw: only for a registered dataset NAME, not for --input FILE")
     missing = [flag for flag, value in required.items() if value is None]
     if missing:
         raise MMLBenchError(f"--input needs {', '.join(missing)}")

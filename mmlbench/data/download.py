@@ -57,7 +57,7 @@ def part_path(path: Path) -> Path:
     return path.with_name(path.name + ".part")
 
 
-def _mismatch(file: RemoteFile, path: Path) -> tuple[str, str] | None:
+def mismatch(file: RemoteFile, path: Path) -> tuple[str, str] | None:
     """How the bytes at `path` differ from the registered file, as (kind, detail); None if they match."""
     size = path.stat().st_size
     if size != file.size:
@@ -73,7 +73,7 @@ def file_status(file: RemoteFile, raw: Path) -> str:
     """absent, verified, partial (only a `.part`) or corrupt, for one file in `raw`."""
     path = raw / file.name
     if path.is_file():
-        return CORRUPT if _mismatch(file, path) else VERIFIED
+        return CORRUPT if mismatch(file, path) else VERIFIED
     return PARTIAL if part_path(path).exists() else ABSENT
 
 
@@ -155,7 +155,7 @@ def _ensure(
     if force:
         part.unlink(missing_ok=True)  # --force means: trust nothing already on disk
     elif target.is_file():
-        problem = _mismatch(file, target)
+        problem = mismatch(file, target)
         if problem is None:
             part.unlink(missing_ok=True)  # left over from an abandoned --force
             _say(f"{label}: already verified", settings.quiet)
@@ -167,7 +167,7 @@ def _ensure(
         _copy_local(origin, part, label, task, settings)
     else:
         _fetch_http(origin, part, file.size, label, task, settings)
-    problem = _mismatch(file, part)
+    problem = mismatch(file, part)
     if problem:
         part.unlink()
         kind, detail = problem

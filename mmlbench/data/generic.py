@@ -1,4 +1,4 @@
-"""Generic interaction tables (CSV, TSV, Parquet): read, filter, deduplicate, k-core, remap ids."""
+"""Generic interaction tables (CSV, TSV, Parquet): read, deduplicate, filter ratings, k-core, remap ids."""
 
 from __future__ import annotations
 
@@ -62,6 +62,7 @@ class Table:
     times: np.ndarray | None
     user_ids: np.ndarray
     item_ids: np.ndarray
+    ratings: np.ndarray | None = None  # only kept while --min-rating still has to be applied
 
 
 def _separator(path: Path) -> str | None:
@@ -130,31 +131,39 @@ def _time_key(values: pd.Series, column: str) -> np.ndarray:
     return values.to_numpy().astype("datetime64[ns]").astype(np.int64)
 
 
-def _filter_ratings(frame: pd.DataFrame, options: GenericOptions) -> pd.DataFrame:
+def _rating_values(frame: pd.DataFrame, options: GenericOptions) -> np.ndarray | None:
+    """The ratings `--min-rating` compares, or None when there is no minimum."""
     if options.min_rating is None:
-        return frame
+        return None
     ratings = frame[options.rating_col]
     if not pd.api.types.is_numeric_dtype(ratings) or pd.api.types.is_bool_dtype(ratings):
         raise MMLBenchError(f"rating column '{options.rating_col}' is not numeric")
-    kept = frame[ratings.to_numpy() >= options.min_rating]
-    if kept.empty:
-        raise MMLBenchError(f"no interaction has {options.rating_col} >= {options.min_rating:g}")
-    return kept
+    return ratings.to_numpy()
 
 
 def load_table(path: Path, options: GenericOptions) -> Table:
-    """Read the file, drop low ratings, and code users and items in sorted original-id order."""
+    """Read the file and code users and items in sorted original-id order (ratings not yet applied)."""
     frame = read_columns(path, options.columns())
     if frame.empty:
         raise MMLBenchError(f"{path.name} has no interactions")
     for column in (options.user_col, options.item_col, options.time_col):
         if column is not None:
             _check_complete(frame, column)
-    frame = _filter_ratings(frame, options)
+    ratings = _rating_values(frame, options)
     users, user_ids = pd.factorize(frame[options.user_col], sort=True)
     items, item_ids = pd.factorize(frame[options.item_col], sort=True)
     times = _time_key(frame[options.time_col], options.time_col) if options.time_col else None
-    return Table(users, items, times, np.asarray(user_ids), np.asarray(item_ids))
+    return Table(users, items, times, np.asarray(user_ids), np.asarray(item_ids), ratings)
+
+
+def filter_ratings(table: Table, options: GenericOptions) -> Table:
+    """Keep rows rated >= --min-rating. Run it after `deduplicate`, so a pair's latest rating decides."""
+    if table.ratings is None:
+        return table
+    kept = _subset(table, np.flatnonzero(table.ratings >= options.min_rating))
+    if not len(kept.users):
+        raise MMLBenchError(f"no interaction has {options.rating_col} >= {options.min_rating:g}")
+    return kept
 
 
 def deduplicate(table: Table) -> tuple[Table, int]:
@@ -169,7 +178,8 @@ def deduplicate(table: Table) -> tuple[Table, int]:
 
 def _subset(table: Table, rows: np.ndarray) -> Table:
     times = table.times[rows] if table.times is not None else None
-    return Table(table.users[rows], table.items[rows], times, table.user_ids, table.item_ids)
+    ratings = table.ratings[rows] if table.ratings is not None else None
+    return Table(table.users[rows], table.items[rows], times, table.user_ids, table.item_ids, ratings)
 
 
 def k_core(table: Table, min_user: int, min_item: int) -> tuple[Table, int]:
@@ -190,4 +200,6 @@ def compact_ids(table: Table) -> Table:
     """Renumber the remaining users and items 0..n-1, keeping the sorted order of original ids."""
     user_codes, users = np.unique(table.users, return_inverse=True)
     item_codes, items = np.unique(table.items, return_inverse=True)
-    return Table(users, items, table.times, table.user_ids[user_codes], table.item_ids[item_codes])
+    return Table(
+        users, items, table.times, table.user_ids[user_codes], table.item_ids[item_codes], table.ratings
+    )

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from mmlbench import console
 from mmlbench.data import generic, lightgcn
+from mmlbench.data.download import mismatch
 from mmlbench.data.generic import GenericOptions
 from mmlbench.data.processed import (
     SOURCE_GENERIC,
@@ -29,7 +31,14 @@ from mmlbench.data.processed import (
     write_processed,
 )
 from mmlbench.data.registry import DATASETS, DatasetSpec, get_dataset
-from mmlbench.data.splits import LEAVE_ONE_OUT, RANDOM, check_fraction, random_holdout, select_test_rows
+from mmlbench.data.splits import (
+    LEAVE_ONE_OUT,
+    TEMPORAL,
+    check_fraction,
+    latest_holdout,
+    random_holdout,
+    select_test_rows,
+)
 from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import sha256_file
 from mmlbench.paths import processed_dir, raw_dir
@@ -57,27 +66,34 @@ def preprocess_dataset(
     valid_fraction: float | None = None,
     seed: int = DEFAULT_SEED,
     force: bool = False,
+    trust_raw: bool = False,
 ) -> PreprocessResult:
-    """Build `<data-dir>/<name>/processed/` from a registered dataset's raw LightGCN files."""
+    """Build `<data-dir>/<name>/processed/` from a registered dataset's raw LightGCN files.
+
+    The raw files must match the registry's size and sha256 unless `trust_raw`.
+    """
     spec = get_dataset(name)
     if valid_fraction is not None:
         check_fraction(valid_fraction, "--valid-fraction")
     raw = raw_dir(name, data_dir)
-    contents = _read_raw(spec, raw)
+    with console.status(f"{name}: reading and checking the raw files"):
+        contents = _read_raw(spec, raw, trust_raw)
     inputs = {file: hashlib.sha256(data).hexdigest() for file, data in contents.items()}
     options = {"valid_fraction": valid_fraction, "seed": seed if valid_fraction is not None else None}
     path = processed_dir(name, data_dir)
     if not force and (meta := current_meta(path, inputs, options)):
         return PreprocessResult(name, path, meta, up_to_date=True)
 
-    train, test = (
-        lightgcn.parse_user_lines(str(raw / file), contents[file])
-        for file in (lightgcn.TRAIN_FILE, lightgcn.TEST_FILE)
-    )
-    data = lightgcn.combine(train, test)
-    data = _with_validation(data, valid_fraction, np.random.default_rng(seed))
+    with console.status(f"{name}: parsing {lightgcn.TRAIN_FILE} and {lightgcn.TEST_FILE}"):
+        train, test = (
+            lightgcn.parse_user_lines(str(raw / file), contents[file])
+            for file in (lightgcn.TRAIN_FILE, lightgcn.TEST_FILE)
+        )
+        data = lightgcn.combine(train, test)
+        data = _with_validation(data, valid_fraction, np.random.default_rng(seed))
     warnings = lightgcn.duplicate_warnings(train, test) + _count_mismatches(spec, data)
-    meta = write_processed(path, data, name=name, source=SOURCE_LIGHTGCN, inputs=inputs, options=options)
+    with console.status(f"{name}: writing {path}"):
+        meta = write_processed(path, data, name=name, source=SOURCE_LIGHTGCN, inputs=inputs, options=options)
     return PreprocessResult(name, path, meta, up_to_date=False, warnings=tuple(warnings))
 
 
@@ -96,37 +112,40 @@ def preprocess_file(
     if valid_fraction is not None:
         check_fraction(valid_fraction, "--valid-fraction")
     input_path = Path(input_path)
-    inputs = {input_path.name: _sha256_input(input_path)}
+    with console.status(f"{name}: hashing {input_path.name}"):
+        inputs = {input_path.name: _sha256_input(input_path)}
     all_options = {
         **options.as_dict(),
         "valid_fraction": valid_fraction,
-        "seed": seed if _draws_random_rows(options, valid_fraction) else None,
+        "seed": None if _ordered_by_time(options) else seed,
     }
     path = processed_dir(name, data_dir)
     if not force and (meta := current_meta(path, inputs, all_options)):
         return PreprocessResult(name, path, meta, up_to_date=True)
 
-    table, notes = _clean_table(input_path, options)
+    with console.status(f"{name}: reading {input_path.name}"):
+        table, notes = _clean_table(input_path, options)
     rng = np.random.default_rng(seed)
     n_users, n_items = len(table.user_ids), len(table.item_ids)
     test = select_test_rows(options.split, table.users, table.items, n_users, table.times, rng)
     splits = np.where(test, TEST, TRAIN).astype(np.int8)
     data = Interactions(table.users, table.items, splits, n_users, n_items)
-    data = _with_validation(data, valid_fraction, rng)
+    data = _with_validation(data, valid_fraction, rng, table.times if _ordered_by_time(options) else None)
     warnings = [] if test.any() else ["the test split is empty: no user has two or more interactions"]
-    meta = write_processed(
-        path,
-        data,
-        name=name,
-        source=SOURCE_GENERIC,
-        inputs=inputs,
-        options=all_options,
-        id_maps=IdMaps(table.user_ids, table.item_ids),
-    )
+    with console.status(f"{name}: writing {path}"):
+        meta = write_processed(
+            path,
+            data,
+            name=name,
+            source=SOURCE_GENERIC,
+            inputs=inputs,
+            options=all_options,
+            id_maps=IdMaps(table.user_ids, table.item_ids),
+        )
     return PreprocessResult(name, path, meta, up_to_date=False, warnings=tuple(warnings), notes=tuple(notes))
 
 
-def _read_raw(spec: DatasetSpec, raw: Path) -> dict[str, bytes]:
+def _read_raw(spec: DatasetSpec, raw: Path, trust_raw: bool) -> dict[str, bytes]:
     paths = [raw / file.name for file in spec.files]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -135,9 +154,23 @@ def _read_raw(spec: DatasetSpec, raw: Path) -> dict[str, bytes]:
             f"run `mmlbench download {spec.name}` first"
         )
     try:
+        if not trust_raw:
+            _check_registered(spec, raw)
         return {p.name: p.read_bytes() for p in paths}
     except OSError as exc:
         raise MMLBenchError(f"cannot read {exc.filename}: {exc.strerror}") from None
+
+
+def _check_registered(spec: DatasetSpec, raw: Path) -> None:
+    """Refuse raw files that `download --list` would call corrupt (size or sha256 off the registry)."""
+    for file in spec.files:
+        problem = mismatch(file, raw / file.name)
+        if problem:
+            kind, detail = problem
+            raise MMLBenchError(
+                f"raw file {raw / file.name} is corrupt ({kind}: {detail}); run `mmlbench download "
+                f"{spec.name} --force` to fetch it again, or pass --trust-raw if you changed it on purpose"
+            )
 
 
 def _sha256_input(path: Path) -> str:
@@ -156,15 +189,16 @@ def _check_new_name(name: str) -> None:
         raise MMLBenchError(f"--name '{name}' is a registered dataset; choose another name for your data")
 
 
-def _draws_random_rows(options: GenericOptions, valid_fraction: float | None) -> bool:
+def _ordered_by_time(options: GenericOptions) -> bool:
+    """Whether test and validation rows are each user's latest (else they are drawn with the seed)."""
     kind = options.split.kind
-    random_test = kind == RANDOM or (kind == LEAVE_ONE_OUT and options.time_col is None)
-    return random_test or valid_fraction is not None
+    return kind == TEMPORAL or (kind == LEAVE_ONE_OUT and options.time_col is not None)
 
 
 def _clean_table(input_path: Path, options: GenericOptions) -> tuple[generic.Table, list[str]]:
-    """Read, deduplicate, k-core and renumber; notes say what was removed."""
+    """Read, deduplicate, drop low ratings, k-core and renumber; notes say what was removed."""
     table, duplicates = generic.deduplicate(generic.load_table(input_path, options))
+    table = generic.filter_ratings(table, options)
     before = len(table.users)
     table, passes = generic.k_core(table, options.min_user_interactions, options.min_item_interactions)
     if not len(table.users):
@@ -181,13 +215,24 @@ def _clean_table(input_path: Path, options: GenericOptions) -> tuple[generic.Tab
 
 
 def _with_validation(
-    data: Interactions, valid_fraction: float | None, rng: np.random.Generator
+    data: Interactions,
+    valid_fraction: float | None,
+    rng: np.random.Generator,
+    times: np.ndarray | None = None,
 ) -> Interactions:
-    """Move round(valid_fraction * n_u) random train rows of each user to valid (one always stays)."""
+    """Move round(valid_fraction * n_u) train rows of each user to valid (one always stays).
+
+    With `times` (a split ordered by time) they are the user's latest train rows, so validation
+    sits between train and test in time; otherwise they are drawn at random.
+    """
     if valid_fraction is None:
         return data
     train_rows = np.flatnonzero(data.splits == TRAIN)
-    moved = random_holdout(data.users[train_rows], data.n_users, valid_fraction, rng)
+    users = data.users[train_rows]
+    if times is None:
+        moved = random_holdout(users, data.n_users, valid_fraction, rng)
+    else:
+        moved = latest_holdout(users, data.items[train_rows], times[train_rows], data.n_users, valid_fraction)
     splits = data.splits.copy()
     splits[train_rows[moved]] = VALID
     return dataclasses.replace(data, splits=splits)

@@ -161,8 +161,10 @@ def current_meta(
 ) -> dict[str, Any] | None:
     """The meta of an intact processed folder built from these inputs and options, else None.
 
-    Raises if the folder was written by a newer format: rebuilding would silently
-    downgrade data another mmlbench produced (the caller skips this check on --force).
+    None means "build it": nothing is there, or it is damaged. A folder built from other
+    inputs or options is refused (the caller skips this check on --force): replacing it
+    would silently change the data behind runs already trained on it. So is a folder
+    written by a newer format, which rebuilding would silently downgrade.
     """
     try:
         meta = read_meta(processed_dir)
@@ -174,13 +176,14 @@ def current_meta(
             f"{processed_dir} was written in format {version}, newer than this mmlbench's "
             f"({FORMAT_VERSION}); use --force to overwrite it"
         )
-    same_build = (
-        version == FORMAT_VERSION
-        and meta.get("inputs") == inputs
-        and meta.get("options") == json.loads(json.dumps(options))
-    )
+    differences = _differences(meta, inputs, options)
+    if differences:
+        raise MMLBenchError(
+            f"{processed_dir} was built differently ({'; '.join(differences)}); "
+            "pass --force to replace it"
+        )
     interactions = Path(processed_dir) / INTERACTIONS_FILE
-    if not same_build or not interactions.is_file():
+    if version != FORMAT_VERSION or not interactions.is_file():
         return None
     if sha256_file(interactions) != meta.get("fingerprint"):
         return None
@@ -189,3 +192,24 @@ def current_meta(
     ):
         return None
     return meta
+
+
+def _differences(meta: dict[str, Any], inputs: dict[str, str], options: dict[str, Any]) -> list[str]:
+    """How the recorded inputs and options differ from these, e.g. `--split: random:0.2 -> temporal:0.2`."""
+    old_inputs = meta.get("inputs") or {}
+    differences = []
+    if sorted(old_inputs) != sorted(inputs):
+        differences.append(f"input {', '.join(sorted(old_inputs)) or 'none'} -> {', '.join(sorted(inputs))}")
+    else:
+        differences += [f"{file} changed" for file in sorted(inputs) if old_inputs[file] != inputs[file]]
+    old_options = meta.get("options") or {}
+    new_options = json.loads(json.dumps(options))  # as meta.json would hold them
+    for key in sorted(old_options.keys() | new_options.keys()):
+        old, new = old_options.get(key), new_options.get(key)
+        if old != new:
+            differences.append(f"--{key.replace('_', '-')}: {_shown(old)} -> {_shown(new)}")
+    return differences
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else str(value)

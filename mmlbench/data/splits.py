@@ -1,5 +1,9 @@
 """Per-user hold-out splits, vectorised: the test split of generic data and the validation split.
 
+A split ordered by time (temporal, or leave-one-out with a time column) holds out each
+user's latest rows, for test and then for validation: no train row is later than a
+validation row, and no validation row later than a test row.
+
 Every split works on rows in a canonical order (sorted by user, then item), so the same
 seed always selects the same rows. Hold-out sizes are round(fraction * n_u), rounded half
 up, and never all of a user's rows: at least one stays in train.
@@ -81,6 +85,14 @@ def random_holdout(users: np.ndarray, n_users: int, fraction: float, rng: np.ran
     return top_per_user(users, sizes, rng.random(len(users)))
 
 
+def latest_holdout(
+    users: np.ndarray, items: np.ndarray, times: np.ndarray, n_users: int, fraction: float
+) -> np.ndarray:
+    """Mask of each user's round(fraction * n_u) latest rows (ties: higher item id); one row stays."""
+    sizes = holdout_sizes(np.bincount(users, minlength=n_users), fraction)
+    return top_per_user(users, sizes, times, items)
+
+
 def select_test_rows(
     spec: SplitSpec,
     users: np.ndarray,
@@ -90,11 +102,10 @@ def select_test_rows(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Rows to hold out as test; users with fewer than two rows stay train-only."""
-    rows_per_user = np.bincount(users, minlength=n_users)
     if spec.kind == RANDOM:
         return random_holdout(users, n_users, spec.fraction, rng)
     if spec.kind == TEMPORAL:
-        return top_per_user(users, holdout_sizes(rows_per_user, spec.fraction), times, items)
-    sizes = (rows_per_user >= 2).astype(np.int64)
+        return latest_holdout(users, items, times, n_users, spec.fraction)
+    sizes = (np.bincount(users, minlength=n_users) >= 2).astype(np.int64)
     latest = (times, items) if times is not None else (rng.random(len(users)),)
     return top_per_user(users, sizes, *latest)
