@@ -22,7 +22,7 @@ def command(
     run: Annotated[str, typer.Argument(help="Run folder, or run id (or a unique prefix) in the store.")],
     k: Annotated[str | None, typer.Option("--k", help="Cut-offs, e.g. 5,10,100 [default: the run's].")] = None,
     split: Annotated[str, typer.Option(help="test or valid.")] = "test",
-    export_topk: Annotated[Path | None, typer.Option(help="Write each user's top-K list (user, rank, item, score) to this Parquet file.")] = None,
+    export_topk: Annotated[Path | None, typer.Option(help="Write each user's top-K list of unseen items (user, rank, item, score, original ids) to this Parquet file.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     eval_batch_users: Annotated[int | None, typer.Option(help="Users per evaluation batch.", min=1)] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Data home [default: $MMLBENCH_DATA_DIR or ./datasets].")] = None,
@@ -31,7 +31,7 @@ def command(
     """Re-score a stored run's checkpoint: other K, another split, top-K export."""
     ks = _parse_ks(k) if k else None
     run_dir = store.resolve_run(results_home(results_dir), run)
-    config, evaluation = rescore(
+    config, evaluation, originals = rescore(
         run_dir, ks=ks, split=split, device=device, data_dir=data_dir,
         eval_batch_users=eval_batch_users, keep_top=export_topk is not None,
     )
@@ -41,8 +41,9 @@ def command(
     saved = save_evaluation(run_dir, split, ks, evaluation, device)
     info(f"metrics saved to {saved}")
     if export_topk is not None:
-        rows = write_top_k(export_topk, evaluation, max(ks))
-        info(f"top-{max(ks)} lists of {evaluation.users:,} users ({rows:,} rows) written to {export_topk}")
+        rows = write_top_k(export_topk, evaluation, max(ks), originals)
+        short = " (shorter for users with fewer unseen items)" if rows < evaluation.users * max(ks) else ""
+        info(f"top-{max(ks)} lists of {evaluation.users:,} users ({rows:,} rows{short}) written to {export_topk}")
 
 
 def _parse_ks(text: str) -> tuple[int, ...]:
