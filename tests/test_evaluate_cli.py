@@ -112,3 +112,23 @@ def test_a_generic_dataset_without_its_id_maps_is_refused(planted_dir, trained, 
     assert result.exit_code == 1
     assert "item_map.parquet not found" in result.stderr
     assert not export.exists() and not (trained[1] / "eval-test.parquet").exists()
+
+
+def test_export_to_csv_writes_csv(planted_dir, trained, tmp_path):
+    for name in ("top.csv", "top.parquet"):
+        result = _evaluate(planted_dir, trained, "--k", "5", "--export-topk", str(tmp_path / name))
+        assert result.exit_code == 0, result.output
+    assert not (tmp_path / "top.csv").read_bytes().startswith(b"PAR1")
+    as_csv = pd.read_csv(tmp_path / "top.csv", dtype={"original_user": str, "original_item": str})
+    as_parquet = pd.read_parquet(tmp_path / "top.parquet")
+    assert list(as_csv.columns) == ["user", "rank", "item", "score", "original_user", "original_item"]
+    pd.testing.assert_frame_equal(as_csv, as_parquet, check_dtype=False, check_exact=False, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["top.txt", "top", "top.json"])
+def test_an_export_suffix_other_than_csv_or_parquet_is_refused_before_any_work(planted_dir, trained, tmp_path, name):
+    result = _evaluate(planted_dir, trained, "--export-topk", str(tmp_path / name))
+    assert result.exit_code == 1
+    assert "--export-topk" in result.stderr and ".csv or .parquet" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / name).exists() and not (trained[1] / "eval-test.parquet").exists()

@@ -9,7 +9,7 @@ import typer
 
 from mmlbench.cli.render_train import metrics_table
 from mmlbench.console import info, out
-from mmlbench.engine.rescore import rescore, save_evaluation, write_top_k
+from mmlbench.engine.rescore import check_top_k_path, rescore, save_evaluation, write_top_k
 from mmlbench.errors import MMLBenchError
 from mmlbench.paths import results_home
 from mmlbench.report import store
@@ -22,13 +22,15 @@ def command(
     run: Annotated[str, typer.Argument(help="Run folder, or run id (or a unique prefix) in the store.")],
     k: Annotated[str | None, typer.Option("--k", help="Cut-offs, e.g. 5,10,100 [default: the run's].")] = None,
     split: Annotated[str, typer.Option(help="test or valid.")] = "test",
-    export_topk: Annotated[Path | None, typer.Option(help="Write each user's top-K list of unseen items (user, rank, item, score, original ids) to this Parquet file.")] = None,
+    export_topk: Annotated[Path | None, typer.Option(help="Write each user's top-K list of unseen items (user, rank, item, score, original ids) to FILE.csv or FILE.parquet.", dir_okay=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     eval_batch_users: Annotated[int | None, typer.Option(help="Users per evaluation batch.", min=1)] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Data home [default: $MMLBENCH_DATA_DIR or ./datasets].")] = None,
     results_dir: Annotated[Path | None, typer.Option(help="Run store [default: $MMLBENCH_RESULTS_DIR or ./results].")] = None,
 ) -> None:
     """Re-score a stored run's checkpoint: other K, another split, top-K export."""
+    if export_topk is not None:
+        check_top_k_path(export_topk)
     ks = _parse_ks(k) if k else None
     run_dir = store.resolve_run(results_home(results_dir), run)
     config, evaluation, originals = rescore(

@@ -20,6 +20,7 @@ from mmlbench.fsutil import atomic_file
 from mmlbench.report import store
 
 SPLITS = ("test", "valid")
+TOPK_SUFFIXES = (".csv", ".parquet")
 
 
 class Rescored(NamedTuple):
@@ -113,8 +114,14 @@ def _originals(folder: Path, kind: str, count: int) -> np.ndarray:
     return frame["original"].to_numpy(dtype=str)
 
 
+def check_top_k_path(path: Path) -> None:
+    """Refuse an export file whose suffix names a format the export cannot write."""
+    if Path(path).suffix.lower() not in TOPK_SUFFIXES:
+        raise MMLBenchError(f"--export-topk {path}: the file name must end in .csv or .parquet")
+
+
 def write_top_k(path: Path, evaluation: Evaluation, k: int, originals: IdMaps) -> int:
-    """Write the top-k lists as Parquet rows; returns the row count.
+    """Write the top-k lists as CSV or Parquet rows (by the suffix); returns the row count.
 
     Columns: user, rank, item, score (internal ids), original_user, original_item (input ids).
     Seen items are masked at -inf and sort last; they are left out, so a user with fewer
@@ -136,8 +143,12 @@ def write_top_k(path: Path, evaluation: Evaluation, k: int, originals: IdMaps) -
             "original_item": originals.items[items],
         }
     )
+    check_top_k_path(path)
     with atomic_file(Path(path)) as tmp:
-        frame.to_parquet(tmp, index=False)
+        if Path(path).suffix.lower() == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
     return len(frame)
 
 
