@@ -18,7 +18,8 @@ def show_progress(quiet: bool) -> bool:
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {message}", highlight=False)
+    """One warning, one line: never wrapped, so logs can be grepped."""
+    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def info(message: str) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,3 +80,21 @@ def replace_dir(src: Path, dst: Path) -> None:
     os.replace(src, dst)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def writable_folder(path: Path) -> bool:
+    """Whether files can be created in `path`, or where it would be created if it does not exist.
+
+    A probe (a hidden temporary file, removed at once), not os.access: root passes access()
+    where a read-only mount still refuses the write.
+    """
+    folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix="."):
+            return True
+    except OSError:
+        return False

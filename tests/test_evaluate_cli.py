@@ -12,9 +12,11 @@ import torch
 from typer.testing import CliRunner
 
 from mmlbench.cli import app
+from mmlbench.cli import evaluate as evaluate_cli
 from mmlbench.engine.evaluator import Evaluation
 from mmlbench.engine.rescore import write_top_k
 from mmlbench.data.processed import IdMaps
+from mmlbench.fsutil import writable_folder
 from mmlbench.report import store
 
 runner = CliRunner()
@@ -132,3 +134,36 @@ def test_an_export_suffix_other_than_csv_or_parquet_is_refused_before_any_work(p
     assert "--export-topk" in result.stderr and ".csv or .parquet" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / name).exists() and not (trained[1] / "eval-test.parquet").exists()
+
+
+def test_writable_folder_probes_by_creating_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert writable_folder(tmp_path) and writable_folder(tmp_path / "not" / "yet")
+    assert not writable_folder(tmp_path / "file") and not writable_folder(tmp_path / "file" / "sub")
+    assert list(tmp_path.iterdir()) == [tmp_path / "file"]  # the probe leaves nothing behind
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_writable_folder_sees_what_root_cannot_write():
+    assert not writable_folder(Path("/proc/self"))  # os.access says yes to root here
+
+
+def test_a_read_only_run_folder_still_prints_and_exports(planted_dir, trained, tmp_path, monkeypatch):
+    # Tests run as root, which ignores permission bits: the run folder is declared read-only.
+    run_dir = trained[1]
+    monkeypatch.setattr(evaluate_cli, "writable_folder", lambda path: Path(path) != run_dir and writable_folder(path))
+    export = tmp_path / "out" / "top.csv"
+    result = _evaluate(planted_dir, trained, "--export-topk", str(export))
+    assert result.exit_code == 0, result.output
+    assert "recall" in result.stdout and export.is_file()
+    assert not (run_dir / "eval-test.parquet").exists()
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "eval-test.parquet" in warnings[0] and "read-only" in warnings[0]
+
+
+def test_an_unwritable_export_path_is_refused_before_any_work(planted_dir, trained, tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = _evaluate(planted_dir, trained, "--export-topk", str(tmp_path / "file" / "top.csv"))
+    assert result.exit_code == 1
+    assert "--export-topk" in result.stderr and "Traceback" not in result.output
+    assert not (trained[1] / "eval-test.parquet").exists()

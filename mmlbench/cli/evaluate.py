@@ -8,9 +8,10 @@ from typing import Annotated
 import typer
 
 from mmlbench.cli.render_train import metrics_table
-from mmlbench.console import info, out
+from mmlbench.console import info, out, warn
 from mmlbench.engine.rescore import check_top_k_path, rescore, save_evaluation, write_top_k
 from mmlbench.errors import MMLBenchError
+from mmlbench.fsutil import writable_folder
 from mmlbench.paths import results_home
 from mmlbench.report import store
 
@@ -33,6 +34,7 @@ def command(
         check_top_k_path(export_topk)
     ks = _parse_ks(k) if k else None
     run_dir = store.resolve_run(results_home(results_dir), run)
+    can_save = writable_folder(run_dir)  # a read-only store still serves metrics and exports
     config, evaluation, originals = rescore(
         run_dir, ks=ks, split=split, device=device, data_dir=data_dir,
         eval_batch_users=eval_batch_users, keep_top=export_topk is not None,
@@ -40,12 +42,14 @@ def command(
     ks = ks or config.ks
     out.print(f"{run_dir.name} · {split} split · {evaluation.users:,} users · {evaluation.seconds:.2f} s", highlight=False)
     out.print(metrics_table(evaluation.metrics, ks))
-    saved = save_evaluation(run_dir, split, ks, evaluation, device)
-    info(f"metrics saved to {saved}")
     if export_topk is not None:
         rows = write_top_k(export_topk, evaluation, max(ks), originals)
         short = " (shorter for users with fewer unseen items)" if rows < evaluation.users * max(ks) else ""
         info(f"top-{max(ks)} lists of {evaluation.users:,} users ({rows:,} rows{short}) written to {export_topk}")
+    if can_save:
+        info(f"metrics saved to {save_evaluation(run_dir, split, ks, evaluation, device)}")
+    else:
+        warn(f"eval-{split}.parquet not saved: the run folder {run_dir} is read-only")
 
 
 def _parse_ks(text: str) -> tuple[int, ...]:

@@ -16,7 +16,7 @@ from mmlbench.engine.device import resolve_device
 from mmlbench.engine.evaluator import Evaluation, evaluate
 from mmlbench.engine.models import build_model
 from mmlbench.errors import MMLBenchError
-from mmlbench.fsutil import atomic_file
+from mmlbench.fsutil import atomic_file, writable_folder
 from mmlbench.report import store
 
 SPLITS = ("test", "valid")
@@ -115,9 +115,11 @@ def _originals(folder: Path, kind: str, count: int) -> np.ndarray:
 
 
 def check_top_k_path(path: Path) -> None:
-    """Refuse an export file whose suffix names a format the export cannot write."""
+    """Refuse an export file of a format the export cannot write, or in a folder it cannot write."""
     if Path(path).suffix.lower() not in TOPK_SUFFIXES:
         raise MMLBenchError(f"--export-topk {path}: the file name must end in .csv or .parquet")
+    if not writable_folder(Path(path).parent):
+        raise MMLBenchError(f"--export-topk {path}: cannot create files in {Path(path).parent}")
 
 
 def write_top_k(path: Path, evaluation: Evaluation, k: int, originals: IdMaps) -> int:
