@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from mmlbench.cli import app
 from mmlbench.cli import evaluate as evaluate_cli
+from mmlbench.data.processed import IdMaps
 from mmlbench.engine.evaluator import Evaluation
 from mmlbench.engine.rescore import write_top_k
-from mmlbench.data.processed import IdMaps
 from mmlbench.fsutil import writable_folder
 from mmlbench.report import store
 
@@ -167,3 +167,16 @@ def test_an_unwritable_export_path_is_refused_before_any_work(planted_dir, train
     assert result.exit_code == 1
     assert "--export-topk" in result.stderr and "Traceback" not in result.output
     assert not (trained[1] / "eval-test.parquet").exists()
+
+
+def test_json_output_is_one_document_on_stdout(planted_dir, trained, tmp_path):
+    export = tmp_path / "top.parquet"
+    result = _evaluate(planted_dir, trained, "--k", "5,20", "--export-topk", str(export), "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    run_dir = trained[1]
+    assert document["run_id"] == run_dir.name and document["status"] == "completed" and document["split"] == "test"
+    assert document["ks"] == [5, 20] and document["users"] == 120
+    assert document["metrics"]["recall@20"] == pytest.approx(store.read_run(run_dir)["recall@20"])
+    assert document["saved"] == str(run_dir / "eval-test.parquet")
+    assert document["export"] == {"path": str(export), "rows": len(pd.read_parquet(export))}

@@ -27,6 +27,7 @@ class Rescored(NamedTuple):
     config: RunConfig
     evaluation: Evaluation
     originals: IdMaps | None  # the input ids of users and items, with the top-K lists
+    status: str  # the stored run's status: completed, interrupted, ...
 
 
 def rescore(
@@ -71,7 +72,7 @@ def rescore(
     evaluation = evaluate(
         model, data, split, ks, cosine=config.score == "cosine", batch_users=eval_batch_users, keep_top=keep_top
     )
-    return Rescored(config, evaluation, originals)
+    return Rescored(config, evaluation, originals, str(row.get("status")))
 
 
 def _load_checkpoint(run_dir: Path) -> dict:
