@@ -169,7 +169,8 @@ def test_an_unwritable_export_path_is_refused_before_any_work(planted_dir, train
     assert not (trained[1] / "eval-test.parquet").exists()
 
 
-def test_json_output_is_one_document_on_stdout(planted_dir, trained, tmp_path):
+def test_json_output_is_one_document_on_stdout(planted_dir, trained, tmp_path, monkeypatch):
+    monkeypatch.setattr(evaluate_cli, "show_progress", lambda quiet: True)  # stderr as if a terminal
     export = tmp_path / "top.parquet"
     result = _evaluate(planted_dir, trained, "--k", "5,20", "--export-topk", str(export), "--format", "json")
     assert result.exit_code == 0, result.output
@@ -180,3 +181,19 @@ def test_json_output_is_one_document_on_stdout(planted_dir, trained, tmp_path):
     assert document["metrics"]["recall@20"] == pytest.approx(store.read_run(run_dir)["recall@20"])
     assert document["saved"] == str(run_dir / "eval-test.parquet")
     assert document["export"] == {"path": str(export), "rows": len(pd.read_parquet(export))}
+
+
+@pytest.mark.parametrize(("args", "shown"), [([], True), (["-q"], False), (["--format", "json"], False)])
+def test_a_progress_bar_over_users_at_a_terminal(planted_dir, trained, monkeypatch, args, shown):
+    monkeypatch.setattr(evaluate_cli, "show_progress", lambda quiet: not quiet)  # as if stderr were a terminal
+    calls = []
+    real = evaluate_cli.rescore
+
+    def spy(*positional, progress, **named):
+        recorded = progress and (lambda done, total: (calls.append((done, total)), progress(done, total)))
+        return real(*positional, progress=recorded, **named)
+
+    monkeypatch.setattr(evaluate_cli, "rescore", spy)
+    result = _evaluate(planted_dir, trained, "--eval-batch-users", "50", *args)
+    assert result.exit_code == 0, result.output
+    assert calls == ([(50, 120), (100, 120), (120, 120)] if shown else [])

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from mmlbench.cli.render_train import ResultFormat, metrics_table, print_json
-from mmlbench.console import info, out, warn
+from mmlbench.console import err, info, out, show_progress, warn
 from mmlbench.engine.rescore import Rescored, check_top_k_path, rescore, save_evaluation, write_top_k
 from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import writable_folder
@@ -29,6 +31,7 @@ def command(
     data_dir: Annotated[Path | None, typer.Option(help="Data home [default: $MMLBENCH_DATA_DIR or ./datasets].")] = None,
     results_dir: Annotated[Path | None, typer.Option(help="Run store [default: $MMLBENCH_RESULTS_DIR or ./results].")] = None,
     output_format: Annotated[ResultFormat, typer.Option("--format", help="table, or json: one document on stdout for scripts.")] = ResultFormat.table,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Re-score a stored run's checkpoint: other K, another split, top-K export."""
     if export_topk is not None:
@@ -36,10 +39,11 @@ def command(
     ks = _parse_ks(k) if k else None
     run_dir = store.resolve_run(results_home(results_dir), run)
     can_save = writable_folder(run_dir)  # a read-only store still serves metrics and exports
-    result = rescore(
-        run_dir, ks=ks, split=split, device=device, data_dir=data_dir,
-        eval_batch_users=eval_batch_users, keep_top=export_topk is not None,
-    )
+    with _users_bar(show_progress(quiet or output_format is ResultFormat.json)) as progress:
+        result = rescore(
+            run_dir, ks=ks, split=split, device=device, data_dir=data_dir,
+            eval_batch_users=eval_batch_users, keep_top=export_topk is not None, progress=progress,
+        )
     ks = ks or result.config.ks
     evaluation = result.evaluation
     if output_format is ResultFormat.table:
@@ -58,6 +62,20 @@ def command(
             "users": evaluation.users, "eval_seconds": evaluation.seconds, "metrics": evaluation.metrics,
             "saved": saved, "export": export,
         })  # fmt: skip
+
+
+@contextlib.contextmanager
+def _users_bar(shown: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A transient bar of users evaluated, on stderr; None (no callback at all) when not shown."""
+    if not shown:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("evaluating users"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("evaluate", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _export(path: Path, result: Rescored, k: int) -> dict[str, Any]:

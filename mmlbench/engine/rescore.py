@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -39,6 +40,7 @@ def rescore(
     data_dir: Path | None,
     eval_batch_users: int | None,
     keep_top: bool,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Rescored:
     """Evaluate a stored checkpoint on `split` at cut-offs `ks` (default: the run's own)."""
     if split not in SPLITS:
@@ -70,7 +72,8 @@ def rescore(
     except (KeyError, RuntimeError) as exc:
         raise MMLBenchError(f"{run_dir / store.CHECKPOINT_FILE} does not fit this run's model: {exc}") from None
     evaluation = evaluate(
-        model, data, split, ks, cosine=config.score == "cosine", batch_users=eval_batch_users, keep_top=keep_top
+        model, data, split, ks, cosine=config.score == "cosine", batch_users=eval_batch_users, keep_top=keep_top,
+        progress=progress,
     )
     return Rescored(config, evaluation, originals, str(row.get("status")))
 
