@@ -25,7 +25,8 @@ def status(message: str, quiet: bool = False) -> ContextManager[object]:
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {message}", highlight=False)
+    """One warning, one line: never wrapped, so logs can be grepped."""
+    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def info(message: str) -> None:

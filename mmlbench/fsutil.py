@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,3 +92,21 @@ def remove_dir(path: Path) -> None:
     hidden = _hidden_sibling(path, "rm")
     os.replace(path, hidden)
     shutil.rmtree(hidden)
+
+
+def writable_folder(path: Path) -> bool:
+    """Whether files can be created in `path`, or where it would be created if it does not exist.
+
+    A probe (a hidden temporary file, removed at once), not os.access: root passes access()
+    where a read-only mount still refuses the write.
+    """
+    folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix="."):
+            return True
+    except OSError:
+        return False

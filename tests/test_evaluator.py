@@ -114,3 +114,10 @@ def test_per_user_metrics_average_to_the_reported_means(case):
     assert len(evaluation.per_user) == N_USERS
     for name, value in evaluation.metrics.items():
         assert evaluation.per_user[name].mean() == pytest.approx(value)
+
+
+def test_progress_is_reported_after_every_batch(case):
+    _, data, scores = case
+    calls = []
+    evaluate(FixedScores(scores), data, "test", KS, cosine=False, batch_users=12, progress=lambda *done: calls.append(done))
+    assert calls == [(12, N_USERS), (24, N_USERS), (N_USERS, N_USERS)]

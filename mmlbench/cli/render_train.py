@@ -1,17 +1,33 @@
-"""Tables printed by `mmlbench train`: one run's results, a sweep's summary, a sweep's plan."""
+"""What `train` and `evaluate` print: tables for people, one JSON document for scripts (--format json)."""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import json
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
+import typer
 from rich.table import Table
 
 from mmlbench.config import RunConfig
 from mmlbench.console import info, out
 from mmlbench.engine.runner import RunOutcome
-from mmlbench.report.store import METRIC_NAMES
+from mmlbench.report.store import METRIC_NAMES, is_metric_column
 from mmlbench.sweep import SweepEntry
+
+class ResultFormat(str, enum.Enum):
+    table = "table"
+    json = "json"
+
+
+# Costs and selection facts of a run, beside its metrics in the JSON document.
+_RUN_FACTS = (
+    "best_epoch", "epochs_run", "protocol", "epoch_seconds_median", "eval_seconds_median",
+    "samples_per_second", "peak_memory_bytes", "device_name",
+)
 
 PROTOCOL_NOTES = {
     "test-as-validation": "protocol: test-as-validation (the test split selected the best epoch, as in the reference code)",
@@ -67,10 +83,14 @@ def print_sweep(entries: list[SweepEntry]) -> None:
             _number(row.get("epoch_seconds_median"), 2), entry.error,
         )
     out.print(table)
+    out.print(" · ".join(f"{n} {status}" for status, n in sorted(_status_counts(entries).items())), highlight=False)
+
+
+def _status_counts(entries: list[SweepEntry]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for entry in entries:
         counts[entry.status] = counts.get(entry.status, 0) + 1
-    out.print(" · ".join(f"{n} {status}" for status, n in sorted(counts.items())), highlight=False)
+    return counts
 
 
 def print_plan(rows: list[tuple[RunConfig, str, str]]) -> None:
@@ -84,3 +104,42 @@ def print_plan(rows: list[tuple[RunConfig, str, str]]) -> None:
 
 def _label(config: RunConfig) -> str:
     return f"{config.dataset}-{config.model}-{config.loss}-n{config.negatives}-s{config.seed}"
+
+
+def print_json(document: Mapping[str, Any]) -> None:
+    """The whole stdout of a --format json command: one document, NaN written as null."""
+    typer.echo(json.dumps(_plain(document), indent=2, allow_nan=False))
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars, paths, NaN and tuples turned into what JSON holds."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # numpy and torch scalars
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def sweep_document(entries: list[SweepEntry]) -> dict[str, Any]:
+    """Every run of a train command: id, status, error, the config asked for, metrics, costs."""
+    runs = []
+    for entry in entries:
+        row = entry.outcome.row if entry.outcome else {}
+        run = {"run_id": row.get("run_id"), "status": entry.status, "error": entry.error or None}
+        run["config"] = dataclasses.asdict(entry.config)
+        run["metrics"] = {name: value for name, value in row.items() if is_metric_column(name)}
+        run.update({fact: row.get(fact) for fact in _RUN_FACTS})
+        run["run_dir"] = str(entry.outcome.run_dir) if entry.outcome else None
+        runs.append(run)
+    return {"command": "train", "runs": runs, "counts": _status_counts(entries)}
+
+
+def plan_document(rows: list[tuple[RunConfig, str, str]]) -> dict[str, Any]:
+    plan = [{"run_id": run_id, "state": state, "config": dataclasses.asdict(config)} for config, run_id, state in rows]
+    return {"command": "train", "dry_run": True, "plan": plan}

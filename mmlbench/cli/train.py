@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from mmlbench.cli.render_train import print_plan, print_run, print_sweep
+from mmlbench.cli.render_train import (
+    ResultFormat, plan_document, print_json, print_plan, print_run, print_sweep, sweep_document,
+)
 from mmlbench.console import out
 from mmlbench.engine.losses import LOSSES
 from mmlbench.engine.models import MODELS
@@ -72,6 +74,7 @@ def command(
     data_dir: Annotated[Path | None, typer.Option(help="Data home [default: $MMLBENCH_DATA_DIR or ./datasets].")] = None,
     results_dir: Annotated[Path | None, typer.Option(help="Run store [default: $MMLBENCH_RESULTS_DIR or ./results].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    output_format: Annotated[ResultFormat, typer.Option("--format", help="table, or json: one document on stdout for scripts.")] = ResultFormat.table,
 ) -> None:
     """Train one run or a sweep of runs (lists, --seeds, --config or --preset)."""
     if list_presets:
@@ -86,10 +89,16 @@ def command(
         eval_batch_users=eval_batch_users, cuda_graphs=not no_cuda_graphs,
     )
     if dry_run:
-        print_plan(plan(configs, options))
+        rows = plan(configs, options)
+        if output_format is ResultFormat.json:
+            print_json(plan_document(rows))
+        else:
+            print_plan(rows)
         return
     entries = run_sweep(configs, options, jobs=jobs)
-    if len(entries) == 1 and entries[0].outcome is not None:
+    if output_format is ResultFormat.json:
+        print_json(sweep_document(entries))
+    elif len(entries) == 1 and entries[0].outcome is not None:
         print_run(entries[0].outcome)
     else:
         print_sweep(entries)
@@ -97,7 +106,7 @@ def command(
     if len(entries) == 1 and failed:
         raise MMLBenchError(failed[0].error)
     if failed:
-        raise MMLBenchError(f"{len(failed)} of {len(entries)} runs failed (see the table above)")
+        raise MMLBenchError(f"{len(failed)} of {len(entries)} runs failed (their errors are listed above)")
 
 
 def _experiment(config: Path | None, preset: str | None, quick: bool) -> Experiment:

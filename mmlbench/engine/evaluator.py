@@ -7,6 +7,7 @@ One top-k for the largest K feeds every metric at every K. Ties are broken by it
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,8 +94,13 @@ def evaluate(
     batch_users: int | None = None,
     per_user: bool = False,
     keep_top: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
-    """Score all items for every user with items in `split`; average the metrics over them."""
+    """Score all items for every user with items in `split`; average the metrics over them.
+
+    `progress(users done, users)` is called after each batch with host-side counts only:
+    it never waits for the device.
+    """
     started = time.perf_counter()
     target = data.splits[split]
     users = target.users()
@@ -126,6 +132,8 @@ def evaluate(
             if keep_top:
                 tops.append(top.cpu())
                 top_scores.append(values.cpu())
+            if progress is not None:
+                progress(start + batch.numel(), users.numel())
         hits = torch.cat(hits_parts)
         relevant = target.counts()[users]
         per_user_values = metrics_from_hits(hits, relevant, ks)

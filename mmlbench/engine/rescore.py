@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 
 from mmlbench.config import RunConfig
-from mmlbench.data.dataset import load_dataset
+from mmlbench.data.dataset import load_dataset, require_processed
+from mmlbench.data.processed import SOURCE_GENERIC, IdMaps, read_id_map, read_meta
 from mmlbench.engine.device import resolve_device
 from mmlbench.engine.evaluator import Evaluation, evaluate
 from mmlbench.engine.models import build_model
 from mmlbench.errors import MMLBenchError
-from mmlbench.fsutil import atomic_file
+from mmlbench.fsutil import atomic_file, writable_folder
 from mmlbench.report import store
 
 SPLITS = ("test", "valid")
+TOPK_SUFFIXES = (".csv", ".parquet")
+
+
+class Rescored(NamedTuple):
+    config: RunConfig
+    evaluation: Evaluation
+    originals: IdMaps | None  # the input ids of users and items, with the top-K lists
+    status: str  # the stored run's status: completed, interrupted, ...
 
 
 def rescore(
@@ -29,7 +40,8 @@ def rescore(
     data_dir: Path | None,
     eval_batch_users: int | None,
     keep_top: bool,
-) -> tuple[RunConfig, Evaluation]:
+    progress: Callable[[int, int], None] | None = None,
+) -> Rescored:
     """Evaluate a stored checkpoint on `split` at cut-offs `ks` (default: the run's own)."""
     if split not in SPLITS:
         raise MMLBenchError(f"--split must be one of {', '.join(SPLITS)}, got '{split}'")
@@ -48,15 +60,22 @@ def rescore(
         )
     if not data.splits[split].size:
         raise MMLBenchError(f"'{config.dataset}' has no {split} split")
+    if max(ks) > data.n_items:
+        raise MMLBenchError(
+            f"K = {max(ks)} is more than the {data.n_items} items of '{config.dataset}': "
+            f"give --k values of at most {data.n_items}"
+        )
+    originals = original_ids(config.dataset, data_dir, data.n_users, data.n_items) if keep_top else None
     model = build_model(config, data.n_users, data.n_items, data.history).to(target)
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, RuntimeError) as exc:
         raise MMLBenchError(f"{run_dir / store.CHECKPOINT_FILE} does not fit this run's model: {exc}") from None
     evaluation = evaluate(
-        model, data, split, ks, cosine=config.score == "cosine", batch_users=eval_batch_users, keep_top=keep_top
+        model, data, split, ks, cosine=config.score == "cosine", batch_users=eval_batch_users, keep_top=keep_top,
+        progress=progress,
     )
-    return config, evaluation
+    return Rescored(config, evaluation, originals, str(row.get("status")))
 
 
 def _load_checkpoint(run_dir: Path) -> dict:
@@ -72,22 +91,70 @@ def _load_checkpoint(run_dir: Path) -> dict:
     return checkpoint
 
 
-def write_top_k(path: Path, evaluation: Evaluation, k: int) -> int:
-    """Write the top-k lists as Parquet rows (user, rank, item, score); returns the row count."""
-    assert evaluation.top_items is not None and evaluation.user_ids is not None
+def original_ids(dataset: str, data_dir: Path | None, n_users: int, n_items: int) -> IdMaps:
+    """The input ids of every user and item, as strings.
+
+    A dataset preprocessed from a generic file keeps them in its id maps; the others
+    (LightGCN files, already 0-based and contiguous) have identity ids.
+    """
+    folder = require_processed(dataset, data_dir)
+    if read_meta(folder).get("source") != SOURCE_GENERIC:
+        return IdMaps(np.arange(n_users).astype(str), np.arange(n_items).astype(str))
+    return IdMaps(_originals(folder, "user", n_users), _originals(folder, "item", n_items))
+
+
+def _originals(folder: Path, kind: str, count: int) -> np.ndarray:
+    try:
+        frame = read_id_map(folder, kind).sort_values("index")
+    except MMLBenchError:
+        raise
+    except Exception as exc:  # a damaged Parquet file: pyarrow raises several types
+        raise MMLBenchError(f"cannot read the {kind} id map in {folder}: {exc}") from None
+    if not np.array_equal(frame["index"].to_numpy(), np.arange(count)):
+        raise MMLBenchError(
+            f"the {kind} id map in {folder} does not cover the {count} {kind}s of meta.json; "
+            "rerun `mmlbench preprocess --force`"
+        )
+    return frame["original"].to_numpy(dtype=str)
+
+
+def check_top_k_path(path: Path) -> None:
+    """Refuse an export file of a format the export cannot write, or in a folder it cannot write."""
+    if Path(path).suffix.lower() not in TOPK_SUFFIXES:
+        raise MMLBenchError(f"--export-topk {path}: the file name must end in .csv or .parquet")
+    if not writable_folder(Path(path).parent):
+        raise MMLBenchError(f"--export-topk {path}: cannot create files in {Path(path).parent}")
+
+
+def write_top_k(path: Path, evaluation: Evaluation, k: int, originals: IdMaps) -> int:
+    """Write the top-k lists as CSV or Parquet rows (by the suffix); returns the row count.
+
+    Columns: user, rank, item, score (internal ids), original_user, original_item (input ids).
+    Seen items are masked at -inf and sort last; they are left out, so a user with fewer
+    than k unseen items gets a shorter list.
+    """
+    assert evaluation.top_items is not None and evaluation.top_scores is not None and evaluation.user_ids is not None
     items = evaluation.top_items[:, :k].numpy()
     scores = evaluation.top_scores[:, :k].numpy()
-    users = evaluation.user_ids.numpy()
+    rows, positions = np.nonzero(~np.isneginf(scores))  # row-major: by user, then rank
+    users = evaluation.user_ids.numpy()[rows]
+    items = items[rows, positions]
     frame = pd.DataFrame(
         {
-            "user": np.repeat(users, items.shape[1]).astype(np.int32),
-            "rank": np.tile(np.arange(1, items.shape[1] + 1, dtype=np.int16), len(users)),
-            "item": items.reshape(-1).astype(np.int32),
-            "score": scores.reshape(-1).astype(np.float32),
+            "user": users.astype(np.int32),
+            "rank": (positions + 1).astype(np.int32),
+            "item": items.astype(np.int32),
+            "score": scores[rows, positions].astype(np.float32),
+            "original_user": originals.users[users],
+            "original_item": originals.items[items],
         }
     )
+    check_top_k_path(path)
     with atomic_file(Path(path)) as tmp:
-        frame.to_parquet(tmp, index=False)
+        if Path(path).suffix.lower() == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
     return len(frame)
 
 
