@@ -66,7 +66,8 @@ def command(
     quick: Annotated[bool, typer.Option(help="The experiment's CPU-sized [quick] variant.")] = False,
     list_presets: Annotated[bool, typer.Option(help="List the packaged presets and exit.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the runs a sweep would do, then exit.")] = False,
-    force: Annotated[bool, typer.Option(help="Re-run configs that already completed.")] = False,
+    force: Annotated[bool, typer.Option(help="Re-run configs that already completed (from scratch).")] = False,
+    no_resume: Annotated[bool, typer.Option(help="Start interrupted runs over instead of resuming them.")] = False,
     jobs: Annotated[int, typer.Option(help="Runs at once (worker processes; for one GPU).", min=1)] = 1,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     eval_batch_users: Annotated[int | None, typer.Option(help="Users per evaluation batch [default: from memory].", min=1)] = None,
@@ -85,7 +86,7 @@ def command(
     experiment = _experiment(config, preset, quick).with_command_line(*_command_line(values))
     configs = experiment.configs()
     options = TrainOptions(
-        device=device, data_dir=data_dir, results_dir=results_dir, quiet=quiet, force=force,
+        device=device, data_dir=data_dir, results_dir=results_dir, quiet=quiet, force=force, resume=not no_resume,
         eval_batch_users=eval_batch_users, cuda_graphs=not no_cuda_graphs,
     )
     if dry_run:

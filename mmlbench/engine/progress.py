@@ -35,10 +35,10 @@ class TrainingProgress:
         if self.bar is not None:
             self.bar.stop()
 
-    def start(self, batches: int) -> None:
+    def start(self, batches: int, first_epoch: int = 1) -> None:
         self.batches = batches
         if self.bar is not None:
-            self.task = self.bar.add_task(f"{self.label} · epoch 1/{self.config.epochs}", total=batches)
+            self.task = self.bar.add_task(f"{self.label} · epoch {first_epoch}/{self.config.epochs}", total=batches)
 
     def batch_done(self, batch: int) -> None:
         if self.bar is not None and self.task is not None:

@@ -13,7 +13,9 @@ import pandas as pd
 import torch
 
 from mmlbench.config import RunConfig
+from mmlbench.console import info
 from mmlbench.data.dataset import InteractionData, load_dataset
+from mmlbench.engine import resume
 from mmlbench.engine.allocator import reuse_freed_memory
 from mmlbench.engine.device import device_name, peak_memory_bytes, reset_peak_memory, resolve_device
 from mmlbench.engine.models import build_model
@@ -33,7 +35,8 @@ class TrainOptions:
     data_dir: Path | None = None
     results_dir: Path | None = None
     quiet: bool = False
-    force: bool = False  # re-run even when a completed run with the same config exists
+    force: bool = False  # re-run even when a completed run with the same config exists (from scratch)
+    resume: bool = True  # continue an interrupted or killed run from its last finished epoch
     eval_batch_users: int | None = None
     cuda_graphs: bool = True
 
@@ -80,6 +83,10 @@ def train_run(config: RunConfig, options: TrainOptions) -> RunOutcome:
     if existing is not None and not options.force:
         return RunOutcome(existing, store.read_run(existing), skipped=True)
 
+    run_id = config.run_id(config_hash)
+    resume_folder = resume.folder(results_dir, run_id)
+    if options.force or not options.resume:
+        resume.discard(resume_folder)
     torch.manual_seed(config.seed)
     reset_peak_memory(device)
     model = build_model(config, data.n_users, data.n_items, data.history).to(device)
@@ -89,10 +96,15 @@ def train_run(config: RunConfig, options: TrainOptions) -> RunOutcome:
             config, data, model, device,
             eval_batch_users=options.eval_batch_users, cuda_graphs=options.cuda_graphs,
             on_epoch=progress.epoch_done, on_batch=progress.batch_done,
+            on_checkpoint=lambda fit: resume.save(resume_folder, trainer, fit, config_hash),
         )
-        progress.start(trainer.batches_per_epoch)
+        resumed = resume.load(resume_folder, trainer, config_hash)  # after seeding and building: overrides both
+        resumed_from = len(resumed.epochs) if resumed is not None else 0
+        if resumed_from and not options.quiet:
+            info(f"{run_id}: resuming after epoch {resumed_from} (--no-resume starts over)")
+        progress.start(trainer.batches_per_epoch, first_epoch=resumed_from + 1)
         row = {
-            "run_id": config.run_id(config_hash),
+            "run_id": run_id,
             "config_hash": config_hash,
             "setting_hash": config.hash(data.fingerprint, with_seed=False),
             "protocol": data.protocol,
@@ -102,9 +114,10 @@ def train_run(config: RunConfig, options: TrainOptions) -> RunOutcome:
             "device": device.type,
             "device_name": device_name(device),
             "started_at": started_at,
+            "resumed_from_epoch": resumed_from,
         }
         try:
-            fit = trainer.fit()
+            fit = trainer.fit(resumed)
         except Exception as exc:  # divergence, out of memory, ...: leave a record of the failure
             _store(results_dir, {**row, "status": store.STATUS_FAILED, "error": str(exc)}, None, None, None)
             raise
@@ -116,8 +129,9 @@ def train_run(config: RunConfig, options: TrainOptions) -> RunOutcome:
     row.update({"status": status, "error": "", "best_epoch": fit.best_epoch, "epochs_run": len(fit.epochs)})
     row["cuda_graphs"] = trainer.step.use_graph  # False if capture failed and training fell back
     row.update({"monitor_value": fit.best_value, "test_eval_seconds": test.seconds, **test.metrics})
-    checkpoint = _checkpoint(model, config, data)
-    run_dir = _store(results_dir, row, _curve(fit), test.per_user, checkpoint)
+    run_dir = _store(results_dir, row, _curve(fit), test.per_user, _checkpoint(model, config, data))
+    if status == store.STATUS_COMPLETED:
+        resume.discard(resume_folder)  # only now: a kill before this line resumes at the test evaluation
     return RunOutcome(run_dir, store.read_run(run_dir))
 
 

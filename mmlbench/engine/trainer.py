@@ -41,6 +41,7 @@ class FitResult:
     best_value: float
     epochs: list[EpochLog]
     interrupted: bool = False
+    stale: int = 0  # evaluations since the best one
 
     @property
     def epoch_seconds_median(self) -> float:
@@ -66,10 +67,11 @@ class Trainer:
         cuda_graphs: bool = True,
         on_epoch: Callable[[EpochLog], None] | None = None,
         on_batch: Callable[[int], None] | None = None,
+        on_checkpoint: Callable[[FitResult], None] | None = None,
     ) -> None:
         self.config, self.data, self.model, self.device = config, data, model, device
         self.eval_batch_users = eval_batch_users
-        self.on_epoch, self.on_batch = on_epoch, on_batch
+        self.on_epoch, self.on_batch, self.on_checkpoint = on_epoch, on_batch, on_checkpoint
         sampler = make_sampler(
             config.sampler,
             n_items=data.n_items,
@@ -87,23 +89,30 @@ class Trainer:
     def batches_per_epoch(self) -> int:
         return math.ceil(self.data.train_items.numel() / self.config.batch_size)
 
-    def fit(self) -> FitResult:
-        """Train up to config.epochs; Ctrl-C stops early and keeps what was learned."""
-        result = FitResult(None, 0, -math.inf, [])
-        stale = 0
+    def fit(self, resumed: FitResult | None = None) -> FitResult:
+        """Train up to config.epochs, or on from a resumed fit; Ctrl-C stops early and keeps what was learned.
+
+        `on_checkpoint` sees the fit after each epoch's evaluation and before `on_epoch`:
+        by then the epoch has drawn all its random numbers.
+        """
+        result = resumed if resumed is not None else FitResult(None, 0, -math.inf, [])
         try:
-            for epoch in range(1, self.config.epochs + 1):
+            while not self._finished(result):
+                epoch = len(result.epochs) + 1
                 log = self._train_epoch(epoch)
                 result.epochs.append(log)
                 if epoch % self.config.eval_every == 0 or epoch == self.config.epochs:
-                    stale = self._evaluate_epoch(log, result, stale)
+                    result.stale = self._evaluate_epoch(log, result, result.stale)
+                if self.on_checkpoint:
+                    self.on_checkpoint(result)
                 if self.on_epoch:
                     self.on_epoch(log)
-                if stale >= self.config.patience:
-                    break
         except KeyboardInterrupt:
             result.interrupted = True
         return result
+
+    def _finished(self, result: FitResult) -> bool:
+        return len(result.epochs) >= self.config.epochs or result.stale >= self.config.patience
 
     def _train_epoch(self, epoch: int) -> EpochLog:
         started = time.perf_counter()

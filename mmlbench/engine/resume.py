@@ -1,0 +1,108 @@
+"""Resume checkpoints: a run's whole training state at its last finished epoch.
+
+Written after every epoch to `<results>/runs/.<run_id>.resume/state.pt` (hidden, so never
+read as a run) through an atomic replace: a kill leaves the previous epoch's file whole.
+Re-running the same config (same run id and config hash) continues from it; once the
+completed run's folder is written it is removed. An interrupted or failed run keeps it.
+
+Exactness: the state holds everything the next epoch reads — weights, Adam's moments and
+step, the learning rate, the early-stopping state, the curve so far — and the random
+generator states of the device, taken after the epoch's evaluation (which draws nothing)
+and restored before the next epoch draws its permutation. On the CPU a resumed run is
+bit-identical to an uninterrupted one. On CUDA the generator state is restored before the
+resumed trainer captures its graph, so replays continue the same philox stream (not tested
+here: no GPU in the test suite).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmlbench.console import warn
+from mmlbench.engine.trainer import EpochLog, FitResult, Trainer
+from mmlbench.fsutil import atomic_file
+from mmlbench.report.store import runs_dir
+
+FORMAT = 1
+STATE_FILE = "state.pt"
+
+
+def folder(results_dir: Path, run_id: str) -> Path:
+    """The run's hidden resume folder in the store."""
+    return runs_dir(results_dir) / f".{run_id}.resume"
+
+
+def save(resume_folder: Path, trainer: Trainer, result: FitResult, config_hash: str) -> None:
+    """Write the trainer's state after the epoch just finished (atomically)."""
+    best_is_current = bool(result.epochs) and result.best_epoch == result.epochs[-1].epoch
+    state = {
+        "format": FORMAT,
+        "config_hash": config_hash,
+        "device": trainer.device.type,
+        "model": trainer.model.state_dict(),
+        "optimizer": trainer.step.optimizer.state_dict(),
+        "rng": _rng_states(trainer.device),
+        "epochs": [dataclasses.asdict(log) for log in result.epochs],
+        "best_epoch": result.best_epoch,
+        "best_value": result.best_value,
+        "stale": result.stale,
+        # The epoch just evaluated is usually the best: its weights are the model's, not stored twice.
+        "best_state": None if best_is_current else result.best_state,
+        "best_is_current": best_is_current,
+    }
+    with atomic_file(resume_folder / STATE_FILE) as tmp:
+        torch.save(state, tmp)
+
+
+def load(resume_folder: Path, trainer: Trainer, config_hash: str) -> FitResult | None:
+    """Put the trainer back in the saved state and return the fit so far; None: start over."""
+    path = resume_folder / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location=trainer.device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged checkpoint costs the progress, never the run
+        warn(f"cannot read the resume checkpoint {path} ({type(exc).__name__}); starting over")
+        return None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("config_hash") != config_hash:
+        warn(f"the resume checkpoint {path} belongs to another version or config; starting over")
+        return None
+    if state["device"] != trainer.device.type:
+        warn(f"resuming on {trainer.device.type} a run started on {state['device']}: its random stream differs")
+    trainer.model.load_state_dict(state["model"])
+    _load_optimizer(trainer.step.optimizer, state["optimizer"])
+    _set_rng_states(state["rng"], trainer.device)
+    best_state = state["best_state"]
+    if state["best_is_current"]:
+        best_state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    epochs = [EpochLog(**log) for log in state["epochs"]]
+    return FitResult(best_state, state["best_epoch"], state["best_value"], epochs, stale=state["stale"])
+
+
+def discard(resume_folder: Path) -> None:
+    shutil.rmtree(resume_folder, ignore_errors=True)
+
+
+def _rng_states(device: torch.device) -> dict[str, torch.Tensor]:
+    states = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _set_rng_states(states: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(states["cpu"].cpu())
+    if device.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"].cpu(), device)
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Adam's moments, step and learning rate; this process's kernel flags (fused, capturable) kept."""
+    current = optimizer.state_dict()["param_groups"]
+    groups = [{**now, "lr": then["lr"]} for now, then in zip(current, saved["param_groups"], strict=True)]
+    optimizer.load_state_dict({"state": saved["state"], "param_groups": groups})

@@ -1,0 +1,192 @@
+"""Interrupted (Ctrl-C) and killed (kill -9) runs resume from their last finished epoch, exactly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mmlbench.cli import app
+from mmlbench.config import RunConfig
+from mmlbench.engine import resume
+from mmlbench.engine.evaluator import Evaluation
+from mmlbench.engine.progress import TrainingProgress
+from mmlbench.engine.runner import TrainOptions, train_run
+from mmlbench.engine.trainer import Trainer
+from mmlbench.report import store
+
+# Dropout, a random permutation and sampled negatives every epoch: the RNG state matters.
+CONFIG = RunConfig("planted", negatives=10, batch_size=48, lr=0.01, epochs=6, patience=10, dropout=0.2)
+CURVE_COLUMNS = ["epoch", "loss", "violations", "lr", "recall@10", "recall@20", "ndcg@20"]
+
+
+def _options(planted_dir: Path, results: Path, **kwargs) -> TrainOptions:
+    return TrainOptions(device="cpu", data_dir=planted_dir, results_dir=results, quiet=True, **kwargs)
+
+
+def _resume_file(results: Path, run_id: str) -> Path:
+    return resume.folder(results, run_id) / resume.STATE_FILE
+
+
+def _interrupt_after(monkeypatch, epoch: int) -> None:
+    """Ctrl-C as the progress display reports `epoch`: after that epoch's checkpoint."""
+    original = TrainingProgress.epoch_done
+
+    def epoch_done(self, log):
+        original(self, log)
+        if log.epoch == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(TrainingProgress, "epoch_done", epoch_done)
+
+
+def _count_epochs(monkeypatch) -> list[int]:
+    trained: list[int] = []
+    original = Trainer._train_epoch
+
+    def counting(self, epoch):
+        trained.append(epoch)
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", counting)
+    return trained
+
+
+def _assert_same_run(resumed, reference) -> None:
+    curve, expected = store.read_curve(resumed.run_dir), store.read_curve(reference.run_dir)
+    assert curve[CURVE_COLUMNS].values.tolist() == expected[CURVE_COLUMNS].values.tolist()
+    metrics = [name for name in reference.row if store.is_metric_column(name)]
+    assert [resumed.row[m] for m in metrics] == [reference.row[m] for m in metrics]
+    assert resumed.row["best_epoch"] == reference.row["best_epoch"]
+    weights = torch.load(resumed.run_dir / store.CHECKPOINT_FILE, weights_only=True)["state_dict"]
+    expected_weights = torch.load(reference.run_dir / store.CHECKPOINT_FILE, weights_only=True)["state_dict"]
+    assert all(torch.equal(weights[name], expected_weights[name]) for name in expected_weights)
+
+
+@pytest.fixture
+def reference(planted_dir, tmp_path):
+    """The same config trained without interruption."""
+    return train_run(CONFIG, _options(planted_dir, tmp_path / "reference"))
+
+
+def test_ctrl_c_then_rerun_resumes_and_equals_the_uninterrupted_run(planted_dir, tmp_path, monkeypatch, reference):
+    results = tmp_path / "r"
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, 3)
+        interrupted = train_run(CONFIG, _options(planted_dir, results))
+    assert interrupted.status == store.STATUS_INTERRUPTED
+    assert _resume_file(results, interrupted.row["run_id"]).is_file()
+    assert store.find_completed(results, interrupted.row["config_hash"]) is None  # a sweep still runs it
+
+    trained = _count_epochs(monkeypatch)
+    resumed = train_run(CONFIG, _options(planted_dir, results))
+    assert trained == [4, 5, 6]  # epochs 1-3 are not trained again
+    assert resumed.status == store.STATUS_COMPLETED and resumed.row["resumed_from_epoch"] == 3
+    assert reference.row["resumed_from_epoch"] == 0
+    _assert_same_run(resumed, reference)
+    assert not resume.folder(results, resumed.row["run_id"]).exists()  # removed once the run completed
+    assert len(store.read_runs(results)) == 1  # the interrupted folder was replaced
+
+
+def test_killed_run_leaves_only_the_checkpoint_and_resumes(planted_dir, tmp_path, reference):
+    """A real kill -9 of a `mmlbench train` process, right after the checkpoint of epoch 2."""
+    results = tmp_path / "r"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        import torch
+        torch.set_num_threads(1)  # as the tests' process: same arithmetic
+        from mmlbench.engine.progress import TrainingProgress
+        def epoch_done(self, log):
+            if log.epoch == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+        TrainingProgress.epoch_done = epoch_done
+        from mmlbench.cli import app
+        sys.argv = ["mmlbench", "train", "--dataset", "planted", "--data-dir", {str(planted_dir)!r},
+                    "--results-dir", {str(results)!r}, "--negatives", "10", "--batch-size", "48",
+                    "--lr", "0.01", "--epochs", "6", "--patience", "10", "--dropout", "0.2",
+                    "--device", "cpu", "-q"]
+        app()
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == -9, proc.stderr
+    assert list(store.iter_run_dirs(results)) == []
+    assert _resume_file(results, reference.row["run_id"]).is_file()
+
+    resumed = train_run(CONFIG, _options(planted_dir, results))
+    assert resumed.row["resumed_from_epoch"] == 2
+    _assert_same_run(resumed, reference)
+
+
+def test_killed_after_the_last_epoch_only_redoes_the_test_evaluation(planted_dir, tmp_path, monkeypatch, reference):
+    results = tmp_path / "r"
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, CONFIG.epochs)
+        train_run(CONFIG, _options(planted_dir, results))
+    trained = _count_epochs(monkeypatch)
+    resumed = train_run(CONFIG, _options(planted_dir, results))
+    assert trained == [] and resumed.row["resumed_from_epoch"] == CONFIG.epochs
+    _assert_same_run(resumed, reference)
+
+
+def test_early_stopping_state_and_learning_rate_survive_the_restart(planted_dir, tmp_path, monkeypatch):
+    # A monitor that never improves: best at epoch 1, then lr decays and training stops at patience.
+    flat = Evaluation({"recall@20": 0.5, "recall@10": 0.4}, seconds=0.0, users=1)
+    real = Trainer.evaluate
+    monkeypatch.setattr(Trainer, "evaluate", lambda self, split, per_user=False: real(self, split, per_user=True) if per_user else flat)
+    config = RunConfig("planted", epochs=30, patience=3, lr=0.01, negatives=5, batch_size=64, plateau_lr_factor=0.5)
+    results = tmp_path / "r"
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, 2)
+        train_run(config, _options(planted_dir, results))
+    outcome = train_run(config, _options(planted_dir, results))
+    curve = store.read_curve(outcome.run_dir)
+    assert curve["lr"].tolist() == [0.01, 0.01, 0.005, 0.0025]  # as uninterrupted: stale count and lr kept
+    assert outcome.row["best_epoch"] == 1 and outcome.row["resumed_from_epoch"] == 2
+
+
+@pytest.mark.parametrize("start_over", [{"resume": False}, {"force": True}])
+def test_no_resume_and_force_start_over(planted_dir, tmp_path, monkeypatch, start_over):
+    results = tmp_path / "r"
+    config = RunConfig("planted", negatives=5, batch_size=64, epochs=3)
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, 2)
+        interrupted = train_run(config, _options(planted_dir, results))
+    assert _resume_file(results, interrupted.row["run_id"]).is_file()
+    trained = _count_epochs(monkeypatch)
+    outcome = train_run(config, _options(planted_dir, results, **start_over))
+    assert trained == [1, 2, 3] and outcome.row["resumed_from_epoch"] == 0
+
+
+def test_an_unreadable_checkpoint_is_ignored_with_a_warning(planted_dir, tmp_path, monkeypatch, capsys):
+    results = tmp_path / "r"
+    config = RunConfig("planted", negatives=5, batch_size=64, epochs=3)
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, 2)
+        interrupted = train_run(config, _options(planted_dir, results))
+    _resume_file(results, interrupted.row["run_id"]).write_bytes(b"not a checkpoint")
+    outcome = train_run(config, _options(planted_dir, results))
+    assert outcome.status == store.STATUS_COMPLETED and outcome.row["resumed_from_epoch"] == 0
+    assert "cannot read the resume checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, resumed_from", [([], 2), (["--no-resume"], 0)])
+def test_train_command_resumes_unless_told_not_to(planted_dir, tmp_path, monkeypatch, flag, resumed_from):
+    results = tmp_path / "r"
+    args = ["train", "--dataset", "planted", "--data-dir", str(planted_dir), "--results-dir", str(results),
+            "--negatives", "5", "--batch-size", "64", "--epochs", "3", "--device", "cpu"]
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, 2)
+        CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, [*args, *flag])
+    assert result.exit_code == 0, result.output
+    assert ("resuming after epoch 2" in result.stderr) == bool(resumed_from)
+    assert store.read_runs(results)["resumed_from_epoch"].tolist() == [resumed_from]
