@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
 # Off a terminal (CI logs, pipes, tests) rich would wrap tables at 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 160
@@ -17,9 +18,16 @@ def show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
+# Messages are plain text: escaped, so "[grid]" or "[default: 1]" is shown, not read as a style.
+
+
+def error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {message}", highlight=False)
+    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
 def info(message: str) -> None:
-    err.print(message, highlight=False)
+    err.print(escape(message), highlight=False)
