@@ -8,13 +8,15 @@ from typing import Annotated, Any
 import typer
 
 from mmlbench.cli.render_train import print_plan, print_run, print_sweep
+from mmlbench.config import check_setting, value_type
 from mmlbench.console import out
 from mmlbench.engine.losses import LOSSES
+from mmlbench.engine.memory import check_sweep_fits
 from mmlbench.engine.models import MODELS
 from mmlbench.engine.runner import TrainOptions
 from mmlbench.engine.sampling import SAMPLERS
 from mmlbench.errors import MMLBenchError
-from mmlbench.experiment import Experiment, preset_names, preset_path, read_experiment
+from mmlbench.experiment import Experiment, option_name, preset_names, preset_path, read_experiment
 from mmlbench.report import store
 from mmlbench.sweep import plan, run_sweep
 
@@ -81,6 +83,7 @@ def command(
         device=device, data_dir=data_dir, results_dir=results_dir, quiet=quiet, force=force,
         eval_batch_users=eval_batch_users, cuda_graphs=not no_cuda_graphs,
     )
+    check_sweep_fits(configs, device, data_dir)
     if dry_run:
         print_plan(plan(configs, options))
         return
@@ -107,32 +110,36 @@ def _experiment(config: Path | None, preset: str | None, quick: bool) -> Experim
     return read_experiment(source, quick=quick)
 
 
-# Options that vary across runs; their comma lists become grid axes. Converters give types.
-_GRIDDABLE = {
-    "dataset": str, "model": str, "loss": str, "negatives": int, "sampler": str, "popularity_alpha": float,
-    "score": str, "embedding_dim": int, "dropout": float, "batch_size": int, "lr": float, "l2": float,
-    "seed": int, "margin": float, "negative_weight": float, "positive_weight": float, "temperature": float,
-    "aggregator": str, "gamma": float, "history_len": int,
-}
+# Options that vary across runs: their comma lists become grid axes. Types come from RunConfig.
+_GRIDDABLE = (
+    "dataset", "model", "loss", "negatives", "sampler", "popularity_alpha", "score", "embedding_dim", "dropout",
+    "batch_size", "lr", "l2", "seed", "margin", "negative_weight", "positive_weight", "temperature",
+    "aggregator", "gamma", "history_len",
+)
 _SCALARS = ("epochs", "eval_every", "patience", "plateau_lr_factor", "monitor")
-_TUPLES = {"k": ("ks", int), "margins": ("margins", float), "margin_weights": ("margin_weights", float)}
+_TUPLES = {"k": "ks", "margins": "margins", "margin_weights": "margin_weights"}  # option -> field
 
 
 def _command_line(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
-    """Split the given options into fixed settings and grid axes."""
-    settings: dict[str, Any] = {name: values[name] for name in _SCALARS if values[name] is not None}
+    """Split the given options into fixed settings and grid axes, each value type-checked."""
+    settings: dict[str, Any] = {
+        name: check_setting(name, values[name], option_name(name)) for name in _SCALARS if values[name] is not None
+    }
     grid: dict[str, list[Any]] = {}
-    for name, convert in _GRIDDABLE.items():
+    for name in _GRIDDABLE:
         if values[name] is not None:
-            parsed = _parse_list(name, values[name], convert)
+            parsed = [check_setting(name, v, option_name(name)) for v in _parse_list(name, values[name], value_type(name))]
             if len(parsed) == 1:
                 settings[name] = parsed[0]
             else:
                 grid[name] = parsed
-    for option, (field_name, convert) in _TUPLES.items():
+    for option, field_name in _TUPLES.items():
         if values[option] is not None:
-            settings[field_name] = tuple(_parse_list(option, values[option], convert))
+            parsed = _parse_list(option, values[option], value_type(field_name))
+            settings[field_name] = check_setting(field_name, parsed, option_name(option))
     if values["seeds"] is not None:
+        if values["seeds"] < 1:
+            raise MMLBenchError(f"--seeds must be >= 1, got {values['seeds']}")
         if "seed" in grid:
             raise MMLBenchError("give either --seeds N or a --seed list, not both")
         first = settings.pop("seed", 2019)
@@ -141,7 +148,7 @@ def _command_line(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, lis
 
 
 def _parse_list(name: str, text: str, convert: type) -> list[Any]:
-    option = f"--{name.replace('_', '-')}"
+    option = option_name(name)
     parts = [part.strip() for part in text.split(",")]
     if not all(parts):
         raise MMLBenchError(f"{option} has an empty value in '{text}'")
