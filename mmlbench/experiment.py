@@ -52,6 +52,21 @@ class Experiment:
         new_settings = {k: v for k, v in self.settings.items() if k not in grid}
         return Experiment(new_settings, new_grid, self.losses, settings, self.report, self.description)
 
+    def with_seeds(self, count: int) -> Experiment:
+        """`--seeds N`: N runs per cell, seeds base .. base + N - 1.
+
+        The base seed is --seed, else the file's `seed`, else RunConfig's default.
+        """
+        if count < 1:
+            raise MMLBenchError(f"--seeds must be >= 1, got {count}")
+        if "seed" in self.grid:
+            raise MMLBenchError("give either --seeds N or a list of seeds (--seed a,b or [grid] seed), not both")
+        base = self.overrides.get("seed", self.settings.get("seed", RunConfig.seed))
+        settings = {k: v for k, v in self.settings.items() if k != "seed"}
+        overrides = {k: v for k, v in self.overrides.items() if k != "seed"}
+        grid = self.grid | {"seed": [base + i for i in range(count)]}
+        return Experiment(settings, grid, self.losses, overrides, self.report, self.description)
+
     def configs(self) -> list[RunConfig]:
         """Every grid combination as a resolved RunConfig, all checked before anything runs."""
         keys = list(self.grid)

@@ -151,3 +151,20 @@ def test_parameter_in_a_mixed_grid_applies_to_the_losses_that_take_it():
     nobody = Experiment().with_command_line({"dataset": "d", "temperature": 0.2}, {"loss": ["ccl", "bpr"]})
     with pytest.raises(MMLBenchError, match="--temperature applies to none of the losses run \\(ccl, bpr\\)"):
         nobody.configs()
+
+
+def test_seeds_count_from_the_command_line_seed_then_the_file_then_the_default():
+    from_file = parse_experiment({"settings": {"dataset": "d", "seed": 7}}, source="t")
+    assert [c.seed for c in from_file.with_seeds(3).configs()] == [7, 8, 9]
+    overridden = from_file.with_command_line({"seed": 100}, {}).with_seeds(2)
+    assert [c.seed for c in overridden.configs()] == [100, 101]
+    default = Experiment().with_command_line({"dataset": "d"}, {}).with_seeds(2)
+    assert [c.seed for c in default.configs()] == [RunConfig.seed, RunConfig.seed + 1]
+
+
+def test_seeds_refuse_a_seed_list_and_zero():
+    gridded = parse_experiment({"settings": {"dataset": "d"}, "grid": {"seed": [1, 2]}}, source="t")
+    with pytest.raises(MMLBenchError, match="not both"):
+        gridded.with_seeds(2)
+    with pytest.raises(MMLBenchError, match="--seeds must be >= 1, got 0"):
+        Experiment().with_seeds(0)

@@ -120,6 +120,17 @@ def test_bad_experiment_value_is_one_line_before_anything_runs(planted_dir, tmp_
     assert not (tmp_path / "r").exists()
 
 
+def test_seeds_start_at_the_experiment_files_seed(planted_dir, tmp_path):
+    experiment = tmp_path / "exp.toml"
+    experiment.write_text('[settings]\ndataset = "planted"\nseed = 7\n')
+    args = ["train", "--config", str(experiment), "--data-dir", str(planted_dir), "--results-dir", str(tmp_path / "r"), "--seeds", "3", "--dry-run"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert [f"-s{seed}-" in result.stdout for seed in (7, 8, 9, 2019)] == [True, True, True, False]
+    override = runner.invoke(app, [*args, "--seed", "40"])
+    assert [f"-s{seed}-" in override.stdout for seed in (40, 41, 42, 7)] == [True, True, True, False]
+
+
 def test_unknown_loss_table_is_one_line(planted_dir, tmp_path):
     experiment = tmp_path / "exp.toml"
     experiment.write_text('[settings]\ndataset = "planted"\n[losses.cll]\nmargin = 0.5\n')

@@ -47,7 +47,7 @@ def command(
     monitor: Annotated[str | None, typer.Option(help="Metric for model selection [default: recall@20].")] = None,
     k: Annotated[str | None, typer.Option("--k", help="Cut-offs, e.g. 10,20,50 [default: 10,20,50].")] = None,
     seed: Annotated[str | None, _grid_help("Random seed [default: 2019].")] = None,
-    seeds: Annotated[int | None, typer.Option(help="Run N seeds: --seed, --seed + 1, ...")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Run N seeds from the base seed: --seed, else the experiment file's seed, else the default; base, base + 1, ...")] = None,
     margin: Annotated[str | None, _grid_help("CCL margin [default: 0.9].")] = None,
     negative_weight: Annotated[str | None, _grid_help("CCL w / MMCL W [default: 150 / 700].")] = None,
     margins: Annotated[str | None, typer.Option(help="MMCL margins, e.g. 0.7,0.8,0.9.")] = None,
@@ -78,6 +78,8 @@ def command(
         return
     values = dict(locals())  # every option by name, for _command_line to sort into settings and grid
     experiment = _experiment(config, preset, quick).with_command_line(*_command_line(values))
+    if seeds is not None:
+        experiment = experiment.with_seeds(seeds)
     configs = experiment.configs()
     options = TrainOptions(
         device=device, data_dir=data_dir, results_dir=results_dir, quiet=quiet, force=force,
@@ -137,13 +139,6 @@ def _command_line(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, lis
         if values[option] is not None:
             parsed = _parse_list(option, values[option], value_type(field_name))
             settings[field_name] = check_setting(field_name, parsed, option_name(option))
-    if values["seeds"] is not None:
-        if values["seeds"] < 1:
-            raise MMLBenchError(f"--seeds must be >= 1, got {values['seeds']}")
-        if "seed" in grid:
-            raise MMLBenchError("give either --seeds N or a --seed list, not both")
-        first = settings.pop("seed", 2019)
-        grid["seed"] = [first + i for i in range(values["seeds"])]
     return settings, grid
 
 
