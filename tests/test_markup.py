@@ -52,3 +52,12 @@ def test_warnings_and_notes_are_verbatim(capsys):
     captured = capsys.readouterr().err
     assert "warning: [losses.mmcl] sums to [1.2]" in captured
     assert "wrote [red]x[/red].csv" in captured
+
+
+def test_sweep_table_notes_are_verbatim(capsys):
+    from mmlbench.cli.render_train import print_sweep
+    from mmlbench.config import RunConfig
+    from mmlbench.sweep import SweepEntry
+
+    print_sweep([SweepEntry(RunConfig("d"), error="RuntimeError: [enforce fail at alloc_cpu.cpp:127] err == 0")])
+    assert "[enforce fail at alloc_cpu.cpp:127]" in capsys.readouterr().out
