@@ -18,7 +18,8 @@ def show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
-# Messages are plain text: escaped, so "[grid]" or "[default: 1]" is shown, not read as a style.
+# Messages are plain text: escaped, so "[grid]" or "[default: 1]" is shown, not read as a style,
+# and one line each (soft_wrap), so a long path is never split across lines in a log.
 
 
 def error(message: str) -> None:
@@ -26,8 +27,8 @@ def error(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def info(message: str) -> None:
-    err.print(escape(message), highlight=False)
+    err.print(escape(message), highlight=False, soft_wrap=True)

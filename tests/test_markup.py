@@ -61,3 +61,12 @@ def test_sweep_table_notes_are_verbatim(capsys):
 
     print_sweep([SweepEntry(RunConfig("d"), error="RuntimeError: [enforce fail at alloc_cpu.cpp:127] err == 0")])
     assert "[enforce fail at alloc_cpu.cpp:127]" in capsys.readouterr().out
+
+
+def test_long_messages_stay_one_line(capsys):
+    path = "/tmp/" + "x" * 200 + "/train.txt"
+    console.warn(f"{path}: dropped 1 duplicate item(s) (first on line 4)")
+    console.info(f"wrote {path}")
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: {path}: dropped 1 duplicate item(s) (first on line 4)", f"wrote {path}"
+    ]
