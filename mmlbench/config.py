@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -177,3 +181,78 @@ def parse_metric(name: str) -> tuple[str, int]:
     if metric not in METRIC_NAMES:
         raise unknown_name("metric", metric, METRIC_NAMES)
     return metric, int(k)
+
+
+# Checking values against RunConfig's field types: experiment files and the command line
+# hand in plain values (TOML has no tuples and lets `true` or 1.7 stand where an int belongs).
+
+_INT64 = 1 << 63  # run.parquet stores integers as int64
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(RunConfig)
+
+
+def value_type(name: str) -> type:
+    """The scalar type of field `name`: int for `ks: tuple[int, ...]`, float for `gamma: float | None`."""
+    expected = _field_types()[name]
+    while typing.get_args(expected):
+        expected = next(arg for arg in typing.get_args(expected) if arg is not type(None) and arg is not Ellipsis)
+    return expected
+
+
+def check_setting(name: str, value: Any, label: str) -> Any:
+    """`value` as field `name` holds it (lists become tuples, ints floats), or a one-line error naming `label`.
+
+    bool is refused where an int belongs (TOML's `true` is no count), NaN and infinities
+    wherever a number belongs, integers beyond int64 (run.parquet could not store them).
+    """
+    expected = _field_types()[name]
+    if isinstance(expected, types.UnionType) or typing.get_origin(expected) is typing.Union:
+        if value is None:
+            return None
+        expected = next(arg for arg in typing.get_args(expected) if arg is not type(None))
+    if typing.get_origin(expected) is tuple:
+        return _check_list(typing.get_args(expected)[0], value, label)
+    problem = _scalar_problem(expected, value)
+    if problem:
+        raise MMLBenchError(f"{label} must be {problem}, got {_shown(value)}")
+    return float(value) if expected is float else value
+
+
+def _check_list(item_type: type, value: Any, label: str) -> tuple[Any, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise MMLBenchError(f"{label} must be a list of {_NOUNS[item_type]}s, got {_shown(value)}")
+    for item in value:
+        problem = _scalar_problem(item_type, item)
+        if problem:
+            raise MMLBenchError(f"{label} must be a list of {_NOUNS[item_type]}s, got {_shown(list(value))} ({_shown(item)} is not {problem})")
+    return tuple(float(item) if item_type is float else item for item in value)
+
+
+_NOUNS = {int: "integer", float: "number", str: "string", bool: "boolean"}
+
+
+def _scalar_problem(expected: type, value: Any) -> str:
+    """What `value` should have been, or '' when it is a valid `expected`."""
+    if expected is bool:
+        return "" if isinstance(value, bool) else "true or false"
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "an integer"
+        return "" if -_INT64 <= value < _INT64 else "an integer that fits in 64 bits"
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "a number"
+        return "" if math.isfinite(value) else "a finite number"
+    if expected is str:
+        return "" if isinstance(value, str) else "a string"
+    return ""
+
+
+def _shown(value: Any) -> str:
+    """A value as the user wrote it: TOML's spelling of booleans, quotes around strings."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value)

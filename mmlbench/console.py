@@ -7,6 +7,7 @@ import sys
 from typing import ContextManager
 
 from rich.console import Console
+from rich.markup import escape
 
 # Off a terminal (CI logs, pipes, tests) rich would wrap tables at 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 160
@@ -24,10 +25,17 @@ def status(message: str, quiet: bool = False) -> ContextManager[object]:
     return err.status(message) if show_progress(quiet) else contextlib.nullcontext()
 
 
+# Messages are plain text: escaped, so "[grid]" or "[default: 1]" is shown, not read as a style,
+# and one line each (soft_wrap), so a long path is never split across lines in a log.
+
+
+def error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def warn(message: str) -> None:
-    """One warning, one line: never wrapped, so logs can be grepped."""
-    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def info(message: str) -> None:
-    err.print(message, highlight=False)
+    err.print(escape(message), highlight=False, soft_wrap=True)

@@ -27,11 +27,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mmlbench.config import RunConfig
+from mmlbench.config import RunConfig, check_setting
+from mmlbench.engine.losses import LOSS_PARAMS, LOSSES
 from mmlbench.errors import MMLBenchError, unknown_name
 
 CONFIG_FIELDS = {f.name for f in fields(RunConfig)}
-TUPLE_FIELDS = {"ks", "margins", "margin_weights"}
 _SECTIONS = {"settings", "grid", "losses", "quick", "report", "description"}
 
 
@@ -52,17 +52,45 @@ class Experiment:
         new_settings = {k: v for k, v in self.settings.items() if k not in grid}
         return Experiment(new_settings, new_grid, self.losses, settings, self.report, self.description)
 
+    def with_seeds(self, count: int) -> Experiment:
+        """`--seeds N`: N runs per cell, seeds base .. base + N - 1.
+
+        The base seed is --seed, else the file's `seed`, else RunConfig's default.
+        """
+        if count < 1:
+            raise MMLBenchError(f"--seeds must be >= 1, got {count}")
+        if "seed" in self.grid:
+            raise MMLBenchError("give either --seeds N or a list of seeds (--seed a,b or [grid] seed), not both")
+        base = self.overrides.get("seed", self.settings.get("seed", RunConfig.seed))
+        settings = {k: v for k, v in self.settings.items() if k != "seed"}
+        overrides = {k: v for k, v in self.overrides.items() if k != "seed"}
+        grid = self.grid | {"seed": [base + i for i in range(count)]}
+        return Experiment(settings, grid, self.losses, overrides, self.report, self.description)
+
     def configs(self) -> list[RunConfig]:
         """Every grid combination as a resolved RunConfig, all checked before anything runs."""
         keys = list(self.grid)
         configs: list[RunConfig] = []
+        losses: list[str] = []
         for values in itertools.product(*(self.grid[k] for k in keys)):
             cell = dict(zip(keys, values))
             loss = {**self.settings, **cell, **self.overrides}.get("loss", RunConfig.loss)
             config = make_config({**self.settings, **self.losses.get(loss, {}), **cell, **self.overrides})
+            losses += [loss] if loss not in losses else []
             if config not in configs:  # e.g. a loss parameter gridded for a loss that ignores it
                 configs.append(config)
+        self._check_loss_params(losses)
         return configs
+
+    def _check_loss_params(self, losses: list[str]) -> None:
+        """A loss parameter given for every run must be taken by at least one loss of the grid.
+
+        In a grid mixing losses it applies to the losses that take it; with one loss, or
+        when no loss of the grid takes it, it would be ignored silently: an error instead.
+        """
+        for name in sorted(set(self.settings) | set(self.grid) | set(self.overrides)):
+            if name in LOSS_PARAMS and not any(name in LOSSES[loss].param_names for loss in losses):
+                raise MMLBenchError(_ignored_param_message(name, losses))
 
 
 def make_config(values: dict[str, Any]) -> RunConfig:
@@ -73,7 +101,7 @@ def make_config(values: dict[str, Any]) -> RunConfig:
         raise unknown_name("setting", name, CONFIG_FIELDS)
     if "dataset" not in values:
         raise MMLBenchError("no dataset given: use --dataset NAME (or `dataset` in the experiment file)")
-    typed = {k: tuple(v) if k in TUPLE_FIELDS and isinstance(v, list) else v for k, v in values.items()}
+    typed = {k: check_setting(k, v, option_name(k)) for k, v in values.items()}
     try:
         return RunConfig(**typed).resolved()
     except TypeError as exc:
@@ -107,6 +135,9 @@ def parse_experiment(document: dict[str, Any], *, source: str, quick: bool = Fal
     for key in [*settings, *grid, *(k for params in losses.values() for k in params)]:
         if key not in CONFIG_FIELDS:
             raise unknown_name(f"setting in {source}", key, CONFIG_FIELDS)
+    settings = {k: check_setting(k, v, f"{k} in {source}") for k, v in settings.items()}
+    grid = {k: [check_setting(k, v, f"[grid] {k} in {source}") for v in values] for k, values in grid.items()}
+    losses = {name: _loss_table(name, params, source) for name, params in losses.items()}
     return Experiment(settings, grid, losses, {}, dict(document.get("report", {})), document.get("description", ""))
 
 
@@ -114,6 +145,35 @@ def _as_list(key: str, value: Any, source: str) -> list[Any]:
     if not isinstance(value, list) or not value:
         raise MMLBenchError(f"[grid] {key} in {source} must be a non-empty list")
     return value
+
+
+def _loss_table(loss: str, params: dict[str, Any], source: str) -> dict[str, Any]:
+    """A [losses.<loss>] table checked: a known loss, and no parameter of another loss."""
+    if loss not in LOSSES:
+        raise unknown_name(f"loss in the [losses] tables of {source}", loss, LOSSES)
+    taken = LOSSES[loss].param_names
+    for key in params:
+        if key in LOSS_PARAMS and key not in taken:
+            raise MMLBenchError(
+                f"{key} in [losses.{loss}] of {source}: loss '{loss}' does not take it ({_takes(loss)})"
+            )
+    return {k: check_setting(k, v, f"{k} in [losses.{loss}] of {source}") for k, v in params.items()}
+
+
+def _ignored_param_message(name: str, losses: list[str]) -> str:
+    if len(losses) == 1:
+        return f"{option_name(name)} does not apply to loss '{losses[0]}' ({_takes(losses[0])})"
+    return f"{option_name(name)} applies to none of the losses run ({', '.join(losses)})"
+
+
+def _takes(loss: str) -> str:
+    names = LOSSES[loss].param_names
+    return f"it takes {', '.join(map(option_name, names))}" if names else "it takes no parameters"
+
+
+def option_name(name: str) -> str:
+    """The command-line spelling of a setting: ks -> --k, batch_size -> --batch-size."""
+    return "--k" if name == "ks" else f"--{name.replace('_', '-')}"
 
 
 PRESET_PACKAGE = "mmlbench.presets"

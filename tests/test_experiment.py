@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mmlbench.config import RunConfig
 from mmlbench.errors import MMLBenchError
-from mmlbench.experiment import parse_experiment, preset_names, read_experiment, preset_path
+from mmlbench.experiment import Experiment, parse_experiment, preset_names, preset_path, read_experiment
 
 DOCUMENT = {
     "settings": {"dataset": "d", "epochs": 7, "batch_size": 256},
@@ -87,3 +89,82 @@ def test_unknown_preset_suggests(tmp_path):
     with pytest.raises(MMLBenchError, match="unknown preset"):
         preset_path("paper-gowala")
     assert isinstance(preset_names(), list)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"epochs": "ten"}, "epochs in t must be an integer, got 'ten'"),
+        ({"epochs": 1.7}, "epochs in t must be an integer, got 1.7"),
+        ({"negatives": True}, "negatives in t must be an integer, got true"),
+        ({"lr": float("nan")}, "lr in t must be a finite number, got nan"),
+        ({"l2": float("inf")}, "l2 in t must be a finite number, got inf"),
+        ({"dataset": 5}, "dataset in t must be a string, got 5"),
+        ({"ks": 20}, "ks in t must be a list of integers, got 20"),
+        ({"ks": [10, 2.5]}, "ks in t must be a list of integers"),
+        ({"seed": 2**64}, "seed in t must be an integer that fits in 64 bits"),
+    ],
+)
+def test_experiment_values_are_type_checked(settings, message):
+    with pytest.raises(MMLBenchError, match=re.escape(message)):
+        parse_experiment({"settings": {"dataset": "d", **settings}}, source="t")
+
+
+def test_grid_and_loss_table_values_are_type_checked():
+    with pytest.raises(MMLBenchError, match=re.escape("[grid] negatives in t must be an integer, got true")):
+        parse_experiment({"settings": {"dataset": "d"}, "grid": {"negatives": [10, True]}}, source="t")
+    with pytest.raises(MMLBenchError, match=re.escape("margins in [losses.mmcl] of t must be a list of numbers")):
+        parse_experiment({"settings": {"dataset": "d"}, "losses": {"mmcl": {"margins": ["a"]}}}, source="t")
+
+
+def test_integers_stand_for_floats_and_hash_alike():
+    from_int = parse_experiment({"settings": {"dataset": "d", "lr": 1, "dropout": 0}}, source="t").configs()[0]
+    assert from_int.lr == 1.0 and isinstance(from_int.lr, float)
+    assert from_int.hash("fp") == RunConfig("d", lr=1.0, dropout=0.0).resolved().hash("fp")
+
+
+def test_unknown_loss_table_is_an_error():
+    document = {"settings": {"dataset": "d"}, "losses": {"cll": {"margin": 0.5}}}
+    with pytest.raises(MMLBenchError, match="unknown loss in the \\[losses\\] tables of t 'cll'. Did you mean 'ccl'"):
+        parse_experiment(document, source="t")
+
+
+def test_loss_table_with_a_parameter_of_another_loss_is_an_error():
+    document = {"settings": {"dataset": "d"}, "losses": {"ccl": {"margins": [0.5]}}}
+    with pytest.raises(MMLBenchError, match=re.escape("margins in [losses.ccl] of t: loss 'ccl' does not take it")):
+        parse_experiment(document, source="t")
+
+
+def test_parameter_the_only_loss_ignores_is_an_error():
+    experiment = parse_experiment({"settings": {"dataset": "d", "loss": "ccl", "margins": [0.5]}}, source="t")
+    with pytest.raises(MMLBenchError, match="--margins does not apply to loss 'ccl' \\(it takes --margin, --negative-weight\\)"):
+        experiment.configs()
+    command_line = Experiment().with_command_line({"dataset": "d", "loss": "bpr", "temperature": 0.2}, {})
+    with pytest.raises(MMLBenchError, match="--temperature does not apply to loss 'bpr' \\(it takes no parameters\\)"):
+        command_line.configs()
+
+
+def test_parameter_in_a_mixed_grid_applies_to_the_losses_that_take_it():
+    experiment = Experiment().with_command_line({"dataset": "d", "margin": 0.3}, {"loss": ["ccl", "bpr"]})
+    configs = {c.loss: c for c in experiment.configs()}
+    assert configs["ccl"].margin == 0.3 and configs["bpr"].margin is None
+    nobody = Experiment().with_command_line({"dataset": "d", "temperature": 0.2}, {"loss": ["ccl", "bpr"]})
+    with pytest.raises(MMLBenchError, match="--temperature applies to none of the losses run \\(ccl, bpr\\)"):
+        nobody.configs()
+
+
+def test_seeds_count_from_the_command_line_seed_then_the_file_then_the_default():
+    from_file = parse_experiment({"settings": {"dataset": "d", "seed": 7}}, source="t")
+    assert [c.seed for c in from_file.with_seeds(3).configs()] == [7, 8, 9]
+    overridden = from_file.with_command_line({"seed": 100}, {}).with_seeds(2)
+    assert [c.seed for c in overridden.configs()] == [100, 101]
+    default = Experiment().with_command_line({"dataset": "d"}, {}).with_seeds(2)
+    assert [c.seed for c in default.configs()] == [RunConfig.seed, RunConfig.seed + 1]
+
+
+def test_seeds_refuse_a_seed_list_and_zero():
+    gridded = parse_experiment({"settings": {"dataset": "d"}, "grid": {"seed": [1, 2]}}, source="t")
+    with pytest.raises(MMLBenchError, match="not both"):
+        gridded.with_seeds(2)
+    with pytest.raises(MMLBenchError, match="--seeds must be >= 1, got 0"):
+        Experiment().with_seeds(0)

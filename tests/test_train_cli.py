@@ -84,6 +84,14 @@ def test_experiment_file_with_per_loss_parameters(planted_dir, tmp_path):
         (["--negatives", "ten"], "--negatives expects int"),
         (["--device", "cuda"], "sees no CUDA GPU"),
         (["--seeds", "2", "--seed", "1,2"], "not both"),
+        (["--seeds", "0"], "--seeds must be >= 1, got 0"),
+        (["--lr", "nan"], "--lr must be a finite number, got nan"),
+        (["--plateau-lr-factor", "inf"], "--plateau-lr-factor must be a finite number, got inf"),
+        (["--loss", "mmcl", "--margins", "0.7,nan", "--margin-weights", "0.5,0.5"], "--margins must be a list of numbers"),
+        (["--loss", "ccl", "--margins", "0.7,0.8"], "--margins does not apply to loss 'ccl'"),
+        (["--negatives", "1000000000"], "--negatives 1000000000, --batch-size 64 and --embedding-dim 64 need about"),
+        (["--embedding-dim", "2000000000"], "lower one of them"),
+        (["--negatives", "5,1000000000"], "--negatives 1000000000"),  # refused before the first cell runs
     ],
 )
 def test_bad_input_is_one_line_and_leaves_the_store_untouched(planted_dir, tmp_path, args, message):
@@ -91,6 +99,44 @@ def test_bad_input_is_one_line_and_leaves_the_store_untouched(planted_dir, tmp_p
     assert result.exit_code == 1
     assert message in result.stderr
     assert "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ('epochs = "ten"', "epochs in {} must be an integer, got 'ten'"),
+        ("epochs = 1.7", "epochs in {} must be an integer, got 1.7"),
+        ("negatives = true", "negatives in {} must be an integer, got true"),
+        ("lr = nan", "lr in {} must be a finite number, got nan"),
+    ],
+)
+def test_bad_experiment_value_is_one_line_before_anything_runs(planted_dir, tmp_path, setting, message):
+    experiment = tmp_path / "exp.toml"
+    experiment.write_text(f'[settings]\ndataset = "planted"\n{setting}\n')
+    result = runner.invoke(app, ["train", "--config", str(experiment), "--data-dir", str(planted_dir), "--results-dir", str(tmp_path / "r"), "--device", "cpu", "-q"])
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {message.format(experiment)}\n"
+    assert not (tmp_path / "r").exists()
+
+
+def test_seeds_start_at_the_experiment_files_seed(planted_dir, tmp_path):
+    experiment = tmp_path / "exp.toml"
+    experiment.write_text('[settings]\ndataset = "planted"\nseed = 7\n')
+    args = ["train", "--config", str(experiment), "--data-dir", str(planted_dir), "--results-dir", str(tmp_path / "r"), "--seeds", "3", "--dry-run"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert [f"-s{seed}-" in result.stdout for seed in (7, 8, 9, 2019)] == [True, True, True, False]
+    override = runner.invoke(app, [*args, "--seed", "40"])
+    assert [f"-s{seed}-" in override.stdout for seed in (40, 41, 42, 7)] == [True, True, True, False]
+
+
+def test_unknown_loss_table_is_one_line(planted_dir, tmp_path):
+    experiment = tmp_path / "exp.toml"
+    experiment.write_text('[settings]\ndataset = "planted"\n[losses.cll]\nmargin = 0.5\n')
+    result = runner.invoke(app, ["train", "--config", str(experiment), "--data-dir", str(planted_dir), "--results-dir", str(tmp_path / "r"), "--device", "cpu", "-q"])
+    assert result.exit_code == 1
+    assert "unknown loss" in result.stderr and "Did you mean 'ccl'" in result.stderr
     assert not (tmp_path / "r").exists()
 
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import errno
 import functools
+import inspect
 import os
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
+from typer.models import ParameterInfo
 
 from mmlbench import __version__
-from mmlbench.console import err
+from mmlbench import console
 from mmlbench.errors import MMLBenchError
 
 DEBUG_ENV = "MMLBENCH_DEBUG"
@@ -27,7 +31,7 @@ app = typer.Typer(
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    console.error(message)
     return typer.Exit(code)
 
 
@@ -81,11 +85,40 @@ def root(
         os.environ[DEBUG_ENV] = "1"
 
 
+def _plain_signature(command: Callable[..., Any]) -> inspect.Signature:
+    """The command's signature with rich markup escaped in every option's help text.
+
+    Help is plain text: unescaped, "[default: 100]" or "[quick]" would be read as a style tag
+    and vanish. Typer reads the signature, so the escaped copies are what it shows.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    parameters = [p.replace(annotation=_escaped_annotation(p.annotation)) for p in signature.parameters.values()]
+    return signature.replace(parameters=parameters)
+
+
+def _escaped_annotation(annotation: Any) -> Any:
+    metadata = getattr(annotation, "__metadata__", None)
+    if not metadata:
+        return annotation
+    return Annotated[(annotation.__origin__, *map(_escaped_info, metadata))]
+
+
+def _escaped_info(info: Any) -> Any:
+    if not isinstance(info, ParameterInfo) or not info.help:
+        return info
+    escaped = copy.copy(info)  # the original may be shared by several commands
+    escaped.help = escape(info.help)
+    return escaped
+
+
 def _register() -> None:
     from mmlbench.cli import compare, download, evaluate, preprocess, runs, train
 
     for module in (download, preprocess, train, evaluate, compare):
-        app.command(name=module.NAME, no_args_is_help=module.NO_ARGS_IS_HELP)(guarded(module.command))
+        command = guarded(module.command)
+        command.__signature__ = _plain_signature(module.command)  # type: ignore[attr-defined]
+        help_text = escape(inspect.getdoc(module.command) or "")
+        app.command(name=module.NAME, help=help_text, no_args_is_help=module.NO_ARGS_IS_HELP)(command)
     app.add_typer(runs.app, name=runs.NAME)
 
 

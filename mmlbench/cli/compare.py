@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from mmlbench.console import err, info, out, warn
 from mmlbench.paths import results_home
@@ -115,7 +114,7 @@ def command(
                            baseline=baseline_values, alpha=alpha, cost=cost)  # fmt: skip
     comparison = build_comparison(runs, spec)
     for message in comparison.warnings:
-        warn(escape(message))
+        warn(message)
     _emit(comparison, output_format, output)
     _write_extras(runs, comparison, plot, plot_curves, export_baseline)
 
@@ -200,7 +199,7 @@ def _write_extras(
     if plot_curves is not None:
         left_out = plots.plot_curves(apply_where(runs, spec.where), spec, plot_curves)
         if left_out:
-            warn(escape(f"no curve for {len(left_out)} run(s), left out of the plot: {', '.join(left_out)}"))
+            warn(f"no curve for {len(left_out)} run(s), left out of the plot: {', '.join(left_out)}")
         info(f"wrote {plot_curves}")
     if export_baseline is not None:
         frame = gate.export_baseline(runs, spec.rows, spec.cols, spec.metrics, spec.where)
@@ -218,7 +217,7 @@ def _run_gate(runs: pd.DataFrame, where: dict[str, str], against: Path, max_drop
     if result.missing_groups:
         shown = "; ".join(describe(g, g.values()) for g in result.missing_groups[:3])
         more = f" and {len(result.missing_groups) - 3} more" if len(result.missing_groups) > 3 else ""
-        warn(escape(f"{len(result.missing_groups)} baseline group(s) have no current runs, not checked: {shown}{more}"))
+        warn(f"{len(result.missing_groups)} baseline group(s) have no current runs, not checked: {shown}{more}")
     if result.regressions:
         out.print(gate.regression_table(result, max_drop))
         raise typer.Exit(1)

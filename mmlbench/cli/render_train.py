@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from mmlbench.config import RunConfig
 from mmlbench.console import info, out
@@ -68,7 +69,7 @@ def print_run(outcome: RunOutcome) -> None:
         highlight=False,
     )
     out.print(PROTOCOL_NOTES.get(str(row.get("protocol")), f"protocol: {row.get('protocol')}"), highlight=False)
-    out.print(f"run folder: {outcome.run_dir}", highlight=False)
+    out.print(f"run folder: {outcome.run_dir}", highlight=False, markup=False)
 
 
 def print_sweep(entries: list[SweepEntry]) -> None:
@@ -80,7 +81,7 @@ def print_sweep(entries: list[SweepEntry]) -> None:
         run_id = row.get("run_id") or _label(entry.config)
         table.add_row(
             run_id, entry.status, _number(row.get("recall@20")), _number(row.get("ndcg@20")),
-            _number(row.get("epoch_seconds_median"), 2), entry.error,
+            _number(row.get("epoch_seconds_median"), 2), Text(entry.error),  # Text: brackets stay
         )
     out.print(table)
     out.print(" · ".join(f"{n} {status}" for status, n in sorted(_status_counts(entries).items())), highlight=False)

@@ -10,13 +10,15 @@ import typer
 from mmlbench.cli.render_train import (
     ResultFormat, plan_document, print_json, print_plan, print_run, print_sweep, sweep_document,
 )
+from mmlbench.config import check_setting, value_type
 from mmlbench.console import out
 from mmlbench.engine.losses import LOSSES
+from mmlbench.engine.memory import check_sweep_fits
 from mmlbench.engine.models import MODELS
 from mmlbench.engine.runner import TrainOptions
 from mmlbench.engine.sampling import SAMPLERS
 from mmlbench.errors import MMLBenchError
-from mmlbench.experiment import Experiment, preset_names, preset_path, read_experiment
+from mmlbench.experiment import Experiment, option_name, preset_names, preset_path, read_experiment
 from mmlbench.report import store
 from mmlbench.sweep import plan, run_sweep
 
@@ -51,7 +53,7 @@ def command(
     monitor: Annotated[str | None, typer.Option(help="Metric for model selection [default: recall@20].")] = None,
     k: Annotated[str | None, typer.Option("--k", help="Cut-offs, e.g. 10,20,50 [default: 10,20,50].")] = None,
     seed: Annotated[str | None, _grid_help("Random seed [default: 2019].")] = None,
-    seeds: Annotated[int | None, typer.Option(help="Run N seeds: --seed, --seed + 1, ...")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Run N seeds from the base seed: --seed, else the experiment file's seed, else the default; base, base + 1, ...")] = None,
     margin: Annotated[str | None, _grid_help("CCL margin [default: 0.9].")] = None,
     negative_weight: Annotated[str | None, _grid_help("CCL w / MMCL W [default: 150 / 700].")] = None,
     margins: Annotated[str | None, typer.Option(help="MMCL margins, e.g. 0.7,0.8,0.9.")] = None,
@@ -84,11 +86,14 @@ def command(
         return
     values = dict(locals())  # every option by name, for _command_line to sort into settings and grid
     experiment = _experiment(config, preset, quick).with_command_line(*_command_line(values))
+    if seeds is not None:
+        experiment = experiment.with_seeds(seeds)
     configs = experiment.configs()
     options = TrainOptions(
         device=device, data_dir=data_dir, results_dir=results_dir, quiet=quiet, force=force, resume=not no_resume,
         eval_batch_users=eval_batch_users, cuda_graphs=not no_cuda_graphs,
     )
+    check_sweep_fits(configs, device, data_dir)
     if dry_run:
         rows = plan(configs, options)
         if output_format is ResultFormat.json:
@@ -121,42 +126,38 @@ def _experiment(config: Path | None, preset: str | None, quick: bool) -> Experim
     return read_experiment(source, quick=quick)
 
 
-# Options that vary across runs; their comma lists become grid axes. Converters give types.
-_GRIDDABLE = {
-    "dataset": str, "model": str, "loss": str, "negatives": int, "sampler": str, "popularity_alpha": float,
-    "score": str, "embedding_dim": int, "dropout": float, "batch_size": int, "lr": float, "l2": float,
-    "l2_scope": str, "last_batch": str,
-    "seed": int, "margin": float, "negative_weight": float, "positive_weight": float, "temperature": float,
-    "aggregator": str, "gamma": float, "history_len": int,
-}
+# Options that vary across runs: their comma lists become grid axes. Types come from RunConfig.
+_GRIDDABLE = (
+    "dataset", "model", "loss", "negatives", "sampler", "popularity_alpha", "score", "embedding_dim", "dropout",
+    "batch_size", "lr", "l2", "l2_scope", "last_batch", "seed", "margin", "negative_weight", "positive_weight",
+    "temperature", "aggregator", "gamma", "history_len",
+)
 _SCALARS = ("epochs", "eval_every", "patience", "plateau_lr_factor", "min_lr", "min_delta", "monitor")
-_TUPLES = {"k": ("ks", int), "margins": ("margins", float), "margin_weights": ("margin_weights", float)}
+_TUPLES = {"k": "ks", "margins": "margins", "margin_weights": "margin_weights"}  # option -> field
 
 
 def _command_line(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
-    """Split the given options into fixed settings and grid axes."""
-    settings: dict[str, Any] = {name: values[name] for name in _SCALARS if values[name] is not None}
+    """Split the given options into fixed settings and grid axes, each value type-checked."""
+    settings: dict[str, Any] = {
+        name: check_setting(name, values[name], option_name(name)) for name in _SCALARS if values[name] is not None
+    }
     grid: dict[str, list[Any]] = {}
-    for name, convert in _GRIDDABLE.items():
+    for name in _GRIDDABLE:
         if values[name] is not None:
-            parsed = _parse_list(name, values[name], convert)
+            parsed = [check_setting(name, v, option_name(name)) for v in _parse_list(name, values[name], value_type(name))]
             if len(parsed) == 1:
                 settings[name] = parsed[0]
             else:
                 grid[name] = parsed
-    for option, (field_name, convert) in _TUPLES.items():
+    for option, field_name in _TUPLES.items():
         if values[option] is not None:
-            settings[field_name] = tuple(_parse_list(option, values[option], convert))
-    if values["seeds"] is not None:
-        if "seed" in grid:
-            raise MMLBenchError("give either --seeds N or a --seed list, not both")
-        first = settings.pop("seed", 2019)
-        grid["seed"] = [first + i for i in range(values["seeds"])]
+            parsed = _parse_list(option, values[option], value_type(field_name))
+            settings[field_name] = check_setting(field_name, parsed, option_name(option))
     return settings, grid
 
 
 def _parse_list(name: str, text: str, convert: type) -> list[Any]:
-    option = f"--{name.replace('_', '-')}"
+    option = option_name(name)
     parts = [part.strip() for part in text.split(",")]
     if not all(parts):
         raise MMLBenchError(f"{option} has an empty value in '{text}'")

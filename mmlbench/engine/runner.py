@@ -18,6 +18,7 @@ from mmlbench.data.dataset import InteractionData, load_dataset
 from mmlbench.engine import resume
 from mmlbench.engine.allocator import reuse_freed_memory
 from mmlbench.engine.device import device_name, peak_memory_bytes, reset_peak_memory, resolve_device
+from mmlbench.engine.memory import check_fits
 from mmlbench.engine.models import build_model
 from mmlbench.engine.progress import TrainingProgress
 from mmlbench.engine.trainer import FitResult, Trainer
@@ -60,6 +61,7 @@ def prepare(config: RunConfig, options: TrainOptions) -> tuple[RunConfig, torch.
         reuse_freed_memory()
     data = load_dataset(config.dataset, options.data_dir, device)
     check_against_data(config, data)
+    check_fits(config, data.n_users, data.n_items, device)
     return config, device, data
 
 

@@ -1,0 +1,90 @@
+"""Refuse a run whose training step cannot fit in the device's memory, before anything is written.
+
+Without this, `--negatives 1e9` or `--embedding-dim 1e9` end in a raw allocator error (and a
+failed run folder) at the first step. The estimate is deliberately rough and on the high
+side of what a step holds at once; the memory it is compared with is the device's total
+(not what happens to be free now), so a run that could fit is never refused.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from mmlbench.config import RunConfig
+from mmlbench.data.dataset import require_processed
+from mmlbench.data.processed import read_meta
+from mmlbench.engine.device import resolve_device
+from mmlbench.errors import MMLBenchError
+
+_FLOAT, _INDEX = 4, 8  # bytes: float32 values, int64 indices
+_TABLE_COPIES = 4  # weights, gradient, Adam's two moments
+_GATHERED_COPIES = 3  # gathered rows [B, N+1, d], their gradient, one temporary
+_PER_SCORE = 6 * _INDEX  # per (user, item) score: sampled index, keys, scores, weights
+_CGROUP_LIMIT = Path("/sys/fs/cgroup/memory.max")
+
+
+def training_bytes(config: RunConfig, n_users: int, n_items: int) -> int:
+    """About the most memory one training step of `config` holds at once."""
+    dim = config.embedding_dim
+    tables = (n_users + n_items) * dim * _FLOAT * _TABLE_COPIES
+    scored = config.batch_size * (config.negatives + 1)
+    step = scored * (dim * _FLOAT * _GATHERED_COPIES + _PER_SCORE)
+    history = 0
+    if config.history_len:  # SimpleX: padded histories on the device, gathered per batch
+        history = n_users * config.history_len * (_INDEX + 1)
+        history += config.batch_size * config.history_len * dim * _FLOAT * _GATHERED_COPIES
+    return tables + step + history
+
+
+def device_bytes(device: torch.device) -> int:
+    """The device's total memory: the GPU's, or the machine's RAM (within a cgroup limit)."""
+    if device.type == "cuda":  # the properties, not mem_get_info: no CUDA context in this process
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        limit = _CGROUP_LIMIT.read_text().strip()
+    except OSError:
+        return total
+    return min(total, int(limit)) if limit.isdigit() else total
+
+
+def check_fits(config: RunConfig, n_users: int, n_items: int, device: torch.device) -> None:
+    """One line naming the size options when a step of `config` cannot fit on `device`."""
+    needed = training_bytes(config, n_users, n_items)
+    available = device_bytes(device)
+    if needed > available:
+        raise MMLBenchError(
+            f"--negatives {config.negatives}, --batch-size {config.batch_size} and --embedding-dim "
+            f"{config.embedding_dim} need about {_gib(needed)} per training step on '{config.dataset}' "
+            f"({n_users:,} users, {n_items:,} items), more than the {_gib(available)} of {device.type}: "
+            "lower one of them"
+        )
+
+
+def check_sweep_fits(configs: list[RunConfig], device_name: str, data_dir: Path | None) -> None:
+    """check_fits for every config before a sweep starts, from the datasets' meta.json.
+
+    A dataset that is not processed (or unreadable) is left to its runs, which say what to do.
+    """
+    device = resolve_device(device_name)
+    sizes: dict[str, tuple[int, int] | None] = {}
+    for config in configs:
+        if config.dataset not in sizes:
+            sizes[config.dataset] = _dataset_sizes(config.dataset, data_dir)
+        if sizes[config.dataset] is not None:
+            check_fits(config, *sizes[config.dataset], device)
+
+
+def _dataset_sizes(name: str, data_dir: Path | None) -> tuple[int, int] | None:
+    try:
+        meta = read_meta(require_processed(name, data_dir))
+        return int(meta["n_users"]), int(meta["n_items"])
+    except (MMLBenchError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _gib(size: int) -> str:
+    return f"{size / (1 << 30):,.1f} GiB"
