@@ -13,7 +13,9 @@ from mmlbench.data.processed import read_meta
 from mmlbench.engine.runner import RunOutcome, TrainOptions, train_run
 from mmlbench.errors import MMLBenchError
 from mmlbench.paths import results_home
-from mmlbench.report import store
+from mmlbench.report import claims, store
+
+CLAIMED = "claimed elsewhere"  # another live process is training it: skipped, not a failure
 
 
 @dataclass(frozen=True)
@@ -23,22 +25,29 @@ class SweepEntry:
     config: RunConfig
     outcome: RunOutcome | None = None
     error: str = ""
+    state: str = ""  # why a config was not trained here, when no outcome says it
 
     @property
     def status(self) -> str:
+        if self.state:
+            return self.state
         if self.outcome is None:
             return store.STATUS_FAILED
         return "skipped" if self.outcome.skipped else self.outcome.status
 
 
 def plan(configs: list[RunConfig], options: TrainOptions) -> list[tuple[RunConfig, str, str]]:
-    """(config, run id, 'done' | 'to run') for each config, reading only the datasets' meta.json."""
-    completed = store.completed_runs(results_home(options.results_dir))
+    """(config, run id, 'done' | 'claimed elsewhere' | 'to run') per config; reads only meta.json files."""
+    results_dir = results_home(options.results_dir)
+    completed = store.completed_runs(results_dir)
     rows = []
     for config in configs:
         fingerprint = read_meta(require_processed(config.dataset, options.data_dir)).get("fingerprint", "")
         config_hash = config.hash(fingerprint)
-        state = "done" if config_hash in completed and not options.force else "to run"
+        if config_hash in completed and not options.force:
+            state = "done"
+        else:
+            state = CLAIMED if claims.live_claim(results_dir, config_hash) else "to run"
         rows.append((config, config.run_id(config_hash), state))
     return rows
 
@@ -53,6 +62,8 @@ def run_sweep(configs: list[RunConfig], options: TrainOptions, jobs: int = 1) ->
 def _run_one(config: RunConfig, options: TrainOptions) -> SweepEntry:
     try:
         outcome = train_run(config, options)
+    except claims.ClaimedElsewhere as exc:
+        return SweepEntry(config, error=str(exc), state=CLAIMED)
     except MMLBenchError as exc:
         return SweepEntry(config, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - one broken run must not stop the sweep

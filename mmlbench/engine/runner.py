@@ -22,7 +22,7 @@ from mmlbench.engine.trainer import FitResult, Trainer
 from mmlbench.errors import MMLBenchError
 from mmlbench.paths import results_home
 from mmlbench.provenance import versions
-from mmlbench.report import store
+from mmlbench.report import claims, store
 
 
 @dataclass(frozen=True)
@@ -72,14 +72,33 @@ def check_against_data(config: RunConfig, data: InteractionData) -> None:
 
 
 def train_run(config: RunConfig, options: TrainOptions) -> RunOutcome:
-    """Train one run and store it; a completed run with the same config hash is reused."""
+    """Train one run and store it; a completed run with the same config hash is reused.
+
+    The run is claimed in the store while it trains: claims.ClaimedElsewhere when another
+    live process is training the same config.
+    """
     config, device, data = prepare(config, options)
     results_dir = results_home(options.results_dir)
     config_hash = config.hash(data.fingerprint)
-    existing = store.find_completed(results_dir, config_hash)
-    if existing is not None and not options.force:
-        return RunOutcome(existing, store.read_run(existing), skipped=True)
+    reused = _reuse(results_dir, config_hash, options)
+    if reused is not None:
+        return reused
+    with claims.claimed(results_dir, config_hash):
+        # Checked again under the claim: another sweep may have finished it since.
+        return _reuse(results_dir, config_hash, options) or _train(config, options, device, data, results_dir)
 
+
+def _reuse(results_dir: Path, config_hash: str, options: TrainOptions) -> RunOutcome | None:
+    existing = store.find_completed(results_dir, config_hash)
+    if existing is None or options.force:
+        return None
+    return RunOutcome(existing, store.read_run(existing), skipped=True)
+
+
+def _train(
+    config: RunConfig, options: TrainOptions, device: torch.device, data: InteractionData, results_dir: Path
+) -> RunOutcome:
+    config_hash = config.hash(data.fingerprint)
     torch.manual_seed(config.seed)
     reset_peak_memory(device)
     model = build_model(config, data.n_users, data.n_items, data.history).to(device)
