@@ -64,6 +64,8 @@ def _run_one(config: RunConfig, options: TrainOptions) -> SweepEntry:
         outcome = train_run(config, options)
     except claims.ClaimedElsewhere as exc:
         return SweepEntry(config, error=str(exc), state=CLAIMED)
+    except store.StoreUnwritable:
+        raise  # every other run would fail the same way
     except MMLBenchError as exc:
         return SweepEntry(config, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - one broken run must not stop the sweep
@@ -84,7 +86,7 @@ def _run_parallel(configs: list[RunConfig], options: TrainOptions, jobs: int) ->
             index = futures[future]
             try:
                 entries[index] = future.result()
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, store.StoreUnwritable):
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
             except Exception as exc:  # a worker that crashed outright

@@ -142,3 +142,43 @@ def test_jobs_run_several_runs_in_worker_processes(planted_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "2 completed" in result.stdout
     assert sorted(store.read_runs(tmp_path / "r")["loss"]) == ["bpr", "ccl"]
+
+
+def _one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_unwritable_results_folder_is_found_before_training(planted_dir, tmp_path, monkeypatch):
+    # A file in the path; as root, chmod would not stop writes, so no read-only folder here.
+    (tmp_path / "file").write_text("")
+    results = tmp_path / "file" / "results"
+    monkeypatch.setattr("mmlbench.engine.trainer.Trainer.fit", lambda self: pytest.fail("trained anyway"))
+    result = _train(planted_dir, results, "--loss", "ccl,bpr")
+    assert result.exit_code == 1
+    assert f"cannot write to the results folder {results}: Not a directory" in _one_line(result.stderr)
+    assert "sweep" not in result.stdout and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pandas.DataFrame.to_parquet"])
+def test_full_disk_at_the_final_write_is_one_line_and_stops_the_sweep(planted_dir, tmp_path, monkeypatch, writer):
+    import pandas
+    import torch
+
+    real = torch.save if writer == "torch.save" else pandas.DataFrame.to_parquet
+    calls = []
+
+    def write_to_full_disk(obj, path, *args, **kwargs):  # every write to /dev/full fails with ENOSPC
+        calls.append(path)
+        return real(obj, "/dev/full", *args, **kwargs)
+
+    monkeypatch.setattr(writer, write_to_full_disk)
+    results = tmp_path / "r"
+    result = _train(planted_dir, results, "--loss", "ccl,bpr")
+    assert result.exit_code == 1
+    assert f"disk full while writing planted-mf-ccl-n5-s2019-" in _one_line(result.stderr)
+    assert len(calls) == 1  # the second run was not trained for nothing
+    runs = store.runs_dir(results)
+    assert [p.name for p in runs.iterdir()] == [".claims"]  # temp folder removed, nothing half-written
+    assert list((runs / ".claims").iterdir()) == []

@@ -20,6 +20,7 @@ from mmlbench.engine.models import build_model
 from mmlbench.engine.progress import TrainingProgress
 from mmlbench.engine.trainer import FitResult, Trainer
 from mmlbench.errors import MMLBenchError
+from mmlbench.fsutil import is_disk_full
 from mmlbench.paths import results_home
 from mmlbench.provenance import versions
 from mmlbench.report import claims, store
@@ -148,7 +149,12 @@ def _store(
     checkpoint: dict[str, Any] | None,
 ) -> Path:
     row = {**row, "finished_at": _now()}
-    return store.write_run(results_dir, store.RunRecord(row, curve, per_user, checkpoint))
+    try:
+        return store.write_run(results_dir, store.RunRecord(row, curve, per_user, checkpoint))
+    except (OSError, RuntimeError) as exc:  # write_run has removed its temporary folder
+        if is_disk_full(exc):
+            raise store.StoreUnwritable(f"disk full while writing {row['run_id']} to {store.runs_dir(results_dir)}") from exc
+        raise
 
 
 def _costs(fit: FitResult, data: InteractionData, config: RunConfig, device: torch.device, wall: float) -> dict:

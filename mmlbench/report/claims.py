@@ -22,7 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mmlbench.errors import MMLBenchError
-from mmlbench.report.store import runs_dir
+from mmlbench.fsutil import is_disk_full
+from mmlbench.report.store import StoreUnwritable, runs_dir
 
 CLAIMS_DIR = ".claims"  # hidden: run-store readers skip it
 
@@ -53,10 +54,23 @@ def claim_path(results_dir: Path, config_hash: str) -> Path:
 
 
 def claim_run(results_dir: Path, config_hash: str) -> Claim:
-    """Claim the training of a config for this process; ClaimedElsewhere if a live process holds it."""
+    """Claim the training of a config for this process; ClaimedElsewhere if a live process holds it.
+
+    Writing the claim is also the check that the results folder takes files, done before training:
+    StoreUnwritable names the folder when it does not.
+    """
     path = claim_path(results_dir, config_hash)
-    path.parent.mkdir(parents=True, exist_ok=True)
     mine = Claim(socket.gethostname(), os.getpid(), _now(), path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _claim(mine)
+    except OSError as exc:
+        reason = "disk full" if is_disk_full(exc) else exc.strerror or str(exc)
+        raise StoreUnwritable(f"cannot write to the results folder {results_dir}: {reason}") from exc
+
+
+def _claim(mine: Claim) -> Claim:
+    path = mine.path
     for _ in range(3):  # a stale claim taken over, or a claim released while we looked: try again
         if _create(mine):
             return mine
