@@ -10,8 +10,10 @@ from rich.table import Table
 from mmlbench.config import RunConfig
 from mmlbench.console import info, out
 from mmlbench.engine.runner import RunOutcome
+from mmlbench.errors import MMLBenchError
+from mmlbench.report import store
 from mmlbench.report.store import METRIC_NAMES
-from mmlbench.sweep import SweepEntry
+from mmlbench.sweep import CANCELLED, SweepEntry, was_interrupted
 
 PROTOCOL_NOTES = {
     "test-as-validation": "protocol: test-as-validation (the test split selected the best epoch, as in the reference code)",
@@ -34,6 +36,26 @@ def metrics_table(values: Mapping[str, object], ks: Sequence[int]) -> Table:
     for metric in METRIC_NAMES:
         table.add_row(metric, *(_number(values.get(f"{metric}@{k}")) for k in ks))
     return table
+
+
+def report_sweep(entries: list[SweepEntry]) -> None:
+    """Print what `train` did; failures exit 1 and an interrupted sweep exits 130, as Ctrl-C does."""
+    if len(entries) == 1 and entries[0].outcome is not None:
+        print_run(entries[0].outcome)
+    else:
+        print_sweep(entries)
+    if was_interrupted(entries):
+        stopped = sum(e.status == store.STATUS_INTERRUPTED for e in entries)
+        cancelled = sum(e.status == CANCELLED for e in entries)
+        raise MMLBenchError(
+            f"interrupted: {stopped} run(s) stopped, {cancelled} not started; the same command finishes the sweep",
+            exit_code=130,
+        )
+    failed = [e for e in entries if e.status == store.STATUS_FAILED]
+    if len(entries) == 1 and failed:
+        raise MMLBenchError(failed[0].error)
+    if failed:
+        raise MMLBenchError(f"{len(failed)} of {len(entries)} runs failed (see the table above)")
 
 
 def print_run(outcome: RunOutcome) -> None:

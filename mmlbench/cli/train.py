@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mmlbench.cli.render_train import print_plan, print_run, print_sweep
+from mmlbench.cli.render_train import print_plan, report_sweep
 from mmlbench.console import out
 from mmlbench.engine.losses import LOSSES
 from mmlbench.engine.models import MODELS
@@ -15,7 +15,6 @@ from mmlbench.engine.runner import TrainOptions
 from mmlbench.engine.sampling import SAMPLERS
 from mmlbench.errors import MMLBenchError
 from mmlbench.experiment import Experiment, preset_names, preset_path, read_experiment
-from mmlbench.report import store
 from mmlbench.sweep import plan, run_sweep
 
 NAME = "train"
@@ -84,16 +83,7 @@ def command(
     if dry_run:
         print_plan(plan(configs, options))
         return
-    entries = run_sweep(configs, options, jobs=jobs)
-    if len(entries) == 1 and entries[0].outcome is not None:
-        print_run(entries[0].outcome)
-    else:
-        print_sweep(entries)
-    failed = [e for e in entries if e.status == store.STATUS_FAILED]
-    if len(entries) == 1 and failed:
-        raise MMLBenchError(failed[0].error)
-    if failed:
-        raise MMLBenchError(f"{len(failed)} of {len(entries)} runs failed (see the table above)")
+    report_sweep(run_sweep(configs, options, jobs=jobs))
 
 
 def _experiment(config: Path | None, preset: str | None, quick: bool) -> Experiment:
