@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import traceback
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -33,6 +34,15 @@ class SweepEntry:
     outcome: RunOutcome | None = None
     error: str = ""
     state: str = ""  # why a config was not trained here, when no outcome says it
+    traceback: str = ""  # of a failure, as text (it may come from a worker process): shown by --debug
+
+    @property
+    def label(self) -> str:
+        """The run id when the run was stored, else the settings that tell the runs of a sweep apart."""
+        if self.outcome is not None:
+            return str(self.outcome.row.get("run_id"))
+        config = self.config
+        return f"{config.dataset}-{config.model}-{config.loss}-n{config.negatives}-s{config.seed}"
 
     @property
     def status(self) -> str:
@@ -85,10 +95,19 @@ def _run_one(config: RunConfig, options: TrainOptions) -> SweepEntry:
     except store.StoreUnwritable:
         raise  # every other run would fail the same way
     except MMLBenchError as exc:
-        return SweepEntry(config, error=str(exc))
+        return SweepEntry(config, error=str(exc), traceback=traceback.format_exc())
     except Exception as exc:  # noqa: BLE001 - one broken run must not stop the sweep
-        return SweepEntry(config, error=f"{type(exc).__name__}: {exc}")
+        return SweepEntry(config, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     return SweepEntry(config, outcome)
+
+
+class RunTraceback(Exception):
+    """The tracebacks of failed runs as text; the CLI chains it to its error so --debug shows them."""
+
+    @classmethod
+    def of(cls, entries: list[SweepEntry]) -> RunTraceback | None:
+        texts = [f"{entry.label}:\n{entry.traceback}" for entry in entries if entry.traceback]
+        return cls("\n" + "\n".join(texts)) if texts else None
 
 
 def _run_sequential(configs: list[RunConfig], options: TrainOptions) -> list[SweepEntry]:

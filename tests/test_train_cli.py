@@ -182,3 +182,18 @@ def test_full_disk_at_the_final_write_is_one_line_and_stops_the_sweep(planted_di
     runs = store.runs_dir(results)
     assert [p.name for p in runs.iterdir()] == [".claims"]  # temp folder removed, nothing half-written
     assert list((runs / ".claims").iterdir()) == []
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_debug_shows_the_traceback_of_the_run_that_failed(planted_dir, tmp_path, jobs):
+    # 100 negatives excluding positives cannot be drawn from 60 items: check_against_data raises.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmlbench", "--debug", "train", "--dataset", "planted", "--data-dir", str(planted_dir),
+         "--results-dir", str(tmp_path / "r"), *FAST, "--sampler", "uniform-exclude-pos", "--negatives", "100,200",
+         "--jobs", jobs],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    assert proc.returncode == 1
+    assert "in check_against_data" in proc.stderr  # the frame that raised, not only cli/train.py
+    assert "more than the" in proc.stderr

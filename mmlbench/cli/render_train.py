@@ -13,7 +13,7 @@ from mmlbench.engine.runner import RunOutcome
 from mmlbench.errors import MMLBenchError
 from mmlbench.report import store
 from mmlbench.report.store import METRIC_NAMES
-from mmlbench.sweep import CANCELLED, SweepEntry, was_interrupted
+from mmlbench.sweep import CANCELLED, RunTraceback, SweepEntry, was_interrupted
 
 PROTOCOL_NOTES = {
     "test-as-validation": "protocol: test-as-validation (the test split selected the best epoch, as in the reference code)",
@@ -53,9 +53,9 @@ def report_sweep(entries: list[SweepEntry]) -> None:
         )
     failed = [e for e in entries if e.status == store.STATUS_FAILED]
     if len(entries) == 1 and failed:
-        raise MMLBenchError(failed[0].error)
+        raise MMLBenchError(failed[0].error) from RunTraceback.of(failed)
     if failed:
-        raise MMLBenchError(f"{len(failed)} of {len(entries)} runs failed (see the table above)")
+        raise MMLBenchError(f"{len(failed)} of {len(entries)} runs failed (see the table above)") from RunTraceback.of(failed)
 
 
 def print_run(outcome: RunOutcome) -> None:
@@ -83,9 +83,8 @@ def print_sweep(entries: list[SweepEntry]) -> None:
         table.add_column(column, justify="right" if column in ("recall@20", "ndcg@20", "epoch s") else "left")
     for entry in entries:
         row = entry.outcome.row if entry.outcome else {}
-        run_id = row.get("run_id") or _label(entry.config)
         table.add_row(
-            run_id, entry.status, _number(row.get("recall@20")), _number(row.get("ndcg@20")),
+            entry.label, entry.status, _number(row.get("recall@20")), _number(row.get("ndcg@20")),
             _number(row.get("epoch_seconds_median"), 2), entry.error,
         )
     out.print(table)
@@ -103,6 +102,3 @@ def print_plan(rows: list[tuple[RunConfig, str, str]]) -> None:
         table.add_row(str(number), run_id, config.loss, str(config.negatives), str(config.seed), state)
     out.print(table)
 
-
-def _label(config: RunConfig) -> str:
-    return f"{config.dataset}-{config.model}-{config.loss}-n{config.negatives}-s{config.seed}"
