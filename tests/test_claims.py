@@ -102,3 +102,15 @@ def test_a_failed_run_releases_its_claim(planted_dir, tmp_path, monkeypatch):
     entries = run_sweep([RunConfig("planted", **FAST)], _options(planted_dir, tmp_path))
     assert entries[0].status == store.STATUS_FAILED and "diverged" in entries[0].error
     assert list((store.runs_dir(tmp_path / "r") / claims.CLAIMS_DIR).iterdir()) == []
+
+
+def test_a_single_claimed_run_is_one_line_and_not_a_failure(planted_dir, tmp_path):
+    held = RunConfig("planted", loss="ccl", **FAST)
+    _plant_claim(tmp_path / "r", _hash(held, planted_dir), pid=os.getpid())
+    result = runner.invoke(app, [
+        "train", "--dataset", "planted", "--loss", "ccl", "--negatives", "5", "--batch-size", "64",
+        "--lr", "0.01", "--epochs", "2", "--device", "cpu", "-q",
+        "--data-dir", str(planted_dir), "--results-dir", str(tmp_path / "r"),
+    ])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and f"being trained by pid {os.getpid()}" in result.stderr

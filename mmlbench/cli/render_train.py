@@ -13,7 +13,7 @@ from mmlbench.engine.runner import RunOutcome
 from mmlbench.errors import MMLBenchError
 from mmlbench.report import store
 from mmlbench.report.store import METRIC_NAMES
-from mmlbench.sweep import CANCELLED, RunTraceback, SweepEntry, was_interrupted
+from mmlbench.sweep import CANCELLED, CLAIMED, RunTraceback, SweepEntry, was_interrupted
 
 PROTOCOL_NOTES = {
     "test-as-validation": "protocol: test-as-validation (the test split selected the best epoch, as in the reference code)",
@@ -39,11 +39,17 @@ def metrics_table(values: Mapping[str, object], ks: Sequence[int]) -> Table:
 
 
 def report_sweep(entries: list[SweepEntry]) -> None:
-    """Print what `train` did; failures exit 1 and an interrupted sweep exits 130, as Ctrl-C does."""
-    if len(entries) == 1 and entries[0].outcome is not None:
-        print_run(entries[0].outcome)
-    else:
+    """Print what `train` did; failures exit 1 and an interrupted sweep exits 130, as Ctrl-C does.
+
+    A single run that failed is its error line alone, as any other bad input.
+    """
+    single = entries[0] if len(entries) == 1 else None
+    if single is None:
         print_sweep(entries)
+    elif single.outcome is not None:
+        print_run(single.outcome)
+    elif single.status == CLAIMED:
+        info(f"skipped {single.label}: {single.error}")
     if was_interrupted(entries):
         stopped = sum(e.status == store.STATUS_INTERRUPTED for e in entries)
         cancelled = sum(e.status == CANCELLED for e in entries)
