@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -21,6 +22,16 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for a write that failed because the disk (or the user's quota) is full.
+
+    torch.save reports a short write as RuntimeError('... unexpected pos N vs M') instead of an OSError.
+    """
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, RuntimeError) and "unexpected pos" in str(exc)
 
 
 def _hidden_sibling(path: Path, tag: str) -> Path:

@@ -97,8 +97,8 @@ def test_experiment_file_with_per_loss_parameters(planted_dir, tmp_path):
 def test_bad_input_is_one_line_and_leaves_the_store_untouched(planted_dir, tmp_path, args, message):
     result = _train(planted_dir, tmp_path / "r", *args)
     assert result.exit_code == 1
-    assert message in result.stderr
-    assert "Traceback" not in result.output
+    assert message in _one_line(result.stderr)
+    assert result.stdout == ""  # no one-row sweep table: the error line alone
     assert not (tmp_path / "r").exists()
 
 
@@ -143,7 +143,8 @@ def test_unknown_loss_table_is_one_line(planted_dir, tmp_path):
 def test_unprocessed_dataset_names_the_command_to_run(tmp_path):
     result = runner.invoke(app, ["train", "--dataset", "gowalla", "--data-dir", str(tmp_path), "--results-dir", str(tmp_path / "r"), "--device", "cpu"])
     assert result.exit_code == 1
-    assert "mmlbench preprocess gowalla" in result.stderr
+    assert "mmlbench preprocess gowalla" in _one_line(result.stderr)
+    assert result.stdout == ""
 
 
 def test_evaluate_rescores_at_other_k_and_exports_top_k(planted_dir, tmp_path):
@@ -188,3 +189,58 @@ def test_jobs_run_several_runs_in_worker_processes(planted_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "2 completed" in result.stdout
     assert sorted(store.read_runs(tmp_path / "r")["loss"]) == ["bpr", "ccl"]
+
+
+def _one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_unwritable_results_folder_is_found_before_training(planted_dir, tmp_path, monkeypatch):
+    # A file in the path; as root, chmod would not stop writes, so no read-only folder here.
+    (tmp_path / "file").write_text("")
+    results = tmp_path / "file" / "results"
+    monkeypatch.setattr("mmlbench.engine.trainer.Trainer.fit", lambda self: pytest.fail("trained anyway"))
+    result = _train(planted_dir, results, "--loss", "ccl,bpr")
+    assert result.exit_code == 1
+    assert f"cannot write to the results folder {results}: Not a directory" in _one_line(result.stderr)
+    assert "sweep" not in result.stdout and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pandas.DataFrame.to_parquet"])
+def test_full_disk_at_the_final_write_is_one_line_and_stops_the_sweep(planted_dir, tmp_path, monkeypatch, writer):
+    import pandas
+    import torch
+
+    real = torch.save if writer == "torch.save" else pandas.DataFrame.to_parquet
+    calls = []
+
+    def write_to_full_disk(obj, path, *args, **kwargs):  # every write to /dev/full fails with ENOSPC
+        calls.append(path)
+        return real(obj, "/dev/full", *args, **kwargs)
+
+    monkeypatch.setattr(writer, write_to_full_disk)
+    results = tmp_path / "r"
+    result = _train(planted_dir, results, "--loss", "ccl,bpr")
+    assert result.exit_code == 1
+    assert f"disk full while writing planted-mf-ccl-n5-s2019-" in _one_line(result.stderr)
+    assert len(calls) == 1  # the second run was not trained for nothing
+    runs = store.runs_dir(results)
+    assert [p.name for p in runs.iterdir()] == [".claims"]  # temp folder removed, nothing half-written
+    assert list((runs / ".claims").iterdir()) == []
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_debug_shows_the_traceback_of_the_run_that_failed(planted_dir, tmp_path, jobs):
+    # 100 negatives excluding positives cannot be drawn from 60 items: check_against_data raises.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmlbench", "--debug", "train", "--dataset", "planted", "--data-dir", str(planted_dir),
+         "--results-dir", str(tmp_path / "r"), *FAST, "--sampler", "uniform-exclude-pos", "--negatives", "100,200",
+         "--jobs", jobs],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    assert proc.returncode == 1
+    assert "in check_against_data" in proc.stderr  # the frame that raised, not only cli/train.py
+    assert "more than the" in proc.stderr

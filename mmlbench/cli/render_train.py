@@ -16,8 +16,10 @@ from rich.text import Text
 from mmlbench.config import RunConfig
 from mmlbench.console import info, out
 from mmlbench.engine.runner import RunOutcome
+from mmlbench.errors import MMLBenchError
+from mmlbench.report import store
 from mmlbench.report.store import METRIC_NAMES, is_metric_column
-from mmlbench.sweep import SweepEntry
+from mmlbench.sweep import CANCELLED, CLAIMED, RunTraceback, SweepEntry, was_interrupted
 
 class ResultFormat(str, enum.Enum):
     table = "table"
@@ -53,6 +55,35 @@ def metrics_table(values: Mapping[str, object], ks: Sequence[int]) -> Table:
     return table
 
 
+def report_sweep(entries: list[SweepEntry], *, as_json: bool = False) -> None:
+    """Print what `train` did; failures exit 1 and an interrupted sweep exits 130, as Ctrl-C does.
+
+    A single run that failed is its error line alone, as any other bad input; with `as_json`
+    the JSON document is printed whatever happened, and the exit code is the same.
+    """
+    single = entries[0] if len(entries) == 1 else None
+    if as_json:
+        print_json(sweep_document(entries))
+    elif single is None:
+        print_sweep(entries)
+    elif single.outcome is not None:
+        print_run(single.outcome)
+    elif single.status == CLAIMED:
+        info(f"skipped {single.label}: {single.error}")
+    if was_interrupted(entries):
+        stopped = sum(e.status == store.STATUS_INTERRUPTED for e in entries)
+        cancelled = sum(e.status == CANCELLED for e in entries)
+        raise MMLBenchError(
+            f"interrupted: {stopped} run(s) stopped, {cancelled} not started; the same command finishes the sweep",
+            exit_code=130,
+        )
+    failed = [e for e in entries if e.status == store.STATUS_FAILED]
+    if len(entries) == 1 and failed:
+        raise MMLBenchError(failed[0].error) from RunTraceback.of(failed)
+    if failed:
+        raise MMLBenchError(f"{len(failed)} of {len(entries)} runs failed (see the table above)") from RunTraceback.of(failed)
+
+
 def print_run(outcome: RunOutcome) -> None:
     row = outcome.row
     if outcome.skipped:
@@ -78,9 +109,8 @@ def print_sweep(entries: list[SweepEntry]) -> None:
         table.add_column(column, justify="right" if column in ("recall@20", "ndcg@20", "epoch s") else "left")
     for entry in entries:
         row = entry.outcome.row if entry.outcome else {}
-        run_id = row.get("run_id") or _label(entry.config)
         table.add_row(
-            run_id, entry.status, _number(row.get("recall@20")), _number(row.get("ndcg@20")),
+            entry.label, entry.status, _number(row.get("recall@20")), _number(row.get("ndcg@20")),
             _number(row.get("epoch_seconds_median"), 2), Text(entry.error),  # Text: brackets stay
         )
     out.print(table)

@@ -7,9 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mmlbench.cli.render_train import (
-    ResultFormat, plan_document, print_json, print_plan, print_run, print_sweep, sweep_document,
-)
+from mmlbench.cli.render_train import ResultFormat, plan_document, print_json, print_plan, report_sweep
 from mmlbench.config import check_setting, value_type
 from mmlbench.console import out
 from mmlbench.engine.losses import LOSSES
@@ -19,7 +17,6 @@ from mmlbench.engine.runner import TrainOptions
 from mmlbench.engine.sampling import SAMPLERS
 from mmlbench.errors import MMLBenchError
 from mmlbench.experiment import Experiment, option_name, preset_names, preset_path, read_experiment
-from mmlbench.report import store
 from mmlbench.sweep import plan, run_sweep
 
 NAME = "train"
@@ -101,18 +98,7 @@ def command(
         else:
             print_plan(rows)
         return
-    entries = run_sweep(configs, options, jobs=jobs)
-    if output_format is ResultFormat.json:
-        print_json(sweep_document(entries))
-    elif len(entries) == 1 and entries[0].outcome is not None:
-        print_run(entries[0].outcome)
-    else:
-        print_sweep(entries)
-    failed = [e for e in entries if e.status == store.STATUS_FAILED]
-    if len(entries) == 1 and failed:
-        raise MMLBenchError(failed[0].error)
-    if failed:
-        raise MMLBenchError(f"{len(failed)} of {len(entries)} runs failed (their errors are listed above)")
+    report_sweep(run_sweep(configs, options, jobs=jobs), as_json=output_format is ResultFormat.json)
 
 
 def _experiment(config: Path | None, preset: str | None, quick: bool) -> Experiment:

@@ -23,9 +23,10 @@ from mmlbench.engine.models import build_model
 from mmlbench.engine.progress import TrainingProgress
 from mmlbench.engine.trainer import FitResult, Trainer
 from mmlbench.errors import MMLBenchError
+from mmlbench.fsutil import is_disk_full
 from mmlbench.paths import results_home
 from mmlbench.provenance import versions
-from mmlbench.report import store
+from mmlbench.report import claims, store
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,33 @@ def check_against_data(config: RunConfig, data: InteractionData) -> None:
 
 
 def train_run(config: RunConfig, options: TrainOptions) -> RunOutcome:
-    """Train one run and store it; a completed run with the same config hash is reused."""
+    """Train one run and store it; a completed run with the same config hash is reused.
+
+    The run is claimed in the store while it trains: claims.ClaimedElsewhere when another
+    live process is training the same config.
+    """
     config, device, data = prepare(config, options)
     results_dir = results_home(options.results_dir)
     config_hash = config.hash(data.fingerprint)
-    existing = store.find_completed(results_dir, config_hash)
-    if existing is not None and not options.force:
-        return RunOutcome(existing, store.read_run(existing), skipped=True)
+    reused = _reuse(results_dir, config_hash, options)
+    if reused is not None:
+        return reused
+    with claims.claimed(results_dir, config_hash):
+        # Checked again under the claim: another sweep may have finished it since.
+        return _reuse(results_dir, config_hash, options) or _train(config, options, device, data, results_dir)
 
+
+def _reuse(results_dir: Path, config_hash: str, options: TrainOptions) -> RunOutcome | None:
+    existing = store.find_completed(results_dir, config_hash)
+    if existing is None or options.force:
+        return None
+    return RunOutcome(existing, store.read_run(existing), skipped=True)
+
+
+def _train(
+    config: RunConfig, options: TrainOptions, device: torch.device, data: InteractionData, results_dir: Path
+) -> RunOutcome:
+    config_hash = config.hash(data.fingerprint)
     run_id = config.run_id(config_hash)
     resume_folder = resume.folder(results_dir, run_id)
     if options.force or not options.resume:
@@ -145,12 +165,19 @@ def _store(
     checkpoint: dict[str, Any] | None,
 ) -> Path:
     row = {**row, "finished_at": _now()}
-    return store.write_run(results_dir, store.RunRecord(row, curve, per_user, checkpoint))
+    try:
+        return store.write_run(results_dir, store.RunRecord(row, curve, per_user, checkpoint))
+    except (OSError, RuntimeError) as exc:  # write_run has removed its temporary folder
+        if is_disk_full(exc):
+            raise store.StoreUnwritable(f"disk full while writing {row['run_id']} to {store.runs_dir(results_dir)}") from exc
+        raise
 
 
 def _costs(fit: FitResult, data: InteractionData, config: RunConfig, device: torch.device, wall: float) -> dict:
     epoch_median = fit.epoch_seconds_median
-    pairs_per_epoch = math.ceil(data.train_items.numel() / config.batch_size) * config.batch_size
+    pairs_per_epoch = data.train_items.numel()
+    if config.last_batch == "wrap":
+        pairs_per_epoch = math.ceil(pairs_per_epoch / config.batch_size) * config.batch_size
     return {
         "epoch_seconds_median": epoch_median,
         "eval_seconds_median": fit.eval_seconds_median,

@@ -31,6 +31,13 @@ STATUS_INTERRUPTED = "interrupted"
 METRIC_NAMES = ("recall", "ndcg", "hitrate", "precision", "mrr")
 
 
+class StoreUnwritable(MMLBenchError):
+    """The results folder cannot take a run (a file in its path, read-only, disk full).
+
+    Not a property of one run: a sweep stops at the first one instead of training runs it cannot keep.
+    """
+
+
 def runs_dir(results_dir: Path) -> Path:
     return Path(results_dir) / "runs"
 
