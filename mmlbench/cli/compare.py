@@ -114,10 +114,24 @@ def command(
         spec = CompareSpec(rows=row_columns, cols=_names(cols), metrics=_names(metric), where=where_values,
                            baseline=baseline_values, alpha=alpha, cost=cost)  # fmt: skip
     comparison = build_comparison(runs, spec)
+    # The requested rows, not the comparison's (which may be split by data version): a
+    # baseline group that would mix versions is refused, before anything is printed.
+    baseline_frame = _baseline_frame(runs, spec) if export_baseline is not None else None
     for message in comparison.warnings:
         warn(escape(message))
     _emit(comparison, output_format, output)
-    _write_extras(runs, comparison, plot, plot_curves, export_baseline)
+    _write_extras(runs, comparison, plot, plot_curves)
+    if baseline_frame is not None:
+        from mmlbench.report import gate
+
+        gate.write_baseline(baseline_frame, export_baseline)
+        info(f"wrote baseline of {len(baseline_frame)} groups to {export_baseline}")
+
+
+def _baseline_frame(runs: pd.DataFrame, spec: CompareSpec) -> pd.DataFrame:
+    from mmlbench.report import gate
+
+    return gate.export_baseline(runs, spec.rows, spec.cols, spec.metrics, spec.where)
 
 
 def _preset_spec(name: str, where: dict[str, str], baseline: str | None, alpha: float, cost: bool) -> CompareSpec:
@@ -187,10 +201,9 @@ def _write_extras(
     comparison: Comparison,
     plot: Path | None,
     plot_curves: Path | None,
-    export_baseline: Path | None,
 ) -> None:
-    """Plots and the baseline file, each written atomically."""
-    from mmlbench.report import gate, plots
+    """Plots, each written atomically."""
+    from mmlbench.report import plots
     from mmlbench.report.selection import apply_where
 
     spec = comparison.spec
@@ -202,10 +215,6 @@ def _write_extras(
         if left_out:
             warn(escape(f"no curve for {len(left_out)} run(s), left out of the plot: {', '.join(left_out)}"))
         info(f"wrote {plot_curves}")
-    if export_baseline is not None:
-        frame = gate.export_baseline(runs, spec.rows, spec.cols, spec.metrics, spec.where)
-        gate.write_baseline(frame, export_baseline)
-        info(f"wrote baseline of {len(frame)} groups to {export_baseline}")
 
 
 def _run_gate(runs: pd.DataFrame, where: dict[str, str], against: Path, max_drop_text: str) -> None:

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from mmlbench.fsutil import atomic_file
 from mmlbench.report import store
+from mmlbench.report.diagnostics import refuse_mixed_groups
 from mmlbench.report.selection import (
     apply_where,
     check_names,
@@ -85,7 +86,9 @@ def export_baseline(
     check_names("metric", metrics, metric_columns(runs))
     check_names("column", [*rows, *cols], groupable_columns(runs))
     selected = apply_where(runs, where)
-    return group_means(selected, baseline_keys(selected, rows, cols, where), metrics)
+    keys = baseline_keys(selected, rows, cols, where)
+    refuse_mixed_groups(selected, keys)
+    return group_means(selected, keys, metrics)
 
 
 def write_baseline(baseline: pd.DataFrame, path: Path) -> None:
@@ -147,6 +150,7 @@ def check_against(runs: pd.DataFrame, baseline: pd.DataFrame, max_drop: MaxDrop)
     absent = [c for c in [*keys, *metrics] if c not in runs.columns]
     if absent:
         raise fail(f"the baseline needs {', '.join(absent)}, which the current runs do not record")
+    refuse_mixed_groups(runs[labels(runs, keys).isin(set(labels(baseline, keys)))], keys)
     current = group_means(runs, keys, metrics)
     found = {key: position for position, key in enumerate(labels(current, keys))}
     result = GateResult(checked_groups=0, metrics=metrics)

@@ -23,6 +23,10 @@ from mmlbench.report import store
 INPUT_ERROR = 2
 
 MISSING = "none"
+# A short, table-friendly name for the data a run was trained on: a prefix of its fingerprint.
+DATA_VERSION = "data_version"
+_FINGERPRINT = "dataset_sha256"
+_VERSION_DIGITS = 8
 COST_COLUMNS = ("epoch_seconds_median", "eval_seconds_median", "peak_memory_bytes")
 
 # Columns that describe a run's outcome or provenance, not its setting.
@@ -87,7 +91,20 @@ def load_completed_runs(results_dir: Path) -> pd.DataFrame:
         counts = runs["status"].astype(str).value_counts().to_dict()
         found = ", ".join(f"{n} {status}" for status, n in counts.items())
         raise fail(f"no completed runs in {store.runs_dir(results_dir)} (found {found})")
-    return completed
+    return with_data_version(completed)
+
+
+def with_data_version(runs: pd.DataFrame) -> pd.DataFrame:
+    """Add `data_version` ('sha256:3f2a9c1b') from the fingerprint, for rows, filters and messages.
+
+    The 'sha256:' prefix keeps an all-digit prefix from being read as a number.
+    """
+    if _FINGERPRINT not in runs.columns:
+        return runs
+    versions = runs[_FINGERPRINT].map(
+        lambda value: f"sha256:{value[:_VERSION_DIGITS]}" if isinstance(value, str) and value else MISSING
+    )
+    return runs.assign(**{DATA_VERSION: versions})
 
 
 def _check_schema_versions(runs: pd.DataFrame) -> None:
