@@ -68,6 +68,10 @@ PresetOption = Annotated[str | None, typer.Option(
     help="Take rows, cols, metrics, filters, baseline and published numbers from a preset's [report] (see train --list-presets).")]
 MaxDropOption = Annotated[str | None, typer.Option(
     show_default=False, help="Allowed drop for --against: absolute (0.02) or relative (5%); default 0.")]
+AllowMissingOption = Annotated[bool, typer.Option(
+    "--allow-missing",
+    help="With --against: warn about baseline groups that have no current runs and gate the rest "
+         "(without it they fail the gate, exit 1).")]
 
 
 def command(
@@ -87,24 +91,28 @@ def command(
     export_baseline: ExportOption = None,
     against: AgainstOption = None,
     max_drop: MaxDropOption = None,
+    allow_missing: AllowMissingOption = False,
     preset: PresetOption = None,
 ) -> None:
     """Compare stored runs: mean ± std over seeds, % change and paired tests vs a baseline, plots, CI gate.
 
-    Exit codes: 0 success, 1 regressions found by --against, 2 bad input or no matching runs.
+    Exit codes: 0 success, 1 the --against gate failed (a regression, or a baseline group
+    without current runs), 2 bad input or no matching runs.
     """
     from mmlbench.report.compare import CompareSpec, build_comparison
     from mmlbench.report.selection import fail, load_completed_runs, parse_baseline, parse_where
 
     if max_drop is not None and against is None:
         raise fail("--max-drop only applies with --against FILE")
+    if allow_missing and against is None:
+        raise fail("--allow-missing only applies with --against FILE")
     if against is not None and any(x is not None for x in (output, plot, plot_curves, export_baseline)):
         raise fail("--against runs the regression gate alone: drop --output, --plot, --plot-curves, --export-baseline")
     where_values = parse_where(where or [])
     preset_spec = _preset_spec(preset, where_values, baseline, alpha, cost) if preset is not None else None
     runs = load_completed_runs(results_home(results or results_dir))
     if against is not None:
-        _run_gate(runs, where_values, against, max_drop or "0")
+        _run_gate(runs, where_values, against, max_drop or "0", allow_missing)
         return
     if preset_spec is not None:
         spec = preset_spec
@@ -217,20 +225,26 @@ def _write_extras(
         info(f"wrote {plot_curves}")
 
 
-def _run_gate(runs: pd.DataFrame, where: dict[str, str], against: Path, max_drop_text: str) -> None:
+def _run_gate(runs: pd.DataFrame, where: dict[str, str], against: Path, max_drop_text: str, allow_missing: bool) -> None:
+    """Exit 1 on a regression or, unless allowed, on a baseline group that has no current runs."""
+    from mmlbench.errors import MMLBenchError
     from mmlbench.report import gate
-    from mmlbench.report.selection import apply_where, describe
+    from mmlbench.report.selection import apply_where
 
     max_drop = gate.parse_max_drop(max_drop_text)
     baseline = gate.read_baseline(against)
     result = gate.check_against(apply_where(runs, where), baseline, max_drop)
-    if result.missing_groups:
-        shown = "; ".join(describe(g, g.values()) for g in result.missing_groups[:3])
-        more = f" and {len(result.missing_groups) - 3} more" if len(result.missing_groups) > 3 else ""
-        warn(escape(f"{len(result.missing_groups)} baseline group(s) have no current runs, not checked: {shown}{more}"))
     if result.regressions:
         out.print(gate.regression_table(result, max_drop))
-        raise typer.Exit(1)
+    if result.missing_groups and not allow_missing:
+        raise MMLBenchError(
+            f"{gate.missing_text(result)}; pass --allow-missing to gate only the groups present",
+            exit_code=gate.GATE_FAILED,
+        )
+    if result.missing_groups:
+        warn(escape(gate.missing_text(result, ", not checked")))
+    if result.regressions:
+        raise typer.Exit(gate.GATE_FAILED)
     out.print(
         f"no regressions in {result.checked_groups} groups "
         f"({', '.join(result.metrics)}; max drop {max_drop})",

@@ -29,6 +29,8 @@ from mmlbench.report.selection import (
     normalise,
 )
 
+# The gate's own failure (a regression, a baseline group without current runs); bad input is 2.
+GATE_FAILED = 1
 COUNT_COLUMN = "n"
 # Always part of a baseline's key when the runs have them: a number means little without both.
 CONTEXT_COLUMNS = ("dataset", "model")
@@ -173,6 +175,12 @@ def check_against(runs: pd.DataFrame, baseline: pd.DataFrame, max_drop: MaxDrop)
             f"(baseline e.g. {_group_name(result.missing_groups[0])}; current e.g. {example})"
         )
     return result
+
+
+def missing_text(result: GateResult, verdict: str = "") -> str:
+    """'2 baseline group(s) have no current runs{verdict}: loss=ssm, ...; loss=...', every group named."""
+    names = "; ".join(_group_name(group) for group in result.missing_groups)
+    return f"{len(result.missing_groups)} baseline group(s) have no current runs{verdict}: {names}"
 
 
 def _group_name(group: dict[str, str]) -> str:
