@@ -51,7 +51,9 @@ RowsOption = Annotated[str, typer.Option(help="Column(s) whose values make the r
 ColsOption = Annotated[str, typer.Option(help="Column(s) whose values make the columns, comma-separated.")]
 MetricOption = Annotated[str, typer.Option(help="Metric column(s), comma-separated; the first is plotted.")]
 WhereOption = Annotated[list[str] | None, typer.Option(
-    show_default=False, help="Keep only runs with COLUMN=VALUE (repeatable).")]
+    show_default=False,
+    help="Keep only runs with COLUMN=VALUE; repeatable: other columns narrow, the same column again adds "
+         "a value (any of).")]
 BaselineOption = Annotated[str | None, typer.Option(
     show_default=False, help="Baseline row, COLUMN=VALUE (e.g. loss=ccl): % change and paired tests against it.")]
 AlphaOption = Annotated[float, typer.Option(help="Significance level, after Holm correction.")]
@@ -108,18 +110,18 @@ def command(
         raise fail("--allow-missing only applies with --against FILE")
     if against is not None and any(x is not None for x in (output, plot, plot_curves, export_baseline)):
         raise fail("--against runs the regression gate alone: drop --output, --plot, --plot-curves, --export-baseline")
-    where_values = parse_where(where or [])
-    preset_spec = _preset_spec(preset, where_values, baseline, alpha, cost) if preset is not None else None
+    where_filters = parse_where(where or [])
+    preset_spec = _preset_spec(preset, where_filters, baseline, alpha, cost) if preset is not None else None
     runs = load_completed_runs(results_home(results or results_dir))
     if against is not None:
-        _run_gate(runs, where_values, against, max_drop or "0", allow_missing)
+        _run_gate(runs, where_filters, against, max_drop or "0", allow_missing)
         return
     if preset_spec is not None:
         spec = preset_spec
     else:
         row_columns = _names(rows)
         baseline_values = parse_baseline(baseline, row_columns) if baseline else {}
-        spec = CompareSpec(rows=row_columns, cols=_names(cols), metrics=_names(metric), where=where_values,
+        spec = CompareSpec(rows=row_columns, cols=_names(cols), metrics=_names(metric), where=where_filters,
                            baseline=baseline_values, alpha=alpha, cost=cost)  # fmt: skip
     comparison = build_comparison(runs, spec)
     # The requested rows, not the comparison's (which may be split by data version): a
@@ -142,7 +144,7 @@ def _baseline_frame(runs: pd.DataFrame, spec: CompareSpec) -> pd.DataFrame:
     return gate.export_baseline(runs, spec.rows, spec.cols, spec.metrics, spec.where)
 
 
-def _preset_spec(name: str, where: dict[str, str], baseline: str | None, alpha: float, cost: bool) -> CompareSpec:
+def _preset_spec(name: str, where: dict[str, list[str]], baseline: str | None, alpha: float, cost: bool) -> CompareSpec:
     """The paper-shaped comparison a preset describes; --where adds filters, --baseline replaces its own."""
     from mmlbench.errors import MMLBenchError
     from mmlbench.experiment import preset_path, read_experiment
@@ -161,7 +163,7 @@ def _preset_spec(name: str, where: dict[str, str], baseline: str | None, alpha: 
         rows=rows,
         cols=list(report.get("cols", ["negatives"])),
         metrics=list(report.get("metrics", ["recall@20", "ndcg@20"])),
-        where={**{k: str(v) for k, v in report.get("where", {}).items()}, **where},
+        where={**report.get("where", {}), **where},
         baseline=parse_baseline(baseline_text, rows) if baseline_text else {},
         alpha=alpha,
         cost=cost,
@@ -225,7 +227,7 @@ def _write_extras(
         info(f"wrote {plot_curves}")
 
 
-def _run_gate(runs: pd.DataFrame, where: dict[str, str], against: Path, max_drop_text: str, allow_missing: bool) -> None:
+def _run_gate(runs: pd.DataFrame, where: dict[str, list[str]], against: Path, max_drop_text: str, allow_missing: bool) -> None:
     """Exit 1 on a regression or, unless allowed, on a baseline group that has no current runs."""
     from mmlbench.errors import MMLBenchError
     from mmlbench.report import gate

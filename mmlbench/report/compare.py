@@ -42,7 +42,8 @@ class CompareSpec:
     rows: list[str] = field(default_factory=lambda: ["loss"])
     cols: list[str] = field(default_factory=lambda: ["negatives"])
     metrics: list[str] = field(default_factory=lambda: ["recall@20", "ndcg@20"])
-    where: dict[str, str] = field(default_factory=dict)
+    # Column -> wanted value, or a list of values of which a run must have any.
+    where: dict[str, str | list[str]] = field(default_factory=dict)
     # Row coordinates of the baseline, e.g. {"loss": "ccl"}; empty means no baseline.
     baseline: dict[str, str] = field(default_factory=dict)
     alpha: float = 0.05

@@ -8,8 +8,10 @@ metric is higher-is-better, so only a drop can fail; an improvement never does.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from rich.table import Table
@@ -65,7 +67,7 @@ def parse_max_drop(text: str) -> MaxDrop:
     return MaxDrop(amount / 100 if relative else amount, relative)
 
 
-def baseline_keys(runs: pd.DataFrame, rows: list[str], cols: list[str], where: dict[str, str]) -> list[str]:
+def baseline_keys(runs: pd.DataFrame, rows: list[str], cols: list[str], where: Mapping[str, Any]) -> list[str]:
     """The columns that identify a group: rows, cols, --where columns, dataset and model."""
     keys = [*rows, *cols, *where, *(c for c in CONTEXT_COLUMNS if c in runs.columns)]
     return list(dict.fromkeys(keys))
@@ -83,7 +85,7 @@ def group_means(runs: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.D
 
 
 def export_baseline(
-    runs: pd.DataFrame, rows: list[str], cols: list[str], metrics: list[str], where: dict[str, str]
+    runs: pd.DataFrame, rows: list[str], cols: list[str], metrics: list[str], where: Mapping[str, Any]
 ) -> pd.DataFrame:
     check_names("metric", metrics, metric_columns(runs))
     check_names("column", [*rows, *cols], groupable_columns(runs))

@@ -17,7 +17,7 @@ from mmlbench.errors import MMLBenchError  # noqa: E402
 from mmlbench.fsutil import atomic_file  # noqa: E402
 from mmlbench.report import store  # noqa: E402
 from mmlbench.report.compare import Comparison, CompareSpec  # noqa: E402
-from mmlbench.report.selection import fail, normalise  # noqa: E402
+from mmlbench.report.selection import fail, normalise, where_text  # noqa: E402
 
 DPI = 150
 
@@ -83,7 +83,7 @@ def _plot_references(axes, comparison: Comparison, metric: str) -> None:  # noqa
 
 
 def _where_suffix(spec: CompareSpec) -> str:
-    return f" ({', '.join(f'{c}={v}' for c, v in spec.where.items())})" if spec.where else ""
+    return f" ({where_text(spec.where)})" if spec.where else ""
 
 
 def _run_label(run: pd.Series, spec: CompareSpec) -> str:

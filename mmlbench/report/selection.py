@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,21 +162,39 @@ def parse_baseline(text: str, rows: Sequence[str]) -> dict[str, str]:
     return dict([parse_assignment(text, "--baseline")])
 
 
-def parse_where(clauses: Iterable[str]) -> dict[str, str]:
-    return dict(parse_assignment(clause, "--where") for clause in clauses)
+def parse_where(clauses: Iterable[str]) -> dict[str, list[str]]:
+    """--where clauses by column; a column given several times keeps runs with any of its values."""
+    where: dict[str, list[str]] = {}
+    for clause in clauses:
+        column, value = parse_assignment(clause, "--where")
+        values = where.setdefault(column, [])
+        if value not in values:
+            values.append(value)
+    return where
 
 
-def apply_where(runs: pd.DataFrame, where: dict[str, str]) -> pd.DataFrame:
-    """The runs whose columns equal every `where` value; an error names the clause that emptied it."""
+def where_values(wanted: Any) -> list[str]:
+    """A filter's wanted values, normalised: one value, or a list or tuple of any-of values."""
+    return [normalise(value) for value in wanted] if isinstance(wanted, list | tuple) else [normalise(wanted)]
+
+
+def where_text(where: Mapping[str, Any]) -> str:
+    """'dataset=gowalla or yelp2018, model=mf': filters as messages and plot titles name them."""
+    return ", ".join(f"{column}={' or '.join(where_values(wanted))}" for column, wanted in where.items())
+
+
+def apply_where(runs: pd.DataFrame, where: Mapping[str, Any]) -> pd.DataFrame:
+    """The runs matching every column's filter (any of its values); an error names a value that matches nothing."""
     check_names("column", where, groupable_columns(runs))
     selected = runs
     for column, wanted in where.items():
-        value = normalise(wanted)
+        values = where_values(wanted)
         labels = selected[column].map(normalise)
-        if not (labels == value).any():
-            present = ", ".join(sorted(set(labels), key=sort_key))
-            raise fail(f"no completed runs with {column}={value} (values here: {present})")
-        selected = selected[labels == value]
+        for value in values:
+            if not (labels == value).any():
+                present = ", ".join(sorted(set(labels), key=sort_key))
+                raise fail(f"no completed runs with {column}={value} (values here: {present})")
+        selected = selected[labels.isin(values)]
     return selected.reset_index(drop=True)
 
 
