@@ -1,22 +1,22 @@
 """`mmlbench compare`: tables, significance, plots and the CI regression gate over stored runs.
 
 The report modules (pandas, scipy, matplotlib) are imported inside `command` so that
-`mmlbench --help` and the other commands start fast.
+`mmlbench --help` and the other commands start fast; only `report.formats`, which imports
+nothing heavy, is needed up front for the --format choices and the file-suffix checks.
 """
 
 from __future__ import annotations
 
 import enum
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from mmlbench.console import err, info, out, warn
 from mmlbench.paths import results_home
+from mmlbench.report.formats import DEFAULT_RENDERER, PLOT_FORMATS, RENDERERS, plot_format, table_renderer
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,15 +27,10 @@ NAME = "compare"
 NO_ARGS_IS_HELP = False
 
 
-class OutputFormat(str, enum.Enum):
-    rich = "rich"
-    markdown = "markdown"
-    csv = "csv"
-    json = "json"
-
-
-SUFFIX_FORMATS = {".md": OutputFormat.markdown, ".markdown": OutputFormat.markdown,
-                  ".csv": OutputFormat.csv, ".json": OutputFormat.json}  # fmt: skip
+# --format choices: the registered renderers.
+OutputFormat = enum.Enum("OutputFormat", {name: name for name in RENDERERS}, type=str)
+_SUFFIX_HELP = ", ".join(f"{name} {'/'.join(spec.suffixes)}" for name, spec in RENDERERS.items())
+_PLOT_HELP = "/".join(suffix.lstrip(".").upper() for suffix in PLOT_FORMATS)
 
 
 def _file_option(help_text: str, *names: str) -> typer.models.OptionInfo:
@@ -59,10 +54,13 @@ BaselineOption = Annotated[str | None, typer.Option(
 AlphaOption = Annotated[float, typer.Option(help="Significance level, after Holm correction.")]
 CostOption = Annotated[bool, typer.Option("--cost", help="Add s/epoch, evaluation s and peak memory per cell.")]
 FormatOption = Annotated[OutputFormat | None, typer.Option(
-    "--format", show_default=False, help="Output format (default: rich, or from the --output suffix .md/.csv/.json).")]
+    "--format", show_default=False,
+    help=f"Output format (default: {DEFAULT_RENDERER}, or from the --output suffix: {_SUFFIX_HELP}).")]
 OutputOption = Annotated[Path | None, _file_option("Write the table to FILE, not the terminal.", "--output", "-o")]
-PlotOption = Annotated[Path | None, _file_option("PNG: first metric vs the numeric --cols value, a line per row.")]
-CurvesOption = Annotated[Path | None, _file_option("PNG: per-epoch loss and first metric of each selected run.")]
+PlotOption = Annotated[Path | None, _file_option(
+    f"{_PLOT_HELP} by suffix: first metric vs the numeric --cols value, a line per row.")]
+CurvesOption = Annotated[Path | None, _file_option(
+    f"{_PLOT_HELP} by suffix: per-epoch loss and first metric of each selected run.")]
 ExportOption = Annotated[Path | None, _file_option("Write group means to FILE.parquet as a CI baseline.")]
 AgainstOption = Annotated[Path | None, _file_option("CI gate: exit 1 if a metric dropped below this baseline.")]
 PresetOption = Annotated[str | None, typer.Option(
@@ -110,6 +108,10 @@ def command(
         raise fail("--allow-missing only applies with --against FILE")
     if against is not None and any(x is not None for x in (output, plot, plot_curves, export_baseline)):
         raise fail("--against runs the regression gate alone: drop --output, --plot, --plot-curves, --export-baseline")
+    renderer = table_renderer(output, output_format.value if output_format else None)
+    for option, path in (("--plot", plot), ("--plot-curves", plot_curves)):
+        if path is not None:
+            plot_format(path, option)
     where_filters = parse_where(where or [])
     preset_spec = _preset_spec(preset, where_filters, baseline, alpha, cost) if preset is not None else None
     runs = load_completed_runs(results_home(results or results_dir))
@@ -129,7 +131,7 @@ def command(
     baseline_frame = _baseline_frame(runs, spec) if export_baseline is not None else None
     for message in comparison.warnings:
         warn(escape(message))
-    _emit(comparison, output_format, output)
+    _emit(comparison, renderer, output)
     _write_extras(runs, comparison, plot, plot_curves)
     if baseline_frame is not None:
         from mmlbench.report import gate
@@ -175,35 +177,22 @@ def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-def _emit(comparison: Comparison, output_format: OutputFormat | None, output: Path | None) -> None:
+def _emit(comparison: Comparison, renderer: str, output: Path | None) -> None:
     """Print or write the table; the footer (protocol first) always reaches the reader."""
     from mmlbench.fsutil import write_text_atomic
 
-    chosen = output_format or (SUFFIX_FORMATS.get(output.suffix.lower()) if output else None) or OutputFormat.rich
-    if output is None and chosen is OutputFormat.rich:
-        out.print(comparison.to_rich_table())
+    if output is None and renderer == DEFAULT_RENDERER:
+        out.print(comparison.to_rich_table())  # in colour, at the terminal's width
         return
-    text = _render_text(comparison, chosen)
+    text = RENDERERS[renderer].render(comparison)
     if output is None:
         typer.echo(text, nl=False)
     else:
         write_text_atomic(output, text)
         info(f"wrote {output}")
-    if output is not None or chosen in (OutputFormat.csv, OutputFormat.json):
+    if output is not None or RENDERERS[renderer].machine:
         for line in comparison.footer():
             err.print(line, markup=False, highlight=False, soft_wrap=True)
-
-
-def _render_text(comparison: Comparison, chosen: OutputFormat) -> str:
-    if chosen is OutputFormat.markdown:
-        return comparison.to_markdown()
-    if chosen is OutputFormat.csv:
-        return comparison.to_csv()
-    if chosen is OutputFormat.json:
-        return comparison.to_json()
-    buffer = io.StringIO()
-    Console(file=buffer, width=160, no_color=True).print(comparison.to_rich_table())
-    return buffer.getvalue()
 
 
 def _write_extras(
