@@ -216,7 +216,9 @@ def _write_extras(
         info(f"wrote {plot_curves}")
 
 
-def _run_gate(runs: pd.DataFrame, where: dict[str, list[str]], against: Path, max_drop_text: str, allow_missing: bool) -> None:
+def _run_gate(
+    runs: pd.DataFrame, where: dict[str, list[str]], against: Path, max_drop_text: str, allow_missing: bool
+) -> None:
     """Exit 1 on a regression or, unless allowed, on a baseline group that has no current runs."""
     from mmlbench.errors import MMLBenchError
     from mmlbench.report import gate

@@ -65,7 +65,9 @@ def table_renderer(output: Path | None, name: str | None) -> str:
     by_suffix = renderer_for_suffix(output.suffix) if output is not None else None
     if output is not None and by_suffix is None and name is None:
         suffixes = [suffix for spec in RENDERERS.values() for suffix in spec.suffixes]
-        raise _refuse(f"--output {output}: unknown suffix '{output.suffix}'; use {', '.join(suffixes)} or pass --format")
+        raise _refuse(
+            f"--output {output}: unknown suffix '{output.suffix}'; use {', '.join(suffixes)} or pass --format"
+        )
     if name is not None and by_suffix is not None and by_suffix != name:
         raise _refuse(f"--output {output} means {by_suffix}, but --format is {name}")
     return name or by_suffix or DEFAULT_RENDERER

@@ -107,10 +107,11 @@ def readable_runs(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     for run_dir in iter_run_dirs(results_dir):
         try:
             row = read_run(run_dir)
-        except MMLBenchError as exc:
+        except MMLBenchError:  # the reader's own message repeats the path and adds pyarrow's detail
             if run_dir not in _reported_damaged:
                 _reported_damaged.add(run_dir)
-                warn(escape(f"skipping damaged run {run_dir} ({exc}); training it again replaces it"))
+                unreadable = f"its {RUN_FILE} cannot be read"
+                warn(escape(f"skipping damaged run {run_dir} ({unreadable}); training it again replaces it"))
             continue
         yield run_dir, row
 
