@@ -146,3 +146,24 @@ def test_compare_unknown_preset_is_an_input_error(tmp_path):
     result = runner.invoke(app, ["compare", str(tmp_path), "--preset", "paper-gowala"])
     assert result.exit_code == 2
     assert "Did you mean 'paper-gowalla'" in result.stderr
+
+
+def test_repeating_where_on_one_column_keeps_any_of_its_values(results):
+    result = run(results, "--where", "loss=ccl", "--where", "loss=mmcl", "--where", "negatives=10", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert sorted((cell["row"]["loss"], cell["col"]["negatives"]) for cell in document["cells"]) == [("ccl", "10"), ("mmcl", "10")]
+    assert document["spec"]["where"] == {"loss": ["ccl", "mmcl"], "negatives": ["10"]}
+
+
+def test_a_where_value_matching_nothing_is_named_even_beside_one_that_matches(results):
+    result = run(results, "--where", "loss=ccl", "--where", "loss=mcl")
+    assert result.exit_code == 2
+    assert "no completed runs with loss=mcl (values here: bpr, ccl, mmcl)" in result.stderr
+
+
+def test_any_of_where_values_reach_the_baseline_file(results, tmp_path):
+    target = tmp_path / "ci.parquet"
+    result = run(results, "--where", "negatives=10", "--where", "negatives=100", "--export-baseline", target)
+    assert result.exit_code == 0, result.output
+    assert sorted(pd.read_parquet(target)["negatives"]) == ["10", "10", "10", "100", "100", "100"]

@@ -1,5 +1,7 @@
 """The CI regression gate: --export-baseline, then --against with --max-drop; exit 0/1/2."""
 
+import shutil
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -91,11 +93,50 @@ def test_no_matching_group_exits_2(results, baseline, tmp_path):
     assert "none of the 6 baseline groups match the current runs" in result.stderr
 
 
-def test_partly_matching_baseline_warns_about_the_rest(results, baseline, tmp_path):
-    frame = pd.concat([baseline, baseline.head(1).assign(loss="ssm")], ignore_index=True)
+def test_baseline_groups_without_current_runs_fail_the_gate_by_name(results, baseline, tmp_path):
+    frame = pd.concat([baseline, baseline.head(2).assign(loss="ssm")], ignore_index=True)
     result = gate(results, frame, tmp_path)
-    assert result.exit_code == 0
+    assert result.exit_code == 1, result.output
+    assert (
+        "error: 2 baseline group(s) have no current runs: loss=ssm, negatives=10, dataset=gowalla, model=mf; "
+        "loss=ssm, negatives=100, dataset=gowalla, model=mf; pass --allow-missing to gate only the groups present"
+    ) in " ".join(result.stderr.split())
+    assert "no regressions" not in result.stdout
+
+
+def test_missing_groups_and_regressions_are_both_reported(results, baseline, tmp_path):
+    frame = pd.concat([raised(baseline, "mmcl", 10, "recall@20", 0.03), baseline.head(1).assign(loss="ssm")])
+    result = gate(results, frame, tmp_path, "--max-drop", "0.02")
+    assert result.exit_code == 1
+    assert "1 regression(s) in 6 groups" in result.stdout and "1 baseline group(s) have no current runs" in result.stderr
+
+
+def test_allow_missing_warns_and_gates_the_rest(results, baseline, tmp_path):
+    frame = pd.concat([baseline, baseline.head(1).assign(loss="ssm")], ignore_index=True)
+    result = gate(results, frame, tmp_path, "--allow-missing")
+    assert result.exit_code == 0, result.output
     assert "1 baseline group(s) have no current runs, not checked: loss=ssm" in result.stderr
+    assert "no regressions in 6 groups" in result.stdout
+    frame = raised(frame, "ccl", 10, "ndcg@20", 0.03)
+    assert gate(results, frame, tmp_path, "--allow-missing").exit_code == 1  # the rest is still gated
+
+
+def test_deleted_runs_fail_the_gate(tmp_path):
+    """The issue's case: a 4-group baseline, then the runs of 3 groups are gone."""
+    results, target = tmp_path / "results", tmp_path / "ci.parquet"
+    for loss in ("bpr", "ccl", "mmcl", "ssm"):
+        cs.add_run(results, loss, 10, 0)
+    assert runner.invoke(app, ["compare", str(results), "--export-baseline", str(target)]).exit_code == 0
+    for loss in ("bpr", "ccl", "ssm"):
+        shutil.rmtree(results / "runs" / f"{loss}-10-s0")
+    result = runner.invoke(app, ["compare", str(results), "--against", str(target)])
+    assert result.exit_code == 1
+    assert "3 baseline group(s) have no current runs: loss=bpr" in result.stderr
+
+
+def test_allow_missing_only_applies_with_against(results):
+    result = runner.invoke(app, ["compare", str(results), "--allow-missing"])
+    assert result.exit_code == 2 and "--allow-missing only applies with --against" in result.stderr
 
 
 @pytest.mark.parametrize(

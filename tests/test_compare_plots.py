@@ -1,4 +1,4 @@
-"""`compare --plot` and `--plot-curves`: real PNG files of a sensible size."""
+"""`compare --plot` and `--plot-curves`: real PNG, PDF or SVG files (by suffix) of a sensible size."""
 
 import matplotlib.image
 import pytest
@@ -9,6 +9,7 @@ from mmlbench.cli import app
 
 runner = CliRunner()
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SIGNATURES = {".pdf": (b"%PDF",), ".svg": (b"<?xml", b"<svg")}
 
 
 @pytest.fixture(scope="module")
@@ -60,4 +61,23 @@ def test_plot_needs_numeric_columns(results, tmp_path):
     result = runner.invoke(app, ["compare", str(results), "--rows", "negatives", "--cols", "loss", "--plot", str(target)])
     assert result.exit_code == 2
     assert "--plot needs numeric --cols values on a log axis; loss has bpr, ccl, mmcl" in result.stderr
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("option", ["--plot", "--plot-curves"])
+@pytest.mark.parametrize("suffix", [".pdf", ".svg", ".SVG"])
+def test_vector_formats_follow_the_suffix(results, tmp_path, option, suffix):
+    target = tmp_path / f"figure{suffix}"
+    result = runner.invoke(app, ["compare", str(results), option, str(target)])
+    assert result.exit_code == 0, result.output
+    assert target.read_bytes().startswith(SIGNATURES[suffix.lower()])
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+@pytest.mark.parametrize("option", ["--plot", "--plot-curves"])
+def test_unknown_plot_suffixes_are_refused_before_any_work(tmp_path, option):
+    target = tmp_path / "figure.jpg"
+    result = runner.invoke(app, ["compare", str(tmp_path / "no-store"), option, str(target)])
+    assert result.exit_code == 2
+    assert f"{option} {target}: unknown suffix '.jpg'; use .png, .pdf or .svg" in " ".join(result.stderr.split())
     assert not target.exists()

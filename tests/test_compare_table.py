@@ -93,6 +93,11 @@ def test_where_keeps_matching_runs_with_numbers_compared_as_numbers(runs):
     assert all(cell.n == 3 for cell in comparison.cells.values())
 
 
+def test_where_with_several_values_keeps_any_of_them(runs):
+    comparison = compare(runs, where={"loss": ["bpr", "mmcl"], "negatives": 10})
+    assert comparison.row_keys == [("bpr",), ("mmcl",)] and comparison.col_keys == [("10",)]
+
+
 def test_where_without_matches_names_the_values_present(runs):
     with pytest.raises(MMLBenchError, match=r"dataset=yelp \(values here: gowalla\)"):
         compare(runs, where={"dataset": "yelp"})

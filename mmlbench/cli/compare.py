@@ -1,21 +1,21 @@
 """`mmlbench compare`: tables, significance, plots and the CI regression gate over stored runs.
 
 The report modules (pandas, scipy, matplotlib) are imported inside `command` so that
-`mmlbench --help` and the other commands start fast.
+`mmlbench --help` and the other commands start fast; only `report.formats`, which imports
+nothing heavy, is needed up front for the --format choices and the file-suffix checks.
 """
 
 from __future__ import annotations
 
 import enum
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from mmlbench.console import err, info, out, warn
 from mmlbench.paths import results_home
+from mmlbench.report.formats import DEFAULT_RENDERER, PLOT_FORMATS, RENDERERS, plot_format, table_renderer
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,15 +26,10 @@ NAME = "compare"
 NO_ARGS_IS_HELP = False
 
 
-class OutputFormat(str, enum.Enum):
-    rich = "rich"
-    markdown = "markdown"
-    csv = "csv"
-    json = "json"
-
-
-SUFFIX_FORMATS = {".md": OutputFormat.markdown, ".markdown": OutputFormat.markdown,
-                  ".csv": OutputFormat.csv, ".json": OutputFormat.json}  # fmt: skip
+# --format choices: the registered renderers.
+OutputFormat = enum.Enum("OutputFormat", {name: name for name in RENDERERS}, type=str)
+_SUFFIX_HELP = ", ".join(f"{name} {'/'.join(spec.suffixes)}" for name, spec in RENDERERS.items())
+_PLOT_HELP = "/".join(suffix.lstrip(".").upper() for suffix in PLOT_FORMATS)
 
 
 def _file_option(help_text: str, *names: str) -> typer.models.OptionInfo:
@@ -50,16 +45,21 @@ RowsOption = Annotated[str, typer.Option(help="Column(s) whose values make the r
 ColsOption = Annotated[str, typer.Option(help="Column(s) whose values make the columns, comma-separated.")]
 MetricOption = Annotated[str, typer.Option(help="Metric column(s), comma-separated; the first is plotted.")]
 WhereOption = Annotated[list[str] | None, typer.Option(
-    show_default=False, help="Keep only runs with COLUMN=VALUE (repeatable).")]
+    show_default=False,
+    help="Keep only runs with COLUMN=VALUE; repeatable: other columns narrow, the same column again adds "
+         "a value (any of).")]
 BaselineOption = Annotated[str | None, typer.Option(
     show_default=False, help="Baseline row, COLUMN=VALUE (e.g. loss=ccl): % change and paired tests against it.")]
 AlphaOption = Annotated[float, typer.Option(help="Significance level, after Holm correction.")]
 CostOption = Annotated[bool, typer.Option("--cost", help="Add s/epoch, evaluation s and peak memory per cell.")]
 FormatOption = Annotated[OutputFormat | None, typer.Option(
-    "--format", show_default=False, help="Output format (default: rich, or from the --output suffix .md/.csv/.json).")]
+    "--format", show_default=False,
+    help=f"Output format (default: {DEFAULT_RENDERER}, or from the --output suffix: {_SUFFIX_HELP}).")]
 OutputOption = Annotated[Path | None, _file_option("Write the table to FILE, not the terminal.", "--output", "-o")]
-PlotOption = Annotated[Path | None, _file_option("PNG: first metric vs the numeric --cols value, a line per row.")]
-CurvesOption = Annotated[Path | None, _file_option("PNG: per-epoch loss and first metric of each selected run.")]
+PlotOption = Annotated[Path | None, _file_option(
+    f"{_PLOT_HELP} by suffix: first metric vs the numeric --cols value, a line per row.")]
+CurvesOption = Annotated[Path | None, _file_option(
+    f"{_PLOT_HELP} by suffix: per-epoch loss and first metric of each selected run.")]
 ExportOption = Annotated[Path | None, _file_option("Write group means to FILE.parquet as a CI baseline.")]
 AgainstOption = Annotated[Path | None, _file_option("CI gate: exit 1 if a metric dropped below this baseline.")]
 PresetOption = Annotated[str | None, typer.Option(
@@ -67,6 +67,10 @@ PresetOption = Annotated[str | None, typer.Option(
     help="Take rows, cols, metrics, filters, baseline and published numbers from a preset's [report] (see train --list-presets).")]
 MaxDropOption = Annotated[str | None, typer.Option(
     show_default=False, help="Allowed drop for --against: absolute (0.02) or relative (5%); default 0.")]
+AllowMissingOption = Annotated[bool, typer.Option(
+    "--allow-missing",
+    help="With --against: warn about baseline groups that have no current runs and gate the rest "
+         "(without it they fail the gate, exit 1).")]
 
 
 def command(
@@ -86,40 +90,62 @@ def command(
     export_baseline: ExportOption = None,
     against: AgainstOption = None,
     max_drop: MaxDropOption = None,
+    allow_missing: AllowMissingOption = False,
     preset: PresetOption = None,
 ) -> None:
     """Compare stored runs: mean ± std over seeds, % change and paired tests vs a baseline, plots, CI gate.
 
-    Exit codes: 0 success, 1 regressions found by --against, 2 bad input or no matching runs.
+    Exit codes: 0 success, 1 the --against gate failed (a regression, or a baseline group
+    without current runs), 2 bad input or no matching runs.
     """
     from mmlbench.report.compare import CompareSpec, build_comparison
     from mmlbench.report.selection import fail, load_completed_runs, parse_baseline, parse_where
 
     if max_drop is not None and against is None:
         raise fail("--max-drop only applies with --against FILE")
+    if allow_missing and against is None:
+        raise fail("--allow-missing only applies with --against FILE")
     if against is not None and any(x is not None for x in (output, plot, plot_curves, export_baseline)):
         raise fail("--against runs the regression gate alone: drop --output, --plot, --plot-curves, --export-baseline")
-    where_values = parse_where(where or [])
-    preset_spec = _preset_spec(preset, where_values, baseline, alpha, cost) if preset is not None else None
+    renderer = table_renderer(output, output_format.value if output_format else None)
+    for option, path in (("--plot", plot), ("--plot-curves", plot_curves)):
+        if path is not None:
+            plot_format(path, option)
+    where_filters = parse_where(where or [])
+    preset_spec = _preset_spec(preset, where_filters, baseline, alpha, cost) if preset is not None else None
     runs = load_completed_runs(results_home(results or results_dir))
     if against is not None:
-        _run_gate(runs, where_values, against, max_drop or "0")
+        _run_gate(runs, where_filters, against, max_drop or "0", allow_missing)
         return
     if preset_spec is not None:
         spec = preset_spec
     else:
         row_columns = _names(rows)
         baseline_values = parse_baseline(baseline, row_columns) if baseline else {}
-        spec = CompareSpec(rows=row_columns, cols=_names(cols), metrics=_names(metric), where=where_values,
+        spec = CompareSpec(rows=row_columns, cols=_names(cols), metrics=_names(metric), where=where_filters,
                            baseline=baseline_values, alpha=alpha, cost=cost)  # fmt: skip
     comparison = build_comparison(runs, spec)
+    # The requested rows, not the comparison's (which may be split by data version): a
+    # baseline group that would mix versions is refused, before anything is printed.
+    baseline_frame = _baseline_frame(runs, spec) if export_baseline is not None else None
     for message in comparison.warnings:
         warn(message)
-    _emit(comparison, output_format, output)
-    _write_extras(runs, comparison, plot, plot_curves, export_baseline)
+    _emit(comparison, renderer, output)
+    _write_extras(runs, comparison, plot, plot_curves)
+    if baseline_frame is not None:
+        from mmlbench.report import gate
+
+        gate.write_baseline(baseline_frame, export_baseline)
+        info(f"wrote baseline of {len(baseline_frame)} groups to {export_baseline}")
 
 
-def _preset_spec(name: str, where: dict[str, str], baseline: str | None, alpha: float, cost: bool) -> CompareSpec:
+def _baseline_frame(runs: pd.DataFrame, spec: CompareSpec) -> pd.DataFrame:
+    from mmlbench.report import gate
+
+    return gate.export_baseline(runs, spec.rows, spec.cols, spec.metrics, spec.where)
+
+
+def _preset_spec(name: str, where: dict[str, list[str]], baseline: str | None, alpha: float, cost: bool) -> CompareSpec:
     """The paper-shaped comparison a preset describes; --where adds filters, --baseline replaces its own."""
     from mmlbench.errors import MMLBenchError
     from mmlbench.experiment import preset_path, read_experiment
@@ -138,7 +164,7 @@ def _preset_spec(name: str, where: dict[str, str], baseline: str | None, alpha: 
         rows=rows,
         cols=list(report.get("cols", ["negatives"])),
         metrics=list(report.get("metrics", ["recall@20", "ndcg@20"])),
-        where={**{k: str(v) for k, v in report.get("where", {}).items()}, **where},
+        where={**report.get("where", {}), **where},
         baseline=parse_baseline(baseline_text, rows) if baseline_text else {},
         alpha=alpha,
         cost=cost,
@@ -150,35 +176,22 @@ def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-def _emit(comparison: Comparison, output_format: OutputFormat | None, output: Path | None) -> None:
+def _emit(comparison: Comparison, renderer: str, output: Path | None) -> None:
     """Print or write the table; the footer (protocol first) always reaches the reader."""
     from mmlbench.fsutil import write_text_atomic
 
-    chosen = output_format or (SUFFIX_FORMATS.get(output.suffix.lower()) if output else None) or OutputFormat.rich
-    if output is None and chosen is OutputFormat.rich:
-        out.print(comparison.to_rich_table())
+    if output is None and renderer == DEFAULT_RENDERER:
+        out.print(comparison.to_rich_table())  # in colour, at the terminal's width
         return
-    text = _render_text(comparison, chosen)
+    text = RENDERERS[renderer].render(comparison)
     if output is None:
         typer.echo(text, nl=False)
     else:
         write_text_atomic(output, text)
         info(f"wrote {output}")
-    if output is not None or chosen in (OutputFormat.csv, OutputFormat.json):
+    if output is not None or RENDERERS[renderer].machine:
         for line in comparison.footer():
             err.print(line, markup=False, highlight=False, soft_wrap=True)
-
-
-def _render_text(comparison: Comparison, chosen: OutputFormat) -> str:
-    if chosen is OutputFormat.markdown:
-        return comparison.to_markdown()
-    if chosen is OutputFormat.csv:
-        return comparison.to_csv()
-    if chosen is OutputFormat.json:
-        return comparison.to_json()
-    buffer = io.StringIO()
-    Console(file=buffer, width=160, no_color=True).print(comparison.to_rich_table())
-    return buffer.getvalue()
 
 
 def _write_extras(
@@ -186,10 +199,9 @@ def _write_extras(
     comparison: Comparison,
     plot: Path | None,
     plot_curves: Path | None,
-    export_baseline: Path | None,
 ) -> None:
-    """Plots and the baseline file, each written atomically."""
-    from mmlbench.report import gate, plots
+    """Plots, each written atomically."""
+    from mmlbench.report import plots
     from mmlbench.report.selection import apply_where
 
     spec = comparison.spec
@@ -201,26 +213,30 @@ def _write_extras(
         if left_out:
             warn(f"no curve for {len(left_out)} run(s), left out of the plot: {', '.join(left_out)}")
         info(f"wrote {plot_curves}")
-    if export_baseline is not None:
-        frame = gate.export_baseline(runs, spec.rows, spec.cols, spec.metrics, spec.where)
-        gate.write_baseline(frame, export_baseline)
-        info(f"wrote baseline of {len(frame)} groups to {export_baseline}")
 
 
-def _run_gate(runs: pd.DataFrame, where: dict[str, str], against: Path, max_drop_text: str) -> None:
+def _run_gate(
+    runs: pd.DataFrame, where: dict[str, list[str]], against: Path, max_drop_text: str, allow_missing: bool
+) -> None:
+    """Exit 1 on a regression or, unless allowed, on a baseline group that has no current runs."""
+    from mmlbench.errors import MMLBenchError
     from mmlbench.report import gate
-    from mmlbench.report.selection import apply_where, describe
+    from mmlbench.report.selection import apply_where
 
     max_drop = gate.parse_max_drop(max_drop_text)
     baseline = gate.read_baseline(against)
     result = gate.check_against(apply_where(runs, where), baseline, max_drop)
-    if result.missing_groups:
-        shown = "; ".join(describe(g, g.values()) for g in result.missing_groups[:3])
-        more = f" and {len(result.missing_groups) - 3} more" if len(result.missing_groups) > 3 else ""
-        warn(f"{len(result.missing_groups)} baseline group(s) have no current runs, not checked: {shown}{more}")
     if result.regressions:
         out.print(gate.regression_table(result, max_drop))
-        raise typer.Exit(1)
+    if result.missing_groups and not allow_missing:
+        raise MMLBenchError(
+            f"{gate.missing_text(result)}; pass --allow-missing to gate only the groups present",
+            exit_code=gate.GATE_FAILED,
+        )
+    if result.missing_groups:
+        warn(gate.missing_text(result, ", not checked"))
+    if result.regressions:
+        raise typer.Exit(gate.GATE_FAILED)
     out.print(
         f"no regressions in {result.checked_groups} groups "
         f"({', '.join(result.metrics)}; max drop {max_drop})",

@@ -9,7 +9,7 @@ tests on per-user metrics against that baseline cell.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import pandas as pd
 
 from mmlbench.errors import MMLBenchError
 from mmlbench.report import store
-from mmlbench.report.diagnostics import mixing_warnings, protocol_lines
+from mmlbench.report.diagnostics import mixing_warnings, protocol_lines, split_columns, split_warning
 from mmlbench.report.selection import (
     apply_where,
     check_names,
@@ -42,7 +42,8 @@ class CompareSpec:
     rows: list[str] = field(default_factory=lambda: ["loss"])
     cols: list[str] = field(default_factory=lambda: ["negatives"])
     metrics: list[str] = field(default_factory=lambda: ["recall@20", "ndcg@20"])
-    where: dict[str, str] = field(default_factory=dict)
+    # Column -> wanted value, or a list of values of which a run must have any.
+    where: dict[str, str | list[str]] = field(default_factory=dict)
     # Row coordinates of the baseline, e.g. {"loss": "ccl"}; empty means no baseline.
     baseline: dict[str, str] = field(default_factory=dict)
     alpha: float = 0.05
@@ -140,9 +141,15 @@ class Comparison:
 def build_comparison(
     runs: pd.DataFrame, spec: CompareSpec, read_per_user: PerUserReader = store.read_per_user
 ) -> Comparison:
-    """Group completed runs into cells and compare every cell with its baseline cell."""
+    """Group completed runs into cells and compare every cell with its baseline cell.
+
+    When a cell would hold runs of several protocols or data versions, those columns are
+    added to the rows (the comparison's spec says so) and a warning explains the split.
+    """
     validate_spec(runs, spec)
     selected = apply_where(runs, spec.where)
+    added = split_columns(selected, [*spec.rows, *spec.cols])
+    spec = replace(spec, rows=[*spec.rows, *added])
     members: dict[tuple[Key, Key], list[int]] = {}
     for position, key in enumerate(zip(labels(selected, spec.rows), labels(selected, spec.cols), strict=True)):
         members.setdefault(key, []).append(position)
@@ -153,7 +160,7 @@ def build_comparison(
         col_keys=sorted({col for _, col in cells}, key=_key_order),
         cells=cells,
         protocols=protocol_lines(selected),
-        warnings=mixing_warnings(selected, spec, members),
+        warnings=[split_warning(selected, column) for column in added] + mixing_warnings(selected, spec, members),
     )
     if spec.baseline:
         _check_baseline_present(comparison)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from mmlbench.report import store
-from mmlbench.report.selection import NOT_CONFIG, describe, labels, normalise, sort_key
+from mmlbench.report.selection import DATA_VERSION, NOT_CONFIG, describe, fail, labels, normalise, sort_key
 
 if TYPE_CHECKING:
     from mmlbench.report.compare import CompareSpec
@@ -16,6 +16,10 @@ PROTOCOL_MEANINGS = {
     "test-as-validation": "the test split was used for model selection",
     "validation": "model selected on a validation split, metrics on the test split",
 }
+
+# A mean over runs of different protocols or data is no number at all: cells and gate groups
+# never average over these columns. Order matters: a dataset split explains a version split.
+NEVER_MIXED = {"protocol": "protocols", "dataset": "datasets", DATA_VERSION: "data versions"}
 
 
 def protocol_lines(runs: pd.DataFrame) -> list[str]:
@@ -84,3 +88,48 @@ def _mixed_settings(group: pd.DataFrame) -> str | None:
     detail = ", ".join(differing) if differing else "fields not stored in run.parquet"
     return f"mixes {settings.nunique()} settings (differing: {detail})"
 
+
+def _values_per_group(runs: pd.DataFrame, keys: list[str], column: str) -> dict[tuple, set[str]]:
+    groups: dict[tuple, set[str]] = {}
+    for key, value in zip(labels(runs, keys), runs[column].map(normalise), strict=True):
+        groups.setdefault(key, set()).add(value)
+    return groups
+
+
+def split_columns(runs: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The NEVER_MIXED columns some group of `keys` holds several values of.
+
+    Each column is tested with those found before it added to the keys, so runs on two
+    datasets are split by dataset and not, redundantly, by data version too.
+    """
+    added: list[str] = []
+    for column in NEVER_MIXED:
+        if column not in runs.columns or column in keys:
+            continue
+        if any(len(values) > 1 for values in _values_per_group(runs, [*keys, *added], column).values()):
+            added.append(column)
+    return added
+
+
+def split_warning(runs: pd.DataFrame, column: str) -> str:
+    """Why the rows gained `column`, with the run count of each value."""
+    counts = runs[column].map(normalise).value_counts()
+    found = ", ".join(f"{value} ({counts[value]} runs)" for value in sorted(counts.index, key=sort_key))
+    named = f"{column} (dataset_sha256 prefix)" if column == DATA_VERSION else column
+    return (
+        f"runs with {len(counts)} {NEVER_MIXED[column]} would share cells, so rows are split by {named}: "
+        f"{found}; keep one with --where {column}=..."
+    )
+
+
+def refuse_mixed_groups(runs: pd.DataFrame, keys: list[str]) -> None:
+    """Raise for the first group of `keys` that would average over a NEVER_MIXED column."""
+    for column in NEVER_MIXED:
+        if column not in runs.columns or column in keys:
+            continue
+        for key, values in _values_per_group(runs, keys, column).items():
+            if len(values) > 1:
+                raise fail(
+                    f"group {describe(keys, key)} mixes {column} {', '.join(sorted(values, key=sort_key))}: "
+                    f"keep one with --where {column}=..."
+                )

@@ -8,8 +8,10 @@ metric is higher-is-better, so only a drop can fail; an improvement never does.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from rich.table import Table
@@ -17,6 +19,7 @@ from rich.text import Text
 
 from mmlbench.fsutil import atomic_file
 from mmlbench.report import store
+from mmlbench.report.diagnostics import refuse_mixed_groups
 from mmlbench.report.selection import (
     apply_where,
     check_names,
@@ -28,6 +31,8 @@ from mmlbench.report.selection import (
     normalise,
 )
 
+# The gate's own failure (a regression, a baseline group without current runs); bad input is 2.
+GATE_FAILED = 1
 COUNT_COLUMN = "n"
 # Always part of a baseline's key when the runs have them: a number means little without both.
 CONTEXT_COLUMNS = ("dataset", "model")
@@ -62,7 +67,7 @@ def parse_max_drop(text: str) -> MaxDrop:
     return MaxDrop(amount / 100 if relative else amount, relative)
 
 
-def baseline_keys(runs: pd.DataFrame, rows: list[str], cols: list[str], where: dict[str, str]) -> list[str]:
+def baseline_keys(runs: pd.DataFrame, rows: list[str], cols: list[str], where: Mapping[str, Any]) -> list[str]:
     """The columns that identify a group: rows, cols, --where columns, dataset and model."""
     keys = [*rows, *cols, *where, *(c for c in CONTEXT_COLUMNS if c in runs.columns)]
     return list(dict.fromkeys(keys))
@@ -80,12 +85,14 @@ def group_means(runs: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.D
 
 
 def export_baseline(
-    runs: pd.DataFrame, rows: list[str], cols: list[str], metrics: list[str], where: dict[str, str]
+    runs: pd.DataFrame, rows: list[str], cols: list[str], metrics: list[str], where: Mapping[str, Any]
 ) -> pd.DataFrame:
     check_names("metric", metrics, metric_columns(runs))
     check_names("column", [*rows, *cols], groupable_columns(runs))
     selected = apply_where(runs, where)
-    return group_means(selected, baseline_keys(selected, rows, cols, where), metrics)
+    keys = baseline_keys(selected, rows, cols, where)
+    refuse_mixed_groups(selected, keys)
+    return group_means(selected, keys, metrics)
 
 
 def write_baseline(baseline: pd.DataFrame, path: Path) -> None:
@@ -147,6 +154,7 @@ def check_against(runs: pd.DataFrame, baseline: pd.DataFrame, max_drop: MaxDrop)
     absent = [c for c in [*keys, *metrics] if c not in runs.columns]
     if absent:
         raise fail(f"the baseline needs {', '.join(absent)}, which the current runs do not record")
+    refuse_mixed_groups(runs[labels(runs, keys).isin(set(labels(baseline, keys)))], keys)
     current = group_means(runs, keys, metrics)
     found = {key: position for position, key in enumerate(labels(current, keys))}
     result = GateResult(checked_groups=0, metrics=metrics)
@@ -169,6 +177,12 @@ def check_against(runs: pd.DataFrame, baseline: pd.DataFrame, max_drop: MaxDrop)
             f"(baseline e.g. {_group_name(result.missing_groups[0])}; current e.g. {example})"
         )
     return result
+
+
+def missing_text(result: GateResult, verdict: str = "") -> str:
+    """'2 baseline group(s) have no current runs{verdict}: loss=ssm, ...; loss=...', every group named."""
+    names = "; ".join(_group_name(group) for group in result.missing_groups)
+    return f"{len(result.missing_groups)} baseline group(s) have no current runs{verdict}: {names}"
 
 
 def _group_name(group: dict[str, str]) -> str:

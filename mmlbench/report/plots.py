@@ -1,4 +1,4 @@
-"""PNG plots: a metric against the number of negatives, and per-epoch training curves."""
+"""Plots (PNG, PDF or SVG by suffix): a metric against the number of negatives, and per-epoch training curves."""
 
 from __future__ import annotations
 
@@ -17,14 +17,16 @@ from mmlbench.errors import MMLBenchError  # noqa: E402
 from mmlbench.fsutil import atomic_file  # noqa: E402
 from mmlbench.report import store  # noqa: E402
 from mmlbench.report.compare import Comparison, CompareSpec  # noqa: E402
-from mmlbench.report.selection import fail, normalise  # noqa: E402
+from mmlbench.report.formats import plot_format  # noqa: E402
+from mmlbench.report.selection import fail, normalise, where_text  # noqa: E402
 
 DPI = 150
 
 
 def _save(figure: Figure, path: Path) -> None:
+    """Write the figure atomically, in the format its suffix names (the temporary name has none)."""
     with atomic_file(Path(path)) as tmp:
-        figure.savefig(tmp, format="png", dpi=DPI)
+        figure.savefig(tmp, format=plot_format(path), dpi=DPI)
 
 
 def _numeric_columns(comparison: Comparison) -> dict[tuple[str, ...], float]:
@@ -83,7 +85,7 @@ def _plot_references(axes, comparison: Comparison, metric: str) -> None:  # noqa
 
 
 def _where_suffix(spec: CompareSpec) -> str:
-    return f" ({', '.join(f'{c}={v}' for c, v in spec.where.items())})" if spec.where else ""
+    return f" ({where_text(spec.where)})" if spec.where else ""
 
 
 def _run_label(run: pd.Series, spec: CompareSpec) -> str:

@@ -1,14 +1,18 @@
-"""Renderings of a Comparison: rich table, markdown, a tidy frame (csv) and json."""
+"""Renderings of a Comparison: rich table (or its plain text), markdown, a tidy frame (csv) and json.
+
+Which of them `compare` offers, and for which file suffixes, is registered in `report.formats`.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
-from rich.console import Group
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -161,6 +165,13 @@ def to_rich_table(comparison: Comparison) -> Group:
     for line in references:
         table.add_row(*map(Text, line), style="dim")
     return Group(table, Text("\n".join(footer_lines(comparison))))
+
+
+def to_text(comparison: Comparison) -> str:
+    """The rich table and its footer as plain text (no colour), for a file or a pipe."""
+    buffer = io.StringIO()
+    Console(file=buffer, width=160, no_color=True).print(to_rich_table(comparison))
+    return buffer.getvalue()
 
 
 def to_markdown(comparison: Comparison) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,10 @@ from mmlbench.report import store
 INPUT_ERROR = 2
 
 MISSING = "none"
+# A short, table-friendly name for the data a run was trained on: a prefix of its fingerprint.
+DATA_VERSION = "data_version"
+_FINGERPRINT = "dataset_sha256"
+_VERSION_DIGITS = 8
 COST_COLUMNS = ("epoch_seconds_median", "eval_seconds_median", "peak_memory_bytes")
 
 # Columns that describe a run's outcome or provenance, not its setting.
@@ -73,10 +77,7 @@ def load_completed_runs(results_dir: Path) -> pd.DataFrame:
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise fail(f"results folder {results_dir} does not exist (set --results-dir or $MMLBENCH_RESULTS_DIR)")
-    try:
-        runs = store.read_runs(results_dir)
-    except MMLBenchError as exc:  # a damaged run.parquet: still an input error, not a regression
-        raise fail(str(exc)) from None
+    runs = store.read_runs(results_dir)  # damaged runs are skipped with a warning
     if runs.empty:
         raise fail(f"no runs in {store.runs_dir(results_dir)}: train some with `mmlbench train`")
     _check_schema_versions(runs)
@@ -87,7 +88,20 @@ def load_completed_runs(results_dir: Path) -> pd.DataFrame:
         counts = runs["status"].astype(str).value_counts().to_dict()
         found = ", ".join(f"{n} {status}" for status, n in counts.items())
         raise fail(f"no completed runs in {store.runs_dir(results_dir)} (found {found})")
-    return completed
+    return with_data_version(completed)
+
+
+def with_data_version(runs: pd.DataFrame) -> pd.DataFrame:
+    """Add `data_version` ('sha256:3f2a9c1b') from the fingerprint, for rows, filters and messages.
+
+    The 'sha256:' prefix keeps an all-digit prefix from being read as a number.
+    """
+    if _FINGERPRINT not in runs.columns:
+        return runs
+    versions = runs[_FINGERPRINT].map(
+        lambda value: f"sha256:{value[:_VERSION_DIGITS]}" if isinstance(value, str) and value else MISSING
+    )
+    return runs.assign(**{DATA_VERSION: versions})
 
 
 def _check_schema_versions(runs: pd.DataFrame) -> None:
@@ -148,24 +162,42 @@ def parse_baseline(text: str, rows: Sequence[str]) -> dict[str, str]:
     return dict([parse_assignment(text, "--baseline")])
 
 
-def parse_where(clauses: Iterable[str]) -> dict[str, str]:
-    return dict(parse_assignment(clause, "--where") for clause in clauses)
+def parse_where(clauses: Iterable[str]) -> dict[str, list[str]]:
+    """--where clauses by column; a column given several times keeps runs with any of its values."""
+    where: dict[str, list[str]] = {}
+    for clause in clauses:
+        column, value = parse_assignment(clause, "--where")
+        values = where.setdefault(column, [])
+        if value not in values:
+            values.append(value)
+    return where
 
 
-def apply_where(runs: pd.DataFrame, where: dict[str, str], what: str = "completed runs") -> pd.DataFrame:
-    """The runs whose columns equal every `where` value; an error names the clause that emptied it.
+def where_values(wanted: Any) -> list[str]:
+    """A filter's wanted values, normalised: one value, or a list or tuple of any-of values."""
+    return [normalise(value) for value in wanted] if isinstance(wanted, list | tuple) else [normalise(wanted)]
+
+
+def where_text(where: Mapping[str, Any]) -> str:
+    """'dataset=gowalla or yelp2018, model=mf': filters as messages and plot titles name them."""
+    return ", ".join(f"{column}={' or '.join(where_values(wanted))}" for column, wanted in where.items())
+
+
+def apply_where(runs: pd.DataFrame, where: Mapping[str, Any], what: str = "completed runs") -> pd.DataFrame:
+    """The runs matching every column's filter (any of its values); an error names a value that matches nothing.
 
     `what` names the runs in that error ("completed runs" for compare, "runs" for a listing).
     """
     check_names("column", where, groupable_columns(runs))
     selected = runs
     for column, wanted in where.items():
-        value = normalise(wanted)
+        values = where_values(wanted)
         labels = selected[column].map(normalise)
-        if not (labels == value).any():
-            present = ", ".join(sorted(set(labels), key=sort_key))
-            raise fail(f"no {what} with {column}={value} (values here: {present})")
-        selected = selected[labels == value]
+        for value in values:
+            if not (labels == value).any():
+                present = ", ".join(sorted(set(labels), key=sort_key))
+                raise fail(f"no {what} with {column}={value} (values here: {present})")
+        selected = selected[labels.isin(values)]
     return selected.reset_index(drop=True)
 
 

@@ -3,7 +3,9 @@
 Layout: <results>/runs/<run_id>/{run.parquet, curve.parquet, per_user.parquet, model.pt}.
 `run.parquet` is one wide row: config fields, provenance, status, costs and one column
 per test metric (`recall@20`, ...). Folders whose names start with '.' are unfinished
-writes and are never read.
+writes and are never read. A run folder whose `run.parquet` cannot be read (a damaged disk,
+a copy cut short) is warned about once and skipped by every reader of the whole store, so
+it never blocks the other runs; `read_run` on that one folder still raises.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from rich.markup import escape
 
+from mmlbench.console import warn
 from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import atomic_dir
 
@@ -29,6 +33,9 @@ STATUS_FAILED = "failed"
 STATUS_INTERRUPTED = "interrupted"
 
 METRIC_NAMES = ("recall", "ndcg", "hitrate", "precision", "mrr")
+
+# Damaged run folders already warned about: a sweep looks up the store once per run.
+_reported_damaged: set[Path] = set()
 
 
 class StoreUnwritable(MMLBenchError):
@@ -102,21 +109,33 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     return frame.iloc[0].to_dict()
 
 
-def read_runs(results_dir: Path) -> pd.DataFrame:
-    """All runs in the store as one DataFrame (one row per run), with a `run_dir` column."""
-    rows = []
+def readable_runs(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(folder, row) of every run whose row can be read; a damaged one is warned about once and skipped."""
     for run_dir in iter_run_dirs(results_dir):
-        row = read_run(run_dir)
+        try:
+            row = read_run(run_dir)
+        except MMLBenchError:  # the reader's own message repeats the path and adds pyarrow's detail
+            if run_dir not in _reported_damaged:
+                _reported_damaged.add(run_dir)
+                unreadable = f"its {RUN_FILE} cannot be read"
+                warn(escape(f"skipping damaged run {run_dir} ({unreadable}); training it again replaces it"))
+            continue
+        yield run_dir, row
+
+
+def read_runs(results_dir: Path) -> pd.DataFrame:
+    """All readable runs in the store as one DataFrame (one row per run), with a `run_dir` column."""
+    rows = []
+    for run_dir, row in readable_runs(results_dir):
         row["run_dir"] = str(run_dir)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def completed_runs(results_dir: Path) -> dict[str, Path]:
-    """Config hash -> folder of every completed run in the store."""
+    """Config hash -> folder of every completed (and readable) run in the store."""
     completed = {}
-    for run_dir in iter_run_dirs(results_dir):
-        row = read_run(run_dir)
+    for run_dir, row in readable_runs(results_dir):
         if row.get("status") == STATUS_COMPLETED:
             completed[row.get("config_hash")] = run_dir
     return completed
