@@ -59,6 +59,7 @@ class RunConfig:
     margin_weights: tuple[float, ...] | None = None
     positive_weight: float | None = None
     temperature: float | None = None
+    negative_power: float | None = None  # BSL's τ2: power on the negatives' softmax sum
     # SimpleX parameters (None for MF).
     aggregator: str | None = None
     gamma: float | None = None

@@ -55,7 +55,8 @@ def command(
     margins: Annotated[str | None, typer.Option(help="MMCL margins, e.g. 0.7,0.8,0.9.")] = None,
     margin_weights: Annotated[str | None, typer.Option(help="MMCL margin weights, e.g. 0.10,0.15,0.75.")] = None,
     positive_weight: Annotated[str | None, _grid_help("MMCL positive weight [default: 1].")] = None,
-    temperature: Annotated[str | None, _grid_help("SSM temperature [default: 0.1].")] = None,
+    temperature: Annotated[str | None, _grid_help("SSM temperature / BSL τ1 [default: 0.1 / 0.08].")] = None,
+    negative_power: Annotated[str | None, _grid_help("BSL τ2, the power on the negatives' softmax sum; 1 = softmax [default: 1.22].")] = None,
     aggregator: Annotated[str | None, _grid_help("SimpleX history aggregator: mean or user-attention.")] = None,
     gamma: Annotated[str | None, _grid_help("SimpleX weight of the ID embedding [default: 0.5].")] = None,
     history_len: Annotated[str | None, _grid_help("SimpleX history items per user [default: 50].")] = None,
@@ -117,6 +118,7 @@ _GRIDDABLE = {
     "score": str, "embedding_dim": int, "dropout": float, "batch_size": int, "lr": float, "l2": float,
     "l2_scope": str, "last_batch": str,
     "seed": int, "margin": float, "negative_weight": float, "positive_weight": float, "temperature": float,
+    "negative_power": float,
     "aggregator": str, "gamma": float, "history_len": int,
 }
 _SCALARS = ("epochs", "eval_every", "patience", "plateau_lr_factor", "min_lr", "min_delta", "monitor")

@@ -39,6 +39,26 @@ def ssm(s_pos: Tensor, s_neg: Tensor, *, temperature: float) -> Tensor:
     return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
 
 
+def bsl(s_pos: Tensor, s_neg: Tensor, *, temperature: float, negative_power: float) -> Tensor:
+    """Bilateral softmax loss (Wu et al., ICDE 2024), in the form of the authors' code:
+    -s_pos/t1 + t2 * log sum_j exp(s_neg_j/t1), with t1 = `temperature`, t2 = `negative_power`.
+
+    t2 is the power on the negatives' softmax sum (the BSL code's `temperature_2`, and the
+    τ2 of its published settings). Written with two temperatures it is t2 times
+    -s_pos/(t1 t2) + log sum_j exp(s_neg_j/t1): positive temperature t1*t2, negative
+    temperature t1, so the two temperatures are equal exactly when t2 = 1, and then this is
+    the BSL code's softmax loss. That softmax leaves the positive out of the denominator,
+    unlike `ssm`: per row, bsl(t, 1) = ssm(t) + log(1 - exp(-ssm(t))), equal to neither
+    `ssm` nor `ssm` plus a constant. Negatives are summed ("reweight" mode, the README's
+    form); the published MF runs average them ("multi" mode), which only subtracts the
+    constant t2 log N, and also pool exp(s_pos/t1) over a batch's rows of the same user,
+    which a loss over one row cannot do (a few percent of rows at batch 1024 on Gowalla).
+    """
+    positive = s_pos / temperature
+    negative = torch.logsumexp(s_neg / temperature, dim=1)
+    return (negative_power * negative - positive).mean()
+
+
 def ccl(s_pos: Tensor, s_neg: Tensor, *, margin: float, negative_weight: float) -> Tensor:
     """SimpleX's cosine contrastive loss: relu(1 - s_pos) + w * mean_j relu(s_neg_j - m)."""
     positive = torch.relu(1 - s_pos)
@@ -92,6 +112,11 @@ def _check_ssm(params: dict[str, Any]) -> None:
     _check_positive("temperature", params["temperature"])
 
 
+def _check_bsl(params: dict[str, Any]) -> None:
+    _check_positive("temperature", params["temperature"])
+    _check_positive("negative_power", params["negative_power"])
+
+
 def _check_margin(margin: float) -> None:
     if not -1 <= margin <= 1:
         raise MMLBenchError(f"a cosine margin must lie in [-1, 1], got {margin}")
@@ -116,11 +141,12 @@ class LossSpec:
         return tuple(p.name for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY)
 
 
-# Defaults from REFERENCE.md: CCL as in SimpleX; MMCL as in the author's Gowalla runs.
+# Defaults from REFERENCE.md: CCL as in SimpleX; MMCL and BSL as in their authors' Gowalla runs.
 LOSSES: dict[str, LossSpec] = {
     "bpr": LossSpec(bpr, {}),
     "bce": LossSpec(bce, {}),
     "ssm": LossSpec(ssm, {"temperature": 0.1}, _check_ssm),
+    "bsl": LossSpec(bsl, {"temperature": 0.08, "negative_power": 1.22}, _check_bsl),
     "ccl": LossSpec(ccl, {"margin": 0.9, "negative_weight": 150.0}, _check_ccl),
     "mmcl": LossSpec(
         mmcl,

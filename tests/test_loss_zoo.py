@@ -1,0 +1,87 @@
+"""The losses of the wider study (BSL, hinge, MSE, sampled softmax with logQ correction):
+hand-worked values on tiny tensors and the identities that tie them to their neighbours."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mmlbench.cli import app
+from mmlbench.engine.losses import bsl, resolve_params, ssm
+from mmlbench.errors import MMLBenchError
+from mmlbench.report import store
+
+S_POS = torch.tensor([0.8, 0.2], dtype=torch.float64)
+S_NEG = torch.tensor([[0.95, 0.5], [0.1, 0.85]], dtype=torch.float64)
+
+
+def _random_scores(seed: int, rows: int = 16, negatives: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    s_pos = torch.rand(rows, generator=generator, dtype=torch.float64) * 2 - 1
+    s_neg = torch.rand(rows, negatives, generator=generator, dtype=torch.float64) * 2 - 1
+    return s_pos, s_neg
+
+
+def test_bsl_by_hand():
+    # t1 = 0.5, t2 = 2: row = -s_pos/t1 + t2 * log(sum_j exp(s_neg_j/t1))
+    # row 0: -1.6 + 2 * log(e^1.9 + e^1.0) = -1.6 + 2 * log(9.4042) = -1.6 + 4.4824 = 2.8824
+    # row 1: -0.4 + 2 * log(e^0.2 + e^1.7) = -0.4 + 2 * log(6.6953) = -0.4 + 3.8028 = 3.4028
+    row0 = -1.6 + 2 * math.log(math.exp(1.9) + math.exp(1.0))
+    row1 = -0.4 + 2 * math.log(math.exp(0.2) + math.exp(1.7))
+    value = bsl(S_POS, S_NEG, temperature=0.5, negative_power=2.0).item()
+    assert value == pytest.approx((row0 + row1) / 2)
+    assert value == pytest.approx(3.1426, abs=1e-4)
+
+
+def test_bsl_with_equal_temperatures_is_the_softmax_without_the_positive_in_the_denominator():
+    """t2 = 1 (positive temperature t1*t2 = negative temperature t1): the BSL code's softmax.
+
+    Per row that is ssm + log(1 - exp(-ssm)): ssm keeps the positive in its denominator."""
+    for seed in range(5):
+        s_pos, s_neg = _random_scores(seed)
+        for t in (0.08, 0.1, 0.5):
+            rows = [bsl(s_pos[i : i + 1], s_neg[i : i + 1], temperature=t, negative_power=1.0) for i in range(16)]
+            softmax_rows = [ssm(s_pos[i : i + 1], s_neg[i : i + 1], temperature=t) for i in range(16)]
+            for got, softmax in zip(rows, softmax_rows):
+                assert got.item() == pytest.approx((softmax + torch.log1p(-torch.exp(-softmax))).item(), rel=1e-9)
+            without_positive = (torch.logsumexp(s_neg / t, dim=1) - s_pos / t).mean()
+            assert torch.allclose(bsl(s_pos, s_neg, temperature=t, negative_power=1.0), without_positive)
+
+
+def test_bsl_power_scales_only_the_negatives_term():
+    # d bsl / d t2 = mean_row log(sum_j exp(s_neg_j/t1)): the loss is linear in t2.
+    s_pos, s_neg = _random_scores(9)
+    at_1, at_2 = (bsl(s_pos, s_neg, temperature=0.2, negative_power=p) for p in (1.0, 2.0))
+    assert (at_2 - at_1).item() == pytest.approx(torch.logsumexp(s_neg / 0.2, dim=1).mean().item())
+
+
+@pytest.mark.parametrize(
+    ("loss", "params", "message"),
+    [
+        ("bsl", {"temperature": 0.0}, "--temperature must be > 0"),
+        ("bsl", {"negative_power": -1.0}, "--negative-power must be > 0"),
+    ],
+)
+def test_bad_parameters_of_the_new_losses_are_rejected(loss, params, message):
+    with pytest.raises(MMLBenchError, match=message):
+        resolve_params(loss, params)
+
+
+def test_bsl_defaults_are_the_authors_gowalla_setting():
+    assert resolve_params("bsl", {}) == {"temperature": 0.08, "negative_power": 1.22}
+
+
+def _train_once(planted_dir, results, *args: str):
+    command = ["train", "--dataset", "planted", "--data-dir", str(planted_dir), "--results-dir", str(results)]
+    fast = ["--negatives", "5", "--batch-size", "64", "--epochs", "1", "--device", "cpu", "-q"]
+    return CliRunner().invoke(app, [*command, *fast, *args])
+
+
+def test_bsl_options_reach_the_run_row(planted_dir, tmp_path):
+    result = _train_once(planted_dir, tmp_path, "--loss", "bsl", "--negative-power", "1.1")
+    assert result.exit_code == 0, result.output
+    row = store.read_runs(tmp_path).iloc[0]
+    assert (row["loss"], row["temperature"], row["negative_power"]) == ("bsl", 0.08, 1.1)
