@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from mmlbench.cli import app
-from mmlbench.engine.losses import bsl, resolve_params, ssm
+from mmlbench.engine.losses import bsl, hinge, resolve_params, ssm
 from mmlbench.errors import MMLBenchError
 from mmlbench.report import store
 
@@ -58,11 +58,29 @@ def test_bsl_power_scales_only_the_negatives_term():
     assert (at_2 - at_1).item() == pytest.approx(torch.logsumexp(s_neg / 0.2, dim=1).mean().item())
 
 
+def test_hinge_by_hand():
+    # m = 0.5: relu(0.5 - s_pos + s_neg_j) over the four (row, negative) pairs
+    # row 0: 0.5 - 0.8 + 0.95 = 0.65 ; 0.5 - 0.8 + 0.5 = 0.2
+    # row 1: 0.5 - 0.2 + 0.1  = 0.4  ; 0.5 - 0.2 + 0.85 = 1.15
+    assert hinge(S_POS, S_NEG, margin=0.5).item() == pytest.approx((0.65 + 0.2 + 0.4 + 1.15) / 4)  # 0.6
+    # m = 0.1: row 0's second pair is met by 0.2 > 0.1 and drops out
+    # 0.1 - 0.8 + 0.95 = 0.25 ; 0.1 - 0.8 + 0.5 = -0.2 -> 0 ; 0.1 - 0.2 + 0.1 = 0 ; 0.1 - 0.2 + 0.85 = 0.75
+    assert hinge(S_POS, S_NEG, margin=0.1).item() == pytest.approx((0.25 + 0 + 0 + 0.75) / 4)  # 0.25
+
+
+def test_hinge_is_zero_once_every_gap_reaches_the_margin():
+    s_pos = torch.tensor([0.9, 0.6], dtype=torch.float64)
+    s_neg = torch.tensor([[0.3, -0.2], [0.0, -0.1]], dtype=torch.float64)  # smallest gap 0.6
+    assert hinge(s_pos, s_neg, margin=0.55).item() == 0
+    assert hinge(s_pos, s_neg, margin=0.65).item() == pytest.approx(2 * 0.05 / 4)
+
+
 @pytest.mark.parametrize(
     ("loss", "params", "message"),
     [
         ("bsl", {"temperature": 0.0}, "--temperature must be > 0"),
         ("bsl", {"negative_power": -1.0}, "--negative-power must be > 0"),
+        ("hinge", {"margin": 0.0}, "--margin must be > 0"),
     ],
 )
 def test_bad_parameters_of_the_new_losses_are_rejected(loss, params, message):
@@ -85,3 +103,11 @@ def test_bsl_options_reach_the_run_row(planted_dir, tmp_path):
     assert result.exit_code == 0, result.output
     row = store.read_runs(tmp_path).iloc[0]
     assert (row["loss"], row["temperature"], row["negative_power"]) == ("bsl", 0.08, 1.1)
+
+
+def test_hinge_and_ccl_share_the_margin_option_with_their_own_defaults(planted_dir, tmp_path):
+    assert resolve_params("hinge", {})["margin"] == 1.0 and resolve_params("ccl", {})["margin"] == 0.9
+    result = _train_once(planted_dir, tmp_path, "--loss", "hinge,ccl", "--margin", "0.3")
+    assert result.exit_code == 0, result.output
+    runs = store.read_runs(tmp_path)
+    assert sorted(zip(runs["loss"], runs["margin"])) == [("ccl", 0.3), ("hinge", 0.3)]

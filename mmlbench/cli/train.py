@@ -50,7 +50,7 @@ def command(
     k: Annotated[str | None, typer.Option("--k", help="Cut-offs, e.g. 10,20,50 [default: 10,20,50].")] = None,
     seed: Annotated[str | None, _grid_help("Random seed [default: 2019].")] = None,
     seeds: Annotated[int | None, typer.Option(help="Run N seeds: --seed, --seed + 1, ...")] = None,
-    margin: Annotated[str | None, _grid_help("CCL margin [default: 0.9].")] = None,
+    margin: Annotated[str | None, _grid_help("CCL: the negatives' cosine threshold; hinge: the gap s_pos - s_neg asked for [default: 0.9 / 1].")] = None,
     negative_weight: Annotated[str | None, _grid_help("CCL w / MMCL W [default: 150 / 700].")] = None,
     margins: Annotated[str | None, typer.Option(help="MMCL margins, e.g. 0.7,0.8,0.9.")] = None,
     margin_weights: Annotated[str | None, typer.Option(help="MMCL margin weights, e.g. 0.10,0.15,0.75.")] = None,

@@ -59,6 +59,15 @@ def bsl(s_pos: Tensor, s_neg: Tensor, *, temperature: float, negative_power: flo
     return (negative_power * negative - positive).mean()
 
 
+def hinge(s_pos: Tensor, s_neg: Tensor, *, margin: float) -> Tensor:
+    """Pairwise margin ranking: mean_j relu(m - s_pos + s_neg_j), the positive ahead by m.
+
+    As RecBox's PairwiseMarginLoss (mean over the batch and the N negatives); its default
+    m = 1 is ours: on cosine scores a pair stops counting once the gap reaches half the range.
+    """
+    return torch.relu(margin - s_pos.unsqueeze(1) + s_neg).mean()
+
+
 def ccl(s_pos: Tensor, s_neg: Tensor, *, margin: float, negative_weight: float) -> Tensor:
     """SimpleX's cosine contrastive loss: relu(1 - s_pos) + w * mean_j relu(s_neg_j - m)."""
     positive = torch.relu(1 - s_pos)
@@ -117,6 +126,10 @@ def _check_bsl(params: dict[str, Any]) -> None:
     _check_positive("negative_power", params["negative_power"])
 
 
+def _check_hinge(params: dict[str, Any]) -> None:
+    _check_positive("margin", params["margin"])
+
+
 def _check_margin(margin: float) -> None:
     if not -1 <= margin <= 1:
         raise MMLBenchError(f"a cosine margin must lie in [-1, 1], got {margin}")
@@ -147,6 +160,7 @@ LOSSES: dict[str, LossSpec] = {
     "bce": LossSpec(bce, {}),
     "ssm": LossSpec(ssm, {"temperature": 0.1}, _check_ssm),
     "bsl": LossSpec(bsl, {"temperature": 0.08, "negative_power": 1.22}, _check_bsl),
+    "hinge": LossSpec(hinge, {"margin": 1.0}, _check_hinge),
     "ccl": LossSpec(ccl, {"margin": 0.9, "negative_weight": 150.0}, _check_ccl),
     "mmcl": LossSpec(
         mmcl,
