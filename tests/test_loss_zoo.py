@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from mmlbench.cli import app
-from mmlbench.engine.losses import bsl, hinge, resolve_params, ssm
+from mmlbench.engine.losses import bsl, hinge, mse, resolve_params, ssm
 from mmlbench.errors import MMLBenchError
 from mmlbench.report import store
 
@@ -73,6 +73,18 @@ def test_hinge_is_zero_once_every_gap_reaches_the_margin():
     s_neg = torch.tensor([[0.3, -0.2], [0.0, -0.1]], dtype=torch.float64)  # smallest gap 0.6
     assert hinge(s_pos, s_neg, margin=0.55).item() == 0
     assert hinge(s_pos, s_neg, margin=0.65).item() == pytest.approx(2 * 0.05 / 4)
+
+
+def test_mse_by_hand():
+    # row 0: (1 - 0.8)^2 + (0.95^2 + 0.5^2) / 2 = 0.04 + (0.9025 + 0.25) / 2 = 0.04 + 0.57625 = 0.61625
+    # row 1: (1 - 0.2)^2 + (0.1^2 + 0.85^2) / 2 = 0.64 + (0.01 + 0.7225) / 2 = 0.64 + 0.36625 = 1.00625
+    assert mse(S_POS, S_NEG).item() == pytest.approx((0.61625 + 1.00625) / 2)  # 0.81125
+
+
+def test_mse_is_zero_at_its_labels_and_averages_not_sums_the_negatives():
+    assert mse(torch.ones(3), torch.zeros(3, 7)).item() == 0
+    s_pos, s_neg = _random_scores(4)
+    assert torch.allclose(mse(s_pos, s_neg), mse(s_pos, torch.cat([s_neg, s_neg], dim=1)))
 
 
 @pytest.mark.parametrize(

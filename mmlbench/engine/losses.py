@@ -59,6 +59,16 @@ def bsl(s_pos: Tensor, s_neg: Tensor, *, temperature: float, negative_power: flo
     return (negative_power * negative - positive).mean()
 
 
+def mse(s_pos: Tensor, s_neg: Tensor) -> Tensor:
+    """Squared error to the labels 1 and 0: (1 - s_pos)^2 + mean_j s_neg_j^2, meant for cosines.
+
+    Reduction: the negatives are averaged over the N negatives, so their weight does not grow
+    with N. RecBox's MSELoss (the reference library) halves both terms and sums the negatives,
+    (1 - s_pos)^2 / 2 + sum_j s_neg_j^2 / 2, i.e. its negatives weigh N times ours.
+    """
+    return ((1 - s_pos).square() + s_neg.square().mean(dim=1)).mean()
+
+
 def hinge(s_pos: Tensor, s_neg: Tensor, *, margin: float) -> Tensor:
     """Pairwise margin ranking: mean_j relu(m - s_pos + s_neg_j), the positive ahead by m.
 
@@ -158,6 +168,7 @@ class LossSpec:
 LOSSES: dict[str, LossSpec] = {
     "bpr": LossSpec(bpr, {}),
     "bce": LossSpec(bce, {}),
+    "mse": LossSpec(mse, {}),
     "ssm": LossSpec(ssm, {"temperature": 0.1}, _check_ssm),
     "bsl": LossSpec(bsl, {"temperature": 0.08, "negative_power": 1.22}, _check_bsl),
     "hinge": LossSpec(hinge, {"margin": 1.0}, _check_hinge),
