@@ -60,6 +60,7 @@ class RunConfig:
     positive_weight: float | None = None
     temperature: float | None = None
     negative_power: float | None = None  # BSL's τ2: power on the negatives' softmax sum
+    logq_correction: bool | None = None  # SSM: negatives' logits minus log(I q), q the sampler's
     # SimpleX parameters (None for MF).
     aggregator: str | None = None
     gamma: float | None = None

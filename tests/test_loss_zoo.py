@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from mmlbench.cli import app
-from mmlbench.engine.losses import bsl, hinge, mse, resolve_params, ssm
+from mmlbench.engine.losses import LOSSES, bsl, get_loss, hinge, loss_function, mse, resolve_params, ssm
 from mmlbench.errors import MMLBenchError
 from mmlbench.report import store
 
@@ -87,12 +87,66 @@ def test_mse_is_zero_at_its_labels_and_averages_not_sums_the_negatives():
     assert torch.allclose(mse(s_pos, s_neg), mse(s_pos, torch.cat([s_neg, s_neg], dim=1)))
 
 
+def test_ssm_logq_correction_by_hand():
+    # t = 0.5, neg_log_q = log(I q) = [[log 2, 0], [0, -log 2]]: negative logits s/t - log(I q)
+    # row 0: logits 1.6 | 1.9 - log 2, 1.0 -> log(e^1.6 + e^1.9 / 2 + e^1.0) - 1.6
+    #        = log(4.9530 + 3.3429 + 2.7183) - 1.6 = log(11.0142) - 1.6 = 2.3992 - 1.6 = 0.7992
+    # row 1: logits 0.4 | 0.2, 1.7 + log 2 -> log(e^0.4 + e^0.2 + 2 e^1.7) - 0.4
+    #        = log(1.4918 + 1.2214 + 10.9478) - 0.4 = log(13.6610) - 0.4 = 2.6145 - 0.4 = 2.2145
+    log_q = torch.tensor([[math.log(2), 0.0], [0.0, -math.log(2)]], dtype=torch.float64)
+    row0 = math.log(math.exp(1.6) + math.exp(1.9) / 2 + math.exp(1.0)) - 1.6
+    row1 = math.log(math.exp(0.4) + math.exp(0.2) + 2 * math.exp(1.7)) - 0.4
+    value = ssm(S_POS, S_NEG, log_q, temperature=0.5, logq_correction=True).item()
+    assert value == pytest.approx((row0 + row1) / 2)
+    assert value == pytest.approx(1.5068, abs=1e-4)
+    uncorrected = ssm(S_POS, S_NEG, log_q, temperature=0.5, logq_correction=False).item()
+    assert uncorrected == pytest.approx(ssm(S_POS, S_NEG, temperature=0.5).item()) and uncorrected != pytest.approx(value)
+
+
+def test_ssm_logq_correction_is_a_no_op_for_uniform_q():
+    s_pos, s_neg = _random_scores(5)
+    plain = ssm(s_pos, s_neg, temperature=0.1)
+    assert torch.equal(ssm(s_pos, s_neg, torch.zeros_like(s_neg), temperature=0.1, logq_correction=True), plain)
+
+
+def test_corrected_popularity_negatives_estimate_what_uniform_negatives_estimate():
+    """Monte Carlo over 6 items: the mean of exp(corrected logit) under q is uniform's mean."""
+    generator = torch.Generator().manual_seed(2)
+    item_scores = torch.tensor([0.9, 0.5, 0.1, -0.2, -0.6, 0.3], dtype=torch.float64)
+    q = torch.tensor([0.4, 0.25, 0.15, 0.1, 0.06, 0.04], dtype=torch.float64)
+    drawn = torch.multinomial(q, 400_000, replacement=True, generator=generator)
+    t, n_items = 0.5, len(q)
+    uniform_mean = torch.exp(item_scores / t).mean()
+    corrected = torch.exp(item_scores[drawn] / t - torch.log(n_items * q[drawn])).mean()
+    uncorrected = torch.exp(item_scores[drawn] / t).mean()
+    assert corrected.item() == pytest.approx(uniform_mean.item(), rel=0.01)
+    assert uncorrected.item() > 1.3 * uniform_mean.item()  # popular items here score high
+
+
+def test_ssm_logq_correction_gradients_match_float64_finite_differences():
+    generator = torch.Generator().manual_seed(6)
+    s_pos = torch.rand(4, generator=generator, dtype=torch.float64).requires_grad_()
+    s_neg = torch.rand(4, 5, generator=generator, dtype=torch.float64).requires_grad_()
+    log_q = torch.randn(4, 5, generator=generator, dtype=torch.float64)
+    fn = loss_function("ssm", resolve_params("ssm", {"logq_correction": True}))
+    assert torch.autograd.gradcheck(lambda p, n: fn(p, n, log_q), (s_pos, s_neg))
+
+
+def test_only_ssm_with_the_switch_on_asks_for_log_q():
+    assert get_loss("ssm").needs_log_q(resolve_params("ssm", {"logq_correction": True}))
+    assert not get_loss("ssm").needs_log_q(resolve_params("ssm", {}))
+    assert not any(LOSSES[name].needs_log_q(resolve_params(name, {})) for name in LOSSES)
+    with pytest.raises(ValueError, match="log-probabilities"):
+        ssm(S_POS, S_NEG, temperature=0.1, logq_correction=True)
+
+
 @pytest.mark.parametrize(
     ("loss", "params", "message"),
     [
         ("bsl", {"temperature": 0.0}, "--temperature must be > 0"),
         ("bsl", {"negative_power": -1.0}, "--negative-power must be > 0"),
         ("hinge", {"margin": 0.0}, "--margin must be > 0"),
+        ("ssm", {"logq_correction": "yes"}, "--logq-correction is a switch"),
     ],
 )
 def test_bad_parameters_of_the_new_losses_are_rejected(loss, params, message):

@@ -57,6 +57,7 @@ def command(
     positive_weight: Annotated[str | None, _grid_help("MMCL positive weight [default: 1].")] = None,
     temperature: Annotated[str | None, _grid_help("SSM temperature / BSL τ1 [default: 0.1 / 0.08].")] = None,
     negative_power: Annotated[str | None, _grid_help("BSL τ2, the power on the negatives' softmax sum; 1 = softmax [default: 1.22].")] = None,
+    logq_correction: Annotated[bool | None, typer.Option("--logq-correction/--no-logq-correction", help="SSM: subtract log(I q_j) from negative j's logit, q the sampler's probability (a no-op for uniform samplers) [default: off].")] = None,
     aggregator: Annotated[str | None, _grid_help("SimpleX history aggregator: mean or user-attention.")] = None,
     gamma: Annotated[str | None, _grid_help("SimpleX weight of the ID embedding [default: 0.5].")] = None,
     history_len: Annotated[str | None, _grid_help("SimpleX history items per user [default: 50].")] = None,
@@ -121,7 +122,7 @@ _GRIDDABLE = {
     "negative_power": float,
     "aggregator": str, "gamma": float, "history_len": int,
 }
-_SCALARS = ("epochs", "eval_every", "patience", "plateau_lr_factor", "min_lr", "min_delta", "monitor")
+_SCALARS = ("logq_correction", "epochs", "eval_every", "patience", "plateau_lr_factor", "min_lr", "min_delta", "monitor")
 _TUPLES = {"k": ("ks", int), "margins": ("margins", float), "margin_weights": ("margin_weights", float)}
 
 

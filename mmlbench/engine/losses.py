@@ -33,9 +33,24 @@ def bce(s_pos: Tensor, s_neg: Tensor) -> Tensor:
     return (F.softplus(-s_pos) + F.softplus(s_neg).mean(dim=1)).mean()
 
 
-def ssm(s_pos: Tensor, s_neg: Tensor, *, temperature: float) -> Tensor:
-    """Sampled softmax (InfoNCE): -log(exp(s_pos/t) / (exp(s_pos/t) + sum_j exp(s_neg_j/t)))."""
-    logits = torch.cat([s_pos.unsqueeze(1), s_neg], dim=1) / temperature
+def ssm(
+    s_pos: Tensor, s_neg: Tensor, neg_log_q: Tensor | None = None, *, temperature: float, logq_correction: bool = False
+) -> Tensor:
+    """Sampled softmax (InfoNCE): -log(exp(s_pos/t) / (exp(s_pos/t) + sum_j exp(s_neg_j/t))).
+
+    With `logq_correction`, negative j's logit is s_neg_j/t - log(I q_j): `neg_log_q` [B, N]
+    holds log(I q_j), the log of the probability q_j with which the sampler drew item j
+    relative to uniform's 1/I. Then E_q[exp(s_j/t) / (I q_j)] = E_uniform[exp(s_j/t)], so
+    the negatives' sum estimates what uniform sampling estimates whatever the sampler, and
+    with the uniform sampler (log(I q) = 0) the correction changes nothing. The positive is
+    not drawn from q and keeps its logit.
+    """
+    negatives = s_neg / temperature
+    if logq_correction:
+        if neg_log_q is None:
+            raise ValueError("ssm with logq_correction needs the negatives' log-probabilities")
+        negatives = negatives - neg_log_q
+    logits = torch.cat([s_pos.unsqueeze(1) / temperature, negatives], dim=1)
     return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
 
 
@@ -129,6 +144,8 @@ def _check_mmcl(params: dict[str, Any]) -> None:
 
 def _check_ssm(params: dict[str, Any]) -> None:
     _check_positive("temperature", params["temperature"])
+    if not isinstance(params["logq_correction"], bool):
+        raise MMLBenchError(f"--logq-correction is a switch (true or false), got {params['logq_correction']!r}")
 
 
 def _check_bsl(params: dict[str, Any]) -> None:
@@ -152,11 +169,19 @@ def _check_positive(name: str, value: float) -> None:
 
 @dataclass(frozen=True)
 class LossSpec:
-    """A registered loss: its function, its default parameters and their check."""
+    """A registered loss: its function, its default parameters and their check.
+
+    `log_q_switch` names the boolean parameter that makes the loss take a third argument,
+    the negatives' log sampling probabilities relative to uniform, log(I q) [B, N].
+    """
 
     fn: Callable[..., Tensor]
     defaults: dict[str, Any]
     check: Callable[[dict[str, Any]], None] | None = None
+    log_q_switch: str | None = None
+
+    def needs_log_q(self, params: dict[str, Any]) -> bool:
+        return self.log_q_switch is not None and bool(params[self.log_q_switch])
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -169,7 +194,7 @@ LOSSES: dict[str, LossSpec] = {
     "bpr": LossSpec(bpr, {}),
     "bce": LossSpec(bce, {}),
     "mse": LossSpec(mse, {}),
-    "ssm": LossSpec(ssm, {"temperature": 0.1}, _check_ssm),
+    "ssm": LossSpec(ssm, {"temperature": 0.1, "logq_correction": False}, _check_ssm, log_q_switch="logq_correction"),
     "bsl": LossSpec(bsl, {"temperature": 0.08, "negative_power": 1.22}, _check_bsl),
     "hinge": LossSpec(hinge, {"margin": 1.0}, _check_hinge),
     "ccl": LossSpec(ccl, {"margin": 0.9, "negative_weight": 150.0}, _check_ccl),
@@ -205,11 +230,14 @@ def resolve_params(name: str, given: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def loss_function(name: str, params: dict[str, Any]) -> Callable[[Tensor, Tensor], Tensor]:
-    """A closure computing the named loss with fixed parameters."""
+def loss_function(name: str, params: dict[str, Any]) -> Callable[..., Tensor]:
+    """A closure computing the named loss with fixed parameters: (s_pos, s_neg), plus the
+    negatives' log(I q) [B, N] where the spec's `needs_log_q(params)`."""
     fn = get_loss(name).fn
 
-    def compute(s_pos: Tensor, s_neg: Tensor) -> Tensor:
-        return fn(s_pos, s_neg, **params)
+    def compute(s_pos: Tensor, s_neg: Tensor, neg_log_q: Tensor | None = None) -> Tensor:
+        if neg_log_q is None:
+            return fn(s_pos, s_neg, **params)
+        return fn(s_pos, s_neg, neg_log_q, **params)
 
     return compute
