@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from mmlbench.cli import app
+from mmlbench.config import RunConfig
+from mmlbench.engine.runner import TrainOptions, train_run
+from mmlbench.engine.sampling import relative_log_q
 from mmlbench.engine.losses import LOSSES, bsl, get_loss, hinge, loss_function, mse, resolve_params, ssm
 from mmlbench.errors import MMLBenchError
 from mmlbench.report import store
@@ -177,3 +181,41 @@ def test_hinge_and_ccl_share_the_margin_option_with_their_own_defaults(planted_d
     assert result.exit_code == 0, result.output
     runs = store.read_runs(tmp_path)
     assert sorted(zip(runs["loss"], runs["margin"])) == [("ccl", 0.3), ("hinge", 0.3)]
+
+
+def test_relative_log_q_of_the_samplers():
+    counts = torch.tensor([3, 1, 0, 4])
+    # popularity, alpha = 1: q = [3, 1, 0, 4] / 8, log(I q) = log(4 q) = log([1.5, 0.5, 0, 2])
+    expected = torch.log(torch.tensor([1.5, 0.5, 0.0, 2.0]))
+    assert torch.allclose(relative_log_q("popularity", item_counts=counts, popularity_alpha=1.0), expected)
+    for name in ("uniform", "uniform-exclude-pos"):
+        assert torch.equal(relative_log_q(name, item_counts=counts, popularity_alpha=0.0), torch.zeros(4))
+
+
+FAST = dict(negatives=10, batch_size=64, lr=0.01, epochs=6, patience=4)
+
+
+def _metrics_and_losses(planted_dir, results, **settings):
+    options = TrainOptions(device="cpu", data_dir=planted_dir, results_dir=results, quiet=True)
+    outcome = train_run(RunConfig("planted", loss="ssm", **settings, **FAST), options)
+    curve = store.read_curve(outcome.run_dir)
+    return outcome.row["recall@10"], curve["loss"].tolist()
+
+
+def test_logq_correction_changes_popularity_training_and_nothing_under_uniform(planted_dir, tmp_path):
+    plain = _metrics_and_losses(planted_dir, tmp_path / "a", sampler="uniform")
+    assert _metrics_and_losses(planted_dir, tmp_path / "b", sampler="uniform", logq_correction=True) == plain
+    popular = _metrics_and_losses(planted_dir, tmp_path / "c", sampler="popularity")
+    corrected = _metrics_and_losses(planted_dir, tmp_path / "d", sampler="popularity", logq_correction=True)
+    assert corrected[1] != popular[1]
+    assert corrected[0] > 0.5  # still learns the planted clusters
+
+
+def test_logq_correction_switch_reaches_ssm_runs_only(planted_dir, tmp_path):
+    result = _train_once(planted_dir, tmp_path, "--loss", "ssm,bpr", "--sampler", "popularity", "--logq-correction")
+    assert result.exit_code == 0, result.output
+    runs = store.read_runs(tmp_path).set_index("loss")
+    assert runs.loc["ssm", "logq_correction"] == True  # noqa: E712 (a numpy bool)
+    assert pd.isna(runs.loc["bpr", "logq_correction"])
+    rows = {row["loss"]: RunConfig.from_row(row.to_dict()) for _, row in runs.reset_index().iterrows()}
+    assert rows["ssm"].logq_correction is True and rows["bpr"].logq_correction is None
