@@ -63,6 +63,8 @@ class RunConfig:
     margin_weights: tuple[float, ...] | None = None
     positive_weight: float | None = None
     temperature: float | None = None
+    negative_power: float | None = None  # BSL's τ2: power on the negatives' softmax sum
+    logq_correction: bool | None = None  # SSM: negatives' logits minus log(I q), q the sampler's
     # SimpleX parameters (None for MF).
     aggregator: str | None = None
     gamma: float | None = None

@@ -51,12 +51,14 @@ def command(
     k: Annotated[str | None, typer.Option("--k", help="Cut-offs, e.g. 10,20,50 [default: 10,20,50].")] = None,
     seed: Annotated[str | None, _grid_help("Random seed [default: 2019].")] = None,
     seeds: Annotated[int | None, typer.Option(help="Run N seeds from the base seed: --seed, else the experiment file's seed, else the default; base, base + 1, ...")] = None,
-    margin: Annotated[str | None, _grid_help("CCL margin [default: 0.9].")] = None,
+    margin: Annotated[str | None, _grid_help("CCL: the negatives' cosine threshold; hinge: the gap s_pos - s_neg asked for [default: 0.9 / 1].")] = None,
     negative_weight: Annotated[str | None, _grid_help("CCL w / MMCL W [default: 150 / 700].")] = None,
     margins: Annotated[str | None, typer.Option(help="MMCL margins, e.g. 0.7,0.8,0.9.")] = None,
     margin_weights: Annotated[str | None, typer.Option(help="MMCL margin weights, e.g. 0.10,0.15,0.75.")] = None,
     positive_weight: Annotated[str | None, _grid_help("MMCL positive weight [default: 1].")] = None,
-    temperature: Annotated[str | None, _grid_help("SSM temperature [default: 0.1].")] = None,
+    temperature: Annotated[str | None, _grid_help("SSM temperature / BSL τ1 [default: 0.1 / 0.08].")] = None,
+    negative_power: Annotated[str | None, _grid_help("BSL τ2, the power on the negatives' softmax sum; 1 = softmax [default: 1.22].")] = None,
+    logq_correction: Annotated[bool | None, typer.Option("--logq-correction/--no-logq-correction", help="SSM: subtract log(I q_j) from negative j's logit, q the sampler's probability (a no-op for uniform samplers) [default: off].")] = None,
     aggregator: Annotated[str | None, _grid_help("SimpleX history aggregator: mean or user-attention.")] = None,
     gamma: Annotated[str | None, _grid_help("SimpleX weight of the ID embedding [default: 0.5].")] = None,
     history_len: Annotated[str | None, _grid_help("SimpleX history items per user [default: 50].")] = None,
@@ -116,9 +118,9 @@ def _experiment(config: Path | None, preset: str | None, quick: bool) -> Experim
 _GRIDDABLE = (
     "dataset", "model", "loss", "negatives", "sampler", "popularity_alpha", "score", "embedding_dim", "dropout",
     "batch_size", "lr", "l2", "l2_scope", "last_batch", "seed", "margin", "negative_weight", "positive_weight",
-    "temperature", "aggregator", "gamma", "history_len",
+    "temperature", "negative_power", "aggregator", "gamma", "history_len",
 )
-_SCALARS = ("epochs", "eval_every", "patience", "plateau_lr_factor", "min_lr", "min_delta", "monitor")
+_SCALARS = ("logq_correction", "epochs", "eval_every", "patience", "plateau_lr_factor", "min_lr", "min_delta", "monitor")
 _TUPLES = {"k": "ks", "margins": "margins", "margin_weights": "margin_weights"}  # option -> field
 
 

@@ -33,10 +33,65 @@ def bce(s_pos: Tensor, s_neg: Tensor) -> Tensor:
     return (F.softplus(-s_pos) + F.softplus(s_neg).mean(dim=1)).mean()
 
 
-def ssm(s_pos: Tensor, s_neg: Tensor, *, temperature: float) -> Tensor:
-    """Sampled softmax (InfoNCE): -log(exp(s_pos/t) / (exp(s_pos/t) + sum_j exp(s_neg_j/t)))."""
-    logits = torch.cat([s_pos.unsqueeze(1), s_neg], dim=1) / temperature
+def ssm(
+    s_pos: Tensor, s_neg: Tensor, neg_log_q: Tensor | None = None, *, temperature: float, logq_correction: bool = False
+) -> Tensor:
+    """Sampled softmax (InfoNCE): -log(exp(s_pos/t) / (exp(s_pos/t) + sum_j exp(s_neg_j/t))).
+
+    With `logq_correction`, negative j's logit is s_neg_j/t - log(I q_j): `neg_log_q` [B, N]
+    holds log(I q_j), the log of the probability q_j with which the sampler drew item j
+    relative to uniform's 1/I. Then E_q[exp(s_j/t) / (I q_j)] = E_uniform[exp(s_j/t)], so
+    the negatives' sum estimates what uniform sampling estimates whatever the sampler, and
+    with the uniform sampler (log(I q) = 0) the correction changes nothing. The positive is
+    not drawn from q and keeps its logit.
+    """
+    negatives = s_neg / temperature
+    if logq_correction:
+        if neg_log_q is None:
+            raise ValueError("ssm with logq_correction needs the negatives' log-probabilities")
+        negatives = negatives - neg_log_q
+    logits = torch.cat([s_pos.unsqueeze(1) / temperature, negatives], dim=1)
     return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
+
+
+def bsl(s_pos: Tensor, s_neg: Tensor, *, temperature: float, negative_power: float) -> Tensor:
+    """Bilateral softmax loss (Wu et al., ICDE 2024), in the form of the authors' code:
+    -s_pos/t1 + t2 * log sum_j exp(s_neg_j/t1), with t1 = `temperature`, t2 = `negative_power`.
+
+    t2 is the power on the negatives' softmax sum (the BSL code's `temperature_2`, and the
+    τ2 of its published settings). Written with two temperatures it is t2 times
+    -s_pos/(t1 t2) + log sum_j exp(s_neg_j/t1): positive temperature t1*t2, negative
+    temperature t1, so the two temperatures are equal exactly when t2 = 1, and then this is
+    the BSL code's softmax loss. That softmax leaves the positive out of the denominator,
+    unlike `ssm`: per row, bsl(t, 1) = ssm(t) + log(1 - exp(-ssm(t))), equal to neither
+    `ssm` nor `ssm` plus a constant. Negatives are summed ("reweight" mode, the README's
+    form); the published MF runs average them ("multi" mode), which only subtracts the
+    constant t2 log N, and also pool exp(s_pos/t1) over a batch's rows of the same user,
+    which a loss over one row cannot do (8.5% of the rows of a batch of 1024 on Gowalla
+    share their user with another row).
+    """
+    positive = s_pos / temperature
+    negative = torch.logsumexp(s_neg / temperature, dim=1)
+    return (negative_power * negative - positive).mean()
+
+
+def mse(s_pos: Tensor, s_neg: Tensor) -> Tensor:
+    """Squared error to the labels 1 and 0: (1 - s_pos)^2 + mean_j s_neg_j^2, meant for cosines.
+
+    Reduction: the negatives are averaged over the N negatives, so their weight does not grow
+    with N. RecBox's MSELoss (the reference library) halves both terms and sums the negatives,
+    (1 - s_pos)^2 / 2 + sum_j s_neg_j^2 / 2, i.e. its negatives weigh N times ours.
+    """
+    return ((1 - s_pos).square() + s_neg.square().mean(dim=1)).mean()
+
+
+def hinge(s_pos: Tensor, s_neg: Tensor, *, margin: float) -> Tensor:
+    """Pairwise margin ranking: mean_j relu(m - s_pos + s_neg_j), the positive ahead by m.
+
+    As RecBox's PairwiseMarginLoss (mean over the batch and the N negatives); its default
+    m = 1 is ours: on cosine scores a pair stops counting once the gap reaches half the range.
+    """
+    return torch.relu(margin - s_pos.unsqueeze(1) + s_neg).mean()
 
 
 def ccl(s_pos: Tensor, s_neg: Tensor, *, margin: float, negative_weight: float) -> Tensor:
@@ -90,6 +145,17 @@ def _check_mmcl(params: dict[str, Any]) -> None:
 
 def _check_ssm(params: dict[str, Any]) -> None:
     _check_positive("temperature", params["temperature"])
+    if not isinstance(params["logq_correction"], bool):
+        raise MMLBenchError(f"--logq-correction is a switch (true or false), got {params['logq_correction']!r}")
+
+
+def _check_bsl(params: dict[str, Any]) -> None:
+    _check_positive("temperature", params["temperature"])
+    _check_positive("negative_power", params["negative_power"])
+
+
+def _check_hinge(params: dict[str, Any]) -> None:
+    _check_positive("margin", params["margin"])
 
 
 def _check_margin(margin: float) -> None:
@@ -104,11 +170,19 @@ def _check_positive(name: str, value: float) -> None:
 
 @dataclass(frozen=True)
 class LossSpec:
-    """A registered loss: its function, its default parameters and their check."""
+    """A registered loss: its function, its default parameters and their check.
+
+    `log_q_switch` names the boolean parameter that makes the loss take a third argument,
+    the negatives' log sampling probabilities relative to uniform, log(I q) [B, N].
+    """
 
     fn: Callable[..., Tensor]
     defaults: dict[str, Any]
     check: Callable[[dict[str, Any]], None] | None = None
+    log_q_switch: str | None = None
+
+    def needs_log_q(self, params: dict[str, Any]) -> bool:
+        return self.log_q_switch is not None and bool(params[self.log_q_switch])
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -116,11 +190,14 @@ class LossSpec:
         return tuple(p.name for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY)
 
 
-# Defaults from REFERENCE.md: CCL as in SimpleX; MMCL as in the author's Gowalla runs.
+# Defaults from REFERENCE.md: CCL as in SimpleX; MMCL and BSL as in their authors' Gowalla runs.
 LOSSES: dict[str, LossSpec] = {
     "bpr": LossSpec(bpr, {}),
     "bce": LossSpec(bce, {}),
-    "ssm": LossSpec(ssm, {"temperature": 0.1}, _check_ssm),
+    "mse": LossSpec(mse, {}),
+    "ssm": LossSpec(ssm, {"temperature": 0.1, "logq_correction": False}, _check_ssm, log_q_switch="logq_correction"),
+    "bsl": LossSpec(bsl, {"temperature": 0.08, "negative_power": 1.22}, _check_bsl),
+    "hinge": LossSpec(hinge, {"margin": 1.0}, _check_hinge),
     "ccl": LossSpec(ccl, {"margin": 0.9, "negative_weight": 150.0}, _check_ccl),
     "mmcl": LossSpec(
         mmcl,
@@ -154,11 +231,14 @@ def resolve_params(name: str, given: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def loss_function(name: str, params: dict[str, Any]) -> Callable[[Tensor, Tensor], Tensor]:
-    """A closure computing the named loss with fixed parameters."""
+def loss_function(name: str, params: dict[str, Any]) -> Callable[..., Tensor]:
+    """A closure computing the named loss with fixed parameters: (s_pos, s_neg), plus the
+    negatives' log(I q) [B, N] where the spec's `needs_log_q(params)`."""
     fn = get_loss(name).fn
 
-    def compute(s_pos: Tensor, s_neg: Tensor) -> Tensor:
-        return fn(s_pos, s_neg, **params)
+    def compute(s_pos: Tensor, s_neg: Tensor, neg_log_q: Tensor | None = None) -> Tensor:
+        if neg_log_q is None:
+            return fn(s_pos, s_neg, **params)
+        return fn(s_pos, s_neg, neg_log_q, **params)
 
     return compute

@@ -54,12 +54,17 @@ def uniform_exclude_positives(
     return sample
 
 
-def popularity(item_counts: Tensor, negatives: int, alpha: float) -> Sampler:
-    """Items drawn with probability proportional to (training count) ** alpha, with replacement."""
+def popularity_probabilities(item_counts: Tensor, alpha: float) -> Tensor:
+    """q(item) = count ** alpha / sum(count ** alpha), in float64."""
     weights = item_counts.double().pow(alpha)
     if float(weights.sum()) <= 0:
         raise MMLBenchError("popularity sampling needs at least one item with training interactions")
-    probabilities = (weights / weights.sum()).float()
+    return weights / weights.sum()
+
+
+def popularity(item_counts: Tensor, negatives: int, alpha: float) -> Sampler:
+    """Items drawn with probability proportional to (training count) ** alpha, with replacement."""
+    probabilities = popularity_probabilities(item_counts, alpha).float()
 
     def sample(users: Tensor) -> Tensor:
         flat = torch.multinomial(probabilities, users.shape[0] * negatives, replacement=True)
@@ -69,6 +74,17 @@ def popularity(item_counts: Tensor, negatives: int, alpha: float) -> Sampler:
 
 
 SAMPLERS = ("uniform", "uniform-exclude-pos", "popularity")
+
+
+def relative_log_q(name: str, *, item_counts: Tensor, popularity_alpha: float) -> Tensor:
+    """log(I q(item)) [I]: the log of the sampler's probability of each item relative to
+    uniform's 1/I, for losses that correct for the sampler. Zero for the uniform samplers
+    (uniform-exclude-pos is uniform over a user's non-positives: 1/(I - |P_u|), taken as 1/I)."""
+    check_sampler(name)
+    if name != "popularity":
+        return torch.zeros(item_counts.numel(), device=item_counts.device)
+    q = popularity_probabilities(item_counts, popularity_alpha)
+    return torch.log(q * q.numel()).float()
 
 
 def check_sampler(name: str) -> None:

@@ -73,12 +73,14 @@ class TrainStep:
         model: torch.nn.Module,
         data: InteractionData,
         sampler: Sampler,
-        loss_fn: Callable[[Tensor, Tensor], Tensor],
+        loss_fn: Callable[..., Tensor],
         config: RunConfig,
         *,
         use_graph: bool,
+        log_q: Tensor | None = None,
     ) -> None:
         self.model, self.data, self.sampler, self.loss_fn, self.config = model, data, sampler, loss_fn, config
+        self.log_q = log_q  # log(I q(item)) [I], for losses that correct for the sampler
         device = data.train_items.device
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = make_adam(self.params, config.lr, device, capturable=use_graph)
@@ -174,7 +176,10 @@ class TrainStep:
         user_vectors = model.user_vectors(users, normalize=cosine)
         scores, item_squares = gathered_scores(model.item_table(), user_vectors, index, cosine)
         s_pos, s_neg = scores[:, 0], scores[:, 1:]
-        loss = self.loss_fn(s_pos, s_neg)
+        if self.log_q is None:
+            loss = self.loss_fn(s_pos, s_neg)
+        else:
+            loss = self.loss_fn(s_pos, s_neg, self.log_q[index[:, 1:]])
         if config.l2_scope == "batch":
             user_table, _ = model.embedding_tables()
             user_squares = user_table[users].square().sum()

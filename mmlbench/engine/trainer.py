@@ -16,7 +16,7 @@ from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.device import synchronize
 from mmlbench.engine.evaluator import Evaluation, evaluate
 from mmlbench.engine.losses import get_loss, loss_function
-from mmlbench.engine.sampling import make_sampler
+from mmlbench.engine.sampling import make_sampler, relative_log_q
 from mmlbench.engine.step import TrainStep
 from mmlbench.errors import MMLBenchError
 
@@ -80,9 +80,14 @@ class Trainer:
             item_counts=data.item_counts(),
             popularity_alpha=config.popularity_alpha or 0.0,
         )
+        params = _loss_params(config)
+        log_q = None
+        if get_loss(config.loss).needs_log_q(params):
+            alpha = config.popularity_alpha or 0.0
+            log_q = relative_log_q(config.sampler, item_counts=data.item_counts(), popularity_alpha=alpha)
         self.step = TrainStep(
-            model, data, sampler, loss_function(config.loss, _loss_params(config)), config,
-            use_graph=cuda_graphs and device.type == "cuda" and config.sampler == "uniform",
+            model, data, sampler, loss_function(config.loss, params), config,
+            use_graph=cuda_graphs and device.type == "cuda" and config.sampler == "uniform", log_q=log_q,
         )
 
     @property
