@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import require_processed
@@ -23,12 +23,21 @@ from mmlbench.report import claims, store
 __all__ = ["CANCELLED", "CLAIMED", "RunTraceback", "SweepEntry", "plan", "run_sweep", "was_interrupted"]
 
 
-def plan(configs: list[RunConfig], options: TrainOptions) -> list[tuple[RunConfig, str, str]]:
-    """(config, run id, 'done' | 'claimed elsewhere' | 'to run') per config; reads only meta.json files."""
+def plan(
+    configs: list[RunConfig], options: TrainOptions, fetching: Collection[str] = ()
+) -> list[tuple[RunConfig, str, str]]:
+    """(config, run id, 'done' | 'claimed elsewhere' | 'to run') per config; reads only meta.json files.
+
+    A config whose dataset is in `fetching` (not there yet, `train` would fetch it) is 'to run'
+    with '?' for the hash in its run id: the hash needs the data's fingerprint.
+    """
     results_dir = results_home(options.results_dir)
     completed = store.completed_runs(results_dir)
     rows = []
     for config in configs:
+        if config.dataset in fetching:
+            rows.append((config, config.run_id("?"), "to run"))
+            continue
         fingerprint = read_meta(require_processed(config.dataset, options.data_dir)).get("fingerprint", "")
         config_hash = config.hash(fingerprint)
         if config_hash in completed and not options.force:
