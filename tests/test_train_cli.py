@@ -141,7 +141,8 @@ def test_unknown_loss_table_is_one_line(planted_dir, tmp_path):
 
 
 def test_unprocessed_dataset_names_the_command_to_run(tmp_path):
-    result = runner.invoke(app, ["train", "--dataset", "gowalla", "--data-dir", str(tmp_path), "--results-dir", str(tmp_path / "r"), "--device", "cpu"])
+    # --no-fetch: otherwise train downloads gowalla itself (tests/test_autofetch.py).
+    result = runner.invoke(app, ["train", "--dataset", "gowalla", "--no-fetch", "--data-dir", str(tmp_path), "--results-dir", str(tmp_path / "r"), "--device", "cpu"])
     assert result.exit_code == 1
     assert "mmlbench preprocess gowalla" in _one_line(result.stderr)
     assert result.stdout == ""

@@ -10,6 +10,8 @@ import typer
 from mmlbench.cli.render_train import ResultFormat, plan_document, print_json, print_plan, report_sweep
 from mmlbench.config import check_setting, value_type
 from mmlbench.console import out
+from mmlbench.data.download import MIRROR_ENV
+from mmlbench.data.fetch import fetch_missing
 from mmlbench.engine.losses import LOSSES
 from mmlbench.engine.memory import check_sweep_fits
 from mmlbench.engine.models import MODELS
@@ -73,6 +75,8 @@ def command(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     eval_batch_users: Annotated[int | None, typer.Option(help="Users per evaluation batch [default: from memory].", min=1)] = None,
     no_cuda_graphs: Annotated[bool, typer.Option(help="Train eagerly on CUDA (no graph capture).")] = False,
+    no_fetch: Annotated[bool, typer.Option(help="Never download or preprocess a registered dataset that is missing.")] = False,
+    source: Annotated[str | None, typer.Option(help=f"Where a missing registered dataset is fetched from, as for `download --source` [default: ${MIRROR_ENV}, else the registry URLs].", show_default=False)] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Data home [default: $MMLBENCH_DATA_DIR or ./datasets].")] = None,
     results_dir: Annotated[Path | None, typer.Option(help="Run store [default: $MMLBENCH_RESULTS_DIR or ./results].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
@@ -92,9 +96,10 @@ def command(
         device=device, data_dir=data_dir, results_dir=results_dir, quiet=quiet, force=force, resume=not no_resume,
         eval_batch_users=eval_batch_users, cuda_graphs=not no_cuda_graphs,
     )
+    fetching = fetch_missing([c.dataset for c in configs], data_dir, source=source, fetch=not no_fetch, dry_run=dry_run, quiet=quiet)
     check_sweep_fits(configs, device, data_dir)
     if dry_run:
-        rows = plan(configs, options)
+        rows = plan(configs, options, fetching)
         if output_format is ResultFormat.json:
             print_json(plan_document(rows))
         else:

@@ -1,0 +1,23 @@
+"""The in-process executor: one run after another in this process (`--jobs 1`)."""
+
+from __future__ import annotations
+
+from mmlbench.config import RunConfig
+from mmlbench.engine.runner import TrainOptions
+from mmlbench.executors.base import CANCELLED, SweepEntry, run_task
+from mmlbench.report import store
+
+
+class InProcessExecutor:
+    """Runs the configs in order; Ctrl-C interrupts the run in progress and cancels the rest."""
+
+    def run(self, configs: list[RunConfig], options: TrainOptions) -> list[SweepEntry]:
+        entries: list[SweepEntry] = []
+        try:
+            for config in configs:
+                entries.append(run_task(config, options))
+                if entries[-1].status == store.STATUS_INTERRUPTED:
+                    break
+        except KeyboardInterrupt:  # between two runs
+            pass
+        return entries + [SweepEntry(config, state=CANCELLED) for config in configs[len(entries):]]
