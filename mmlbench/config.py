@@ -16,7 +16,7 @@ from mmlbench.engine.losses import LOSS_PARAMS, get_loss, resolve_params
 from mmlbench.engine.models import MODELS
 from mmlbench.engine.sampling import check_sampler
 from mmlbench.errors import MMLBenchError, unknown_name
-from mmlbench.report.store import METRIC_NAMES
+from mmlbench.metrics import parse_metric
 
 SCORES = ("cosine", "dot")
 L2_SCOPES = ("table", "batch")
@@ -173,16 +173,6 @@ def _unflat(name: str, value: Any) -> Any:
 def _at_least(option: str, value: int, minimum: int) -> None:
     if value < minimum:
         raise MMLBenchError(f"--{option} must be >= {minimum}, got {value}")
-
-
-def parse_metric(name: str) -> tuple[str, int]:
-    """'recall@20' -> ('recall', 20), with a clear error for anything else."""
-    metric, sep, k = name.partition("@")
-    if not sep or not k.isdigit() or int(k) < 1:
-        raise MMLBenchError(f"a metric looks like recall@20, got '{name}'")
-    if metric not in METRIC_NAMES:
-        raise unknown_name("metric", metric, METRIC_NAMES)
-    return metric, int(k)
 
 
 # Checking values against RunConfig's field types: experiment files and the command line

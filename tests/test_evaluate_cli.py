@@ -11,13 +11,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.cli import evaluate as evaluate_cli
 from mmlbench.data.processed import IdMaps
 from mmlbench.engine.evaluator import Evaluation
 from mmlbench.engine.rescore import write_top_k
 from mmlbench.fsutil import writable_folder
-from mmlbench.report import store
 
 runner = CliRunner()
 N_ITEMS = 60  # the planted dataset's items

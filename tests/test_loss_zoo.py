@@ -10,13 +10,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
+from mmlbench.engine.losses import LOSSES, bsl, get_loss, hinge, loss_function, mse, resolve_params, ssm
 from mmlbench.engine.runner import TrainOptions, train_run
 from mmlbench.engine.sampling import relative_log_q
-from mmlbench.engine.losses import LOSSES, bsl, get_loss, hinge, loss_function, mse, resolve_params, ssm
 from mmlbench.errors import MMLBenchError
-from mmlbench.report import store
 
 S_POS = torch.tensor([0.8, 0.2], dtype=torch.float64)
 S_NEG = torch.tensor([[0.95, 0.5], [0.1, 0.85]], dtype=torch.float64)

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from mmlbench import store
 from mmlbench.cli import app
-from mmlbench.report import store
 
 runner = CliRunner()
 FAST = ["--negatives", "5", "--batch-size", "64", "--lr", "0.01", "--epochs", "3", "--device", "cpu", "-q"]

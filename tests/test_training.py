@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import load_dataset
 from mmlbench.engine.evaluator import Evaluation, evaluate
@@ -13,7 +14,7 @@ from mmlbench.engine.losses import LOSSES
 from mmlbench.engine.runner import TrainOptions, train_run
 from mmlbench.engine.trainer import Trainer
 from mmlbench.errors import MMLBenchError
-from mmlbench.report import store
+from mmlbench.metrics import is_metric_column
 
 _real = Trainer.evaluate
 
@@ -69,7 +70,7 @@ def test_same_seed_same_numbers_on_cpu(planted_dir, tmp_path):
     first = train_run(config, _options(planted_dir, tmp_path / "a"))
     second = train_run(config, _options(planted_dir, tmp_path / "b"))
     other = train_run(RunConfig("planted", epochs=3, negatives=10, batch_size=64, lr=0.01, seed=7), _options(planted_dir, tmp_path / "a"))
-    metrics = [name for name in first.row if store.is_metric_column(name)]
+    metrics = [name for name in first.row if is_metric_column(name)]
     assert [first.row[m] for m in metrics] == [second.row[m] for m in metrics]
     assert [first.row[m] for m in metrics] != [other.row[m] for m in metrics]
 

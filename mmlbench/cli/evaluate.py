@@ -9,13 +9,13 @@ from typing import Annotated, Any
 
 import typer
 
+from mmlbench import store
 from mmlbench.cli.render_train import ResultFormat, metrics_table, print_json
 from mmlbench.console import err, info, out, show_progress, warn
 from mmlbench.engine.rescore import Rescored, check_top_k_path, rescore, save_evaluation, write_top_k
 from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import writable_folder
 from mmlbench.paths import results_home
-from mmlbench.report import store
 
 NAME = "evaluate"
 NO_ARGS_IS_HELP = True

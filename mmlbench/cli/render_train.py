@@ -13,12 +13,12 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.console import info, out
 from mmlbench.engine.runner import RunOutcome
 from mmlbench.errors import MMLBenchError
-from mmlbench.report import store
-from mmlbench.report.store import METRIC_NAMES, is_metric_column
+from mmlbench.metrics import METRIC_NAMES, is_metric_column
 from mmlbench.sweep import CANCELLED, CLAIMED, RunTraceback, SweepEntry, was_interrupted
 
 class ResultFormat(str, enum.Enum):

@@ -26,7 +26,7 @@ import torch
 from mmlbench.console import warn
 from mmlbench.engine.trainer import EpochLog, FitResult, Trainer
 from mmlbench.fsutil import atomic_file
-from mmlbench.report.store import runs_dir
+from mmlbench.store import runs_dir
 
 FORMAT = 1
 STATE_FILE = "state.pt"

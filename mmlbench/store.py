@@ -1,0 +1,170 @@
+"""The run store: one folder per run, written atomically, read back as DataFrames.
+
+Layout: <results>/runs/<run_id>/{run.parquet, curve.parquet, per_user.parquet, model.pt}.
+`run.parquet` is one wide row: config fields, provenance, status, costs and one column
+per test metric (`recall@20`, ...). Folders whose names start with '.' are unfinished
+writes and are never read. A run folder whose `run.parquet` cannot be read (a damaged disk,
+a copy cut short) is warned about once and skipped by every reader of the whole store, so
+it never blocks the other runs; `read_run` on that one folder still raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.markup import escape
+
+from mmlbench.console import warn
+from mmlbench.errors import MMLBenchError
+from mmlbench.fsutil import atomic_dir
+
+SCHEMA_VERSION = 1
+RUN_FILE = "run.parquet"
+CURVE_FILE = "curve.parquet"
+PER_USER_FILE = "per_user.parquet"
+CHECKPOINT_FILE = "model.pt"
+
+STATUS_COMPLETED = "completed"
+STATUS_FAILED = "failed"
+STATUS_INTERRUPTED = "interrupted"
+
+# Damaged run folders already warned about: a sweep looks up the store once per run.
+_reported_damaged: set[Path] = set()
+
+
+class StoreUnwritable(MMLBenchError):
+    """The results folder cannot take a run (a file in its path, read-only, disk full).
+
+    Not a property of one run: a sweep stops at the first one instead of training runs it cannot keep.
+    """
+
+
+def runs_dir(results_dir: Path) -> Path:
+    return Path(results_dir) / "runs"
+
+
+@dataclass
+class RunRecord:
+    """Everything a finished (or failed) run leaves behind."""
+
+    row: dict[str, Any]
+    curve: pd.DataFrame | None = None
+    per_user: pd.DataFrame | None = None
+    checkpoint: dict[str, Any] | None = None
+    extra_files: dict[str, bytes] = field(default_factory=dict)
+
+
+def write_run(results_dir: Path, record: RunRecord) -> Path:
+    """Write a run folder atomically, replacing an earlier folder of the same run id."""
+    import torch
+
+    run_id = record.row["run_id"]
+    final = runs_dir(results_dir) / run_id
+    with atomic_dir(final) as tmp:
+        row = {"schema_version": SCHEMA_VERSION, **record.row}
+        pd.DataFrame([row]).to_parquet(tmp / RUN_FILE, index=False)
+        if record.curve is not None:
+            record.curve.to_parquet(tmp / CURVE_FILE, index=False)
+        if record.per_user is not None:
+            record.per_user.to_parquet(tmp / PER_USER_FILE, index=False)
+        if record.checkpoint is not None:
+            torch.save(record.checkpoint, tmp / CHECKPOINT_FILE)
+        for name, payload in record.extra_files.items():
+            (tmp / name).write_bytes(payload)
+    return final
+
+
+def iter_run_dirs(results_dir: Path) -> Iterator[Path]:
+    """Complete run folders, in name order; unfinished (hidden) folders are skipped."""
+    root = runs_dir(results_dir)
+    if not root.is_dir():
+        return
+    for path in sorted(root.iterdir()):
+        if path.is_dir() and not path.name.startswith(".") and (path / RUN_FILE).is_file():
+            yield path
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """The one row of a run folder as a dict."""
+    try:
+        frame = pd.read_parquet(Path(run_dir) / RUN_FILE)
+    except FileNotFoundError:
+        raise MMLBenchError(f"no run at {run_dir} (missing {RUN_FILE})") from None
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise MMLBenchError(f"cannot read {Path(run_dir) / RUN_FILE}: {exc}") from None
+    if len(frame) != 1:
+        raise MMLBenchError(f"{Path(run_dir) / RUN_FILE} should hold one row, found {len(frame)}")
+    return frame.iloc[0].to_dict()
+
+
+def readable_runs(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(folder, row) of every run whose row can be read; a damaged one is warned about once and skipped."""
+    for run_dir in iter_run_dirs(results_dir):
+        try:
+            row = read_run(run_dir)
+        except MMLBenchError:  # the reader's own message repeats the path and adds pyarrow's detail
+            if run_dir not in _reported_damaged:
+                _reported_damaged.add(run_dir)
+                unreadable = f"its {RUN_FILE} cannot be read"
+                warn(escape(f"skipping damaged run {run_dir} ({unreadable}); training it again replaces it"))
+            continue
+        yield run_dir, row
+
+
+def read_runs(results_dir: Path) -> pd.DataFrame:
+    """All readable runs in the store as one DataFrame (one row per run), with a `run_dir` column."""
+    rows = []
+    for run_dir, row in readable_runs(results_dir):
+        row["run_dir"] = str(run_dir)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def completed_runs(results_dir: Path) -> dict[str, Path]:
+    """Config hash -> folder of every completed (and readable) run in the store."""
+    completed = {}
+    for run_dir, row in readable_runs(results_dir):
+        if row.get("status") == STATUS_COMPLETED:
+            completed[row.get("config_hash")] = run_dir
+    return completed
+
+
+def find_completed(results_dir: Path, config_hash: str) -> Path | None:
+    """The folder of a completed run with this config hash, if the store has one."""
+    return completed_runs(results_dir).get(config_hash)
+
+
+def read_curve(run_dir: Path) -> pd.DataFrame:
+    return _read_optional(Path(run_dir) / CURVE_FILE)
+
+
+def read_per_user(run_dir: Path) -> pd.DataFrame:
+    return _read_optional(Path(run_dir) / PER_USER_FILE)
+
+
+def _read_optional(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise MMLBenchError(f"{path} is missing")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:
+        raise MMLBenchError(f"cannot read {path}: {exc}") from None
+
+
+def resolve_run(results_dir: Path, run: str) -> Path:
+    """A run given as a folder path or as a run id (or unique id prefix) in the store."""
+    as_path = Path(run)
+    if (as_path / RUN_FILE).is_file():
+        return as_path
+    matches = [d for d in iter_run_dirs(results_dir) if d.name == run] or [
+        d for d in iter_run_dirs(results_dir) if d.name.startswith(run)
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise MMLBenchError(f"no run '{run}' in {runs_dir(results_dir)}")
+    raise MMLBenchError(f"'{run}' matches {len(matches)} runs; give more of the run id")
