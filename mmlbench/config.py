@@ -12,24 +12,23 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any
 
-from mmlbench.engine.losses import LOSS_PARAMS, get_loss, resolve_params
-from mmlbench.engine.models import MODELS
-from mmlbench.engine.sampling import check_sampler
 from mmlbench.errors import MMLBenchError, unknown_name
 from mmlbench.metrics import parse_metric
+from mmlbench.plugins import Registry
+from mmlbench.plugins.losses import LOSSES
+from mmlbench.plugins.models import MODELS
+from mmlbench.plugins.samplers import SAMPLERS
 
 SCORES = ("cosine", "dot")
 L2_SCOPES = ("table", "batch")
 LAST_BATCHES = ("partial", "wrap")
-AGGREGATORS = ("mean", "user-attention")
-SIMPLEX_PARAMS = ("aggregator", "gamma", "history_len")
-SIMPLEX_DEFAULTS = {"aggregator": "mean", "gamma": 0.5, "history_len": 50}
-POPULARITY_ALPHA_DEFAULT = 0.75  # word2vec's exponent: flattens popularity, keeps its order
+# The plug-in registries, by the RunConfig field that names the run's entry.
+PLUGINS: tuple[Registry[Any], ...] = (MODELS, LOSSES, SAMPLERS)
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One training run. Loss and SimpleX parameters stay None unless the run uses them."""
+    """One training run. A plug-in's parameters (loss, model, sampler) stay None unless the run uses it."""
 
     dataset: str
     model: str = "mf"
@@ -72,34 +71,24 @@ class RunConfig:
 
     def resolved(self) -> RunConfig:
         """Defaults filled in for what this run uses, the rest cleared, everything checked."""
+        specs = [registry.spec(getattr(self, registry.kind)) for registry in PLUGINS]  # names first
         self._check_names()
-        loss_params = resolve_params(self.loss, {name: getattr(self, name) for name in LOSS_PARAMS})
-        changes: dict[str, Any] = {name: loss_params.get(name) for name in LOSS_PARAMS}
-        for name in SIMPLEX_PARAMS:
-            value = getattr(self, name)
-            changes[name] = (SIMPLEX_DEFAULTS[name] if value is None else value) if self.model == "simplex" else None
-        alpha = self.popularity_alpha
-        changes["popularity_alpha"] = (
-            (POPULARITY_ALPHA_DEFAULT if alpha is None else alpha) if self.sampler == "popularity" else None
-        )
+        changes: dict[str, Any] = {}
+        for registry, spec in zip(PLUGINS, specs):
+            params = spec.resolve({name: getattr(self, name) for name in spec.param_names})
+            changes |= {name: params.get(name) for name in registry.param_names}
         changes["ks"] = tuple(sorted(set(self.ks)))
         config = dataclasses.replace(self, **changes)
         config._check_values()
         return config
 
     def _check_names(self) -> None:
-        if self.model not in MODELS:
-            raise unknown_name("model", self.model, MODELS)
-        get_loss(self.loss)
-        check_sampler(self.sampler)
         if self.score not in SCORES:
             raise unknown_name("score", self.score, SCORES)
         if self.l2_scope not in L2_SCOPES:
             raise unknown_name("l2-scope", self.l2_scope, L2_SCOPES)
         if self.last_batch not in LAST_BATCHES:
             raise unknown_name("last-batch", self.last_batch, LAST_BATCHES)
-        if self.aggregator is not None and self.aggregator not in AGGREGATORS:
-            raise unknown_name("aggregator", self.aggregator, AGGREGATORS)
 
     def _check_values(self) -> None:
         _at_least("negatives", self.negatives, 1)
@@ -123,10 +112,6 @@ class RunConfig:
         metric, k = parse_metric(self.monitor)
         if k not in self.ks:
             raise MMLBenchError(f"--monitor {self.monitor} needs {k} among --k {','.join(map(str, self.ks))}")
-        if self.gamma is not None and not 0 <= self.gamma <= 1:
-            raise MMLBenchError(f"--gamma must lie in [0, 1], got {self.gamma}")
-        if self.history_len is not None:
-            _at_least("history-len", self.history_len, 1)
 
     def hash(self, dataset_fingerprint: str = "", *, with_seed: bool = True) -> str:
         """sha256 over the resolved settings and the processed data's fingerprint."""

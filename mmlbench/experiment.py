@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from mmlbench.config import RunConfig, check_setting
-from mmlbench.engine.losses import LOSS_PARAMS, LOSSES
 from mmlbench.errors import MMLBenchError, unknown_name
+from mmlbench.plugins.losses import LOSS_PARAMS, LOSSES
 
 CONFIG_FIELDS = {f.name for f in fields(RunConfig)}
 _SECTIONS = {"settings", "grid", "losses", "quick", "report", "description"}

@@ -10,7 +10,7 @@ from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import load_dataset
 from mmlbench.engine.evaluator import Evaluation, evaluate
-from mmlbench.engine.losses import LOSSES
+from mmlbench.plugins.losses import LOSSES
 from mmlbench.engine.runner import TrainOptions, train_run
 from mmlbench.engine.trainer import Trainer
 from mmlbench.errors import MMLBenchError

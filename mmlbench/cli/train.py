@@ -10,13 +10,13 @@ import typer
 from mmlbench.cli.render_train import ResultFormat, plan_document, print_json, print_plan, report_sweep
 from mmlbench.config import check_setting, value_type
 from mmlbench.console import out
-from mmlbench.engine.losses import LOSSES
 from mmlbench.engine.memory import check_sweep_fits
-from mmlbench.engine.models import MODELS
 from mmlbench.engine.runner import TrainOptions
-from mmlbench.engine.sampling import SAMPLERS
 from mmlbench.errors import MMLBenchError
 from mmlbench.experiment import Experiment, option_name, preset_names, preset_path, read_experiment
+from mmlbench.plugins.losses import LOSSES
+from mmlbench.plugins.models import MODELS
+from mmlbench.plugins.samplers import SAMPLERS
 from mmlbench.sweep import plan, run_sweep
 
 NAME = "train"
