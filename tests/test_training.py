@@ -161,7 +161,7 @@ def test_clip_gradients_matches_torch(scale):
     for a, b in zip(ours, theirs):
         a.grad = torch.randn(5, 3, generator=generator) * scale
         b.grad = a.grad.clone()
-    clip_gradients(ours, 10.0)
+    clip_gradients(ours, 10.0, RunConfig.grad_clip_eps)
     torch.nn.utils.clip_grad_norm_(theirs, 10.0)
     for a, b in zip(ours, theirs):
         assert torch.allclose(a.grad, b.grad, atol=1e-6)
