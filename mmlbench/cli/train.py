@@ -11,11 +11,8 @@ import typer
 from mmlbench.cli.render_train import ResultFormat, plan_document, print_json, print_plan, report_sweep
 from mmlbench.cli.settings import SETTINGS, setting_parameters, split_command_line
 from mmlbench.console import out
-from mmlbench.engine.memory import check_sweep_fits
-from mmlbench.engine.runner import TrainOptions
 from mmlbench.errors import MMLBenchError
 from mmlbench.experiment import Experiment, preset_names, preset_path, read_experiment
-from mmlbench.sweep import plan, run_sweep
 
 NAME = "train"
 NO_ARGS_IS_HELP = True
@@ -42,6 +39,10 @@ def _train(
     output_format: Annotated[ResultFormat, typer.Option("--format", help="table, or json: one document on stdout for scripts.")] = ResultFormat.table,
 ) -> None:
     """The sweep: `settings` holds the RunConfig-field options by field name (None: not given)."""
+    from mmlbench.engine.memory import check_sweep_fits  # the engine imports torch: not at `--help`
+    from mmlbench.engine.runner import TrainOptions
+    from mmlbench.sweep import plan, run_sweep
+
     if list_presets:
         for name in preset_names():
             out.print(f"{name}\t{preset_path(name)}", highlight=False)
