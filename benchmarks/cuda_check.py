@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from synthetic import make_planted  # noqa: E402
 
 from mmlbench.config import RunConfig  # noqa: E402
-from mmlbench.engine.losses import LOSSES  # noqa: E402
+from mmlbench.plugins.losses import LOSSES  # noqa: E402
 from mmlbench.engine.rescore import rescore  # noqa: E402
 from mmlbench.engine.runner import TrainOptions, train_run  # noqa: E402
 

@@ -9,97 +9,106 @@ import json
 import math
 import types
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from mmlbench.engine.losses import LOSS_PARAMS, get_loss, resolve_params
-from mmlbench.engine.models import MODELS
-from mmlbench.engine.sampling import check_sampler
 from mmlbench.errors import MMLBenchError, unknown_name
-from mmlbench.report.store import METRIC_NAMES
+from mmlbench.metrics import parse_metric
+from mmlbench.plugins import Registry
+from mmlbench.plugins.losses import LOSSES
+from mmlbench.plugins.models import MODELS
+from mmlbench.plugins.samplers import SAMPLERS
 
 SCORES = ("cosine", "dot")
 L2_SCOPES = ("table", "batch")
 LAST_BATCHES = ("partial", "wrap")
-AGGREGATORS = ("mean", "user-attention")
-SIMPLEX_PARAMS = ("aggregator", "gamma", "history_len")
-SIMPLEX_DEFAULTS = {"aggregator": "mean", "gamma": 0.5, "history_len": 50}
-POPULARITY_ALPHA_DEFAULT = 0.75  # word2vec's exponent: flattens popularity, keeps its order
+# The plug-in registries, by the RunConfig field that names the run's entry.
+PLUGINS: tuple[Registry[Any], ...] = (MODELS, LOSSES, SAMPLERS)
+
+
+def setting(default: Any, help: str, *, grid: bool = False, choices: tuple[str, ...] = (), option: str = "") -> Any:
+    """A RunConfig field with what the command line and experiment files need to know about it.
+
+    `help` is the option's help text (its default and choices are appended where shown),
+    `grid`: a comma list on the command line makes one run per value, `option`: the
+    command-line name where it is not the field's (ks -> --k). A None default marks a
+    plug-in parameter: its registry holds the default.
+    """
+    return field(default=default, metadata={"help": help, "grid": grid, "choices": choices, "option": option})
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One training run. Loss and SimpleX parameters stay None unless the run uses them."""
+    """One training run. A plug-in's parameters (loss, model, sampler) stay None unless the run uses it."""
 
-    dataset: str
-    model: str = "mf"
-    loss: str = "ccl"
-    negatives: int = 100  # sampled negatives per (user, positive) pair
-    sampler: str = "uniform"  # uniform with replacement, as in the reference code
-    popularity_alpha: float | None = None  # sampler=popularity: p(item) ~ count ** alpha
-    score: str = "cosine"  # cosine (the cosine losses' premise) or dot
-    embedding_dim: int = 64
-    dropout: float = 0.1  # on the user vector while training (reference: 0.1)
-    init_std: float = 1e-4  # N(0, std^2) embedding init (reference code)
-    batch_size: int = 512
-    lr: float = 1e-4  # Adam
-    l2: float = 1e-9  # L2 weight; see l2_scope
-    l2_scope: str = "table"  # table: (l2/2)*|W|^2 over the whole ID tables every step (reference); batch: the batch's rows / B
-    last_batch: str = "partial"  # partial: the epoch's last batch is smaller (reference); wrap: it wraps around to full size
-    grad_clip: float = 10.0  # max global gradient norm (reference: 10)
-    epochs: int = 100
-    eval_every: int = 1  # evaluate every this many epochs
-    patience: int = 3  # stop after this many evaluations without improvement
-    plateau_lr_factor: float = 0.1  # on no improvement: lr *= factor and reload the best weights (1 = off)
-    min_lr: float = 1e-6  # floor of that decay (reference: 1e-6)
-    min_delta: float = 1e-6  # a monitor gain below this is no improvement (reference: 1e-6)
-    monitor: str = "recall@20"
-    ks: tuple[int, ...] = (10, 20, 50)
-    seed: int = 2019
+    dataset: str = setting(MISSING, "Processed dataset name.", grid=True)
+    model: str = setting("mf", "Encoder", grid=True)
+    loss: str = setting("ccl", "Loss", grid=True)
+    negatives: int = setting(100, "Sampled negatives per positive", grid=True)
+    sampler: str = setting("uniform", "Negative sampler", grid=True)  # uniform with replacement, as the reference
+    popularity_alpha: float | None = setting(None, "Exponent of --sampler popularity: p(item) ~ count ** alpha", grid=True)
+    score: str = setting("cosine", "Similarity", grid=True, choices=SCORES)  # cosine: the cosine losses' premise
+    embedding_dim: int = setting(64, "Embedding size", grid=True)
+    dropout: float = setting(0.1, "Dropout on the user vector while training", grid=True)  # reference: 0.1
+    init_std: float = setting(1e-4, "Std of the N(0, std^2) embedding init", grid=True)  # reference code
+    batch_size: int = setting(512, "Training pairs per batch", grid=True)
+    lr: float = setting(1e-4, "Adam learning rate", grid=True)
+    l2: float = setting(1e-9, "L2 weight on the embeddings, see --l2-scope", grid=True)
+    l2_scope: str = setting(
+        "table", "L2 scope (table = (l2/2)|W|^2 over the whole ID tables every step, the reference; batch = the batch's rows / B)",
+        grid=True, choices=L2_SCOPES,
+    )
+    last_batch: str = setting(
+        "partial", "Epoch's last batch (partial = smaller, the reference; wrap = filled from the start)",
+        grid=True, choices=LAST_BATCHES,
+    )
+    grad_clip: float = setting(10.0, "Max global gradient norm", grid=True)  # reference: 10
+    grad_clip_eps: float = setting(1e-6, "Added to the gradient norm before dividing by it when clipping")  # torch's clip_grad_norm_
+    epochs: int = setting(100, "Maximum epochs")
+    eval_every: int = setting(1, "Evaluate every N epochs")
+    patience: int = setting(3, "Evaluations without improvement before stopping")
+    plateau_lr_factor: float = setting(0.1, "On no improvement: lr *= this and reload the best weights; 1 = off")
+    min_lr: float = setting(1e-6, "Floor of the plateau decay")  # reference: 1e-6
+    min_delta: float = setting(1e-6, "Smallest monitor gain that counts as improvement")  # reference: 1e-6
+    monitor: str = setting("recall@20", "Metric for model selection")
+    ks: tuple[int, ...] = setting((10, 20, 50), "Cut-offs, e.g. 10,20,50", option="k")
+    seed: int = setting(2019, "Random seed", grid=True)
     # Loss parameters (None: the loss's default, or unused by the loss).
-    margin: float | None = None
-    negative_weight: float | None = None
-    margins: tuple[float, ...] | None = None
-    margin_weights: tuple[float, ...] | None = None
-    positive_weight: float | None = None
-    temperature: float | None = None
-    negative_power: float | None = None  # BSL's τ2: power on the negatives' softmax sum
-    logq_correction: bool | None = None  # SSM: negatives' logits minus log(I q), q the sampler's
+    margin: float | None = setting(None, "CCL: the negatives' cosine threshold; hinge: the gap s_pos - s_neg asked for", grid=True)
+    negative_weight: float | None = setting(None, "CCL w / MMCL W", grid=True)
+    margins: tuple[float, ...] | None = setting(None, "MMCL margins, e.g. 0.7,0.8,0.9")
+    margin_weights: tuple[float, ...] | None = setting(None, "MMCL margin weights, e.g. 0.10,0.15,0.75")
+    positive_weight: float | None = setting(None, "MMCL positive weight", grid=True)
+    temperature: float | None = setting(None, "SSM temperature / BSL τ1", grid=True)
+    negative_power: float | None = setting(
+        None, "BSL τ2, the power on the negatives' softmax sum; 1 = softmax", grid=True
+    )
+    logq_correction: bool | None = setting(
+        None, "SSM: subtract log(I q_j) from negative j's logit, q the sampler's probability (a no-op for uniform samplers)"
+    )
     # SimpleX parameters (None for MF).
-    aggregator: str | None = None
-    gamma: float | None = None
-    history_len: int | None = None
+    aggregator: str | None = setting(None, "SimpleX history aggregator", grid=True)
+    gamma: float | None = setting(None, "SimpleX weight of the ID embedding", grid=True)
+    history_len: int | None = setting(None, "SimpleX history items per user", grid=True)
 
     def resolved(self) -> RunConfig:
         """Defaults filled in for what this run uses, the rest cleared, everything checked."""
+        specs = [registry.spec(getattr(self, registry.kind)) for registry in PLUGINS]  # names first
         self._check_names()
-        loss_params = resolve_params(self.loss, {name: getattr(self, name) for name in LOSS_PARAMS})
-        changes: dict[str, Any] = {name: loss_params.get(name) for name in LOSS_PARAMS}
-        for name in SIMPLEX_PARAMS:
-            value = getattr(self, name)
-            changes[name] = (SIMPLEX_DEFAULTS[name] if value is None else value) if self.model == "simplex" else None
-        alpha = self.popularity_alpha
-        changes["popularity_alpha"] = (
-            (POPULARITY_ALPHA_DEFAULT if alpha is None else alpha) if self.sampler == "popularity" else None
-        )
+        changes: dict[str, Any] = {}
+        for registry, spec in zip(PLUGINS, specs):
+            params = spec.resolve({name: getattr(self, name) for name in spec.param_names})
+            changes |= {name: params.get(name) for name in registry.param_names}
         changes["ks"] = tuple(sorted(set(self.ks)))
         config = dataclasses.replace(self, **changes)
         config._check_values()
         return config
 
     def _check_names(self) -> None:
-        if self.model not in MODELS:
-            raise unknown_name("model", self.model, MODELS)
-        get_loss(self.loss)
-        check_sampler(self.sampler)
-        if self.score not in SCORES:
-            raise unknown_name("score", self.score, SCORES)
-        if self.l2_scope not in L2_SCOPES:
-            raise unknown_name("l2-scope", self.l2_scope, L2_SCOPES)
-        if self.last_batch not in LAST_BATCHES:
-            raise unknown_name("last-batch", self.last_batch, LAST_BATCHES)
-        if self.aggregator is not None and self.aggregator not in AGGREGATORS:
-            raise unknown_name("aggregator", self.aggregator, AGGREGATORS)
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise unknown_name(f.name.replace("_", "-"), getattr(self, f.name), choices)
 
     def _check_values(self) -> None:
         _at_least("negatives", self.negatives, 1)
@@ -108,7 +117,7 @@ class RunConfig:
         _at_least("epochs", self.epochs, 1)
         _at_least("eval-every", self.eval_every, 1)
         _at_least("patience", self.patience, 1)
-        for name in ("lr", "init_std", "grad_clip"):
+        for name in ("lr", "init_std", "grad_clip", "grad_clip_eps"):
             if getattr(self, name) <= 0:
                 raise MMLBenchError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
         for name in ("l2", "min_lr", "min_delta"):
@@ -123,14 +132,14 @@ class RunConfig:
         metric, k = parse_metric(self.monitor)
         if k not in self.ks:
             raise MMLBenchError(f"--monitor {self.monitor} needs {k} among --k {','.join(map(str, self.ks))}")
-        if self.gamma is not None and not 0 <= self.gamma <= 1:
-            raise MMLBenchError(f"--gamma must lie in [0, 1], got {self.gamma}")
-        if self.history_len is not None:
-            _at_least("history-len", self.history_len, 1)
 
     def hash(self, dataset_fingerprint: str = "", *, with_seed: bool = True) -> str:
-        """sha256 over the resolved settings and the processed data's fingerprint."""
-        payload = dataclasses.asdict(self)
+        """sha256 over the resolved settings and the processed data's fingerprint.
+
+        Settings that are None (parameters of plug-ins the run does not use) are left out,
+        so adding an optional parameter does not move the hashes of runs that do not use it.
+        """
+        payload = {name: value for name, value in dataclasses.asdict(self).items() if value is not None}
         if not with_seed:
             payload.pop("seed")
         payload["dataset_fingerprint"] = dataset_fingerprint
@@ -170,19 +179,20 @@ def _unflat(name: str, value: Any) -> Any:
     return value
 
 
+def option_name(name: str) -> str:
+    """The command-line spelling of a setting: ks -> --k, batch_size -> --batch-size."""
+    option = _option_names().get(name) or name
+    return f"--{option.replace('_', '-')}"
+
+
+@functools.cache
+def _option_names() -> dict[str, str]:
+    return {f.name: f.metadata["option"] for f in fields(RunConfig)}
+
+
 def _at_least(option: str, value: int, minimum: int) -> None:
     if value < minimum:
         raise MMLBenchError(f"--{option} must be >= {minimum}, got {value}")
-
-
-def parse_metric(name: str) -> tuple[str, int]:
-    """'recall@20' -> ('recall', 20), with a clear error for anything else."""
-    metric, sep, k = name.partition("@")
-    if not sep or not k.isdigit() or int(k) < 1:
-        raise MMLBenchError(f"a metric looks like recall@20, got '{name}'")
-    if metric not in METRIC_NAMES:
-        raise unknown_name("metric", metric, METRIC_NAMES)
-    return metric, int(k)
 
 
 # Checking values against RunConfig's field types: experiment files and the command line

@@ -27,9 +27,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mmlbench.config import RunConfig, check_setting
-from mmlbench.engine.losses import LOSS_PARAMS, LOSSES
+from mmlbench.config import RunConfig, check_setting, option_name
 from mmlbench.errors import MMLBenchError, unknown_name
+from mmlbench.plugins.losses import LOSS_PARAMS, LOSSES
 
 CONFIG_FIELDS = {f.name for f in fields(RunConfig)}
 _SECTIONS = {"settings", "grid", "losses", "quick", "report", "description"}
@@ -169,11 +169,6 @@ def _ignored_param_message(name: str, losses: list[str]) -> str:
 def _takes(loss: str) -> str:
     names = LOSSES[loss].param_names
     return f"it takes {', '.join(map(option_name, names))}" if names else "it takes no parameters"
-
-
-def option_name(name: str) -> str:
-    """The command-line spelling of a setting: ks -> --k, batch_size -> --batch-size."""
-    return "--k" if name == "ks" else f"--{name.replace('_', '-')}"
 
 
 PRESET_PACKAGE = "mmlbench.presets"

@@ -18,7 +18,7 @@ from mmlbench.engine.runner import TrainOptions
 from mmlbench.executors import Executor, get_executor
 from mmlbench.executors.base import CANCELLED, CLAIMED, SweepEntry
 from mmlbench.paths import results_home
-from mmlbench.report import claims, store
+from mmlbench import claims, store
 
 __all__ = ["CANCELLED", "CLAIMED", "RunTraceback", "SweepEntry", "plan", "run_sweep", "was_interrupted"]
 

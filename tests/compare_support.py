@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmlbench.report.store import RunRecord, write_run
+from mmlbench.store import RunRecord, write_run
 
 USERS = 40
 METRICS = ("recall@20", "ndcg@20")

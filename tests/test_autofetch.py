@@ -18,7 +18,7 @@ from mmlbench.data import registry
 from mmlbench.data.download import MIRROR_ENV
 from mmlbench.data.registry import DatasetSpec, RemoteFile
 from mmlbench.paths import DATA_DIR_ENV
-from mmlbench.report import store
+from mmlbench import store
 
 runner = CliRunner()
 USERS, ITEMS = 10, 15

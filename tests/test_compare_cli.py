@@ -125,7 +125,7 @@ def test_module_entry_point_in_a_real_process(results):
 
 
 def test_compare_preset_prints_the_paper_table_with_published_numbers(tmp_path):
-    from mmlbench.report import store
+    from mmlbench import store
 
     for loss, recall in (("ccl", 0.18), ("mmcl", 0.19)):
         row = {

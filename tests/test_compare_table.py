@@ -9,9 +9,10 @@ from rich.console import Console
 from scipy import stats
 
 import compare_support as cs
+from mmlbench import store
 from mmlbench.errors import MMLBenchError
-from mmlbench.report import store
 from mmlbench.report.compare import CompareSpec, build_comparison
+from mmlbench.report.render import footer_lines, to_markdown, to_rich_table
 from mmlbench.report.selection import load_completed_runs
 from mmlbench.report.significance import T_TEST, WILCOXON, holm
 
@@ -135,8 +136,8 @@ def test_missing_per_user_files_skip_tests_with_a_footer_note(tmp_path):
     comparison = compare(load_completed_runs(tmp_path), baseline={"loss": "ccl"})
     assert comparison.cell(("mmcl",), ("10",)).tests == {}
     assert comparison.cell(("bpr",), ("10",)).tests["recall@20"]
-    assert "per-user metrics missing for loss=mmcl, negatives=10: tests involving it skipped" in comparison.footer()
-    assert "Holm correction per test over 2 comparisons" in "\n".join(comparison.footer())
+    assert "per-user metrics missing for loss=mmcl, negatives=10: tests involving it skipped" in footer_lines(comparison)
+    assert "Holm correction per test over 2 comparisons" in "\n".join(footer_lines(comparison))
 
 
 def test_unknown_baseline_value_lists_the_rows(runs):
@@ -152,11 +153,11 @@ def test_references_sit_in_their_column_or_the_footer(runs):
     comparison = compare(runs, references=references)
     assert comparison.reference_col(references[0]) == ("100",)
     assert comparison.reference_col(references[1]) is None
-    assert "published (no column in this table): SimpleX: recall@20 0.1872" in comparison.footer()
-    published = [line for line in comparison.to_markdown().splitlines() if "MF-CCL" in line][0]
+    assert "published (no column in this table): SimpleX: recall@20 0.1872" in footer_lines(comparison)
+    published = [line for line in to_markdown(comparison).splitlines() if "MF-CCL" in line][0]
     assert published.split(" | ")[3] == "0.1837"  # the negatives=100 recall@20 column
     console = Console(file=io.StringIO(), width=200)
-    console.print(comparison.to_rich_table())
+    console.print(to_rich_table(comparison))
     assert "published: MF-CCL (800), BARS re-run" in console.file.getvalue()
 
 
@@ -182,5 +183,5 @@ def test_a_column_without_baseline_runs_gets_a_note_not_an_error(tmp_path):
     cs.add_run(tmp_path, "mmcl", 100, 0)
     comparison = compare(load_completed_runs(tmp_path), baseline={"loss": "ccl"})
     assert comparison.cell(("mmcl",), ("100",)).change_pct == {}
-    assert "no baseline runs for loss=ccl, negatives=100: no % change or tests there" in comparison.footer()
+    assert "no baseline runs for loss=ccl, negatives=100: no % change or tests there" in footer_lines(comparison)
     assert comparison.cell(("mmcl",), ("10",)).change_pct["recall@20"] > 0

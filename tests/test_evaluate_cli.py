@@ -11,13 +11,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.cli import evaluate as evaluate_cli
 from mmlbench.data.processed import IdMaps
+from mmlbench.engine import rescore as rescore_module
 from mmlbench.engine.evaluator import Evaluation
 from mmlbench.engine.rescore import write_top_k
 from mmlbench.fsutil import writable_folder
-from mmlbench.report import store
 
 runner = CliRunner()
 N_ITEMS = 60  # the planted dataset's items
@@ -187,13 +188,13 @@ def test_json_output_is_one_document_on_stdout(planted_dir, trained, tmp_path, m
 def test_a_progress_bar_over_users_at_a_terminal(planted_dir, trained, monkeypatch, args, shown):
     monkeypatch.setattr(evaluate_cli, "show_progress", lambda quiet: not quiet)  # as if stderr were a terminal
     calls = []
-    real = evaluate_cli.rescore
+    real = rescore_module.rescore  # imported by the command when it runs, not at `--help`
 
     def spy(*positional, progress, **named):
         recorded = progress and (lambda done, total: (calls.append((done, total)), progress(done, total)))
         return real(*positional, progress=recorded, **named)
 
-    monkeypatch.setattr(evaluate_cli, "rescore", spy)
+    monkeypatch.setattr(rescore_module, "rescore", spy)
     result = _evaluate(planted_dir, trained, "--eval-batch-users", "50", *args)
     assert result.exit_code == 0, result.output
     assert calls == ([(50, 120), (100, 120), (120, 120)] if shown else [])

@@ -14,7 +14,7 @@ from mmlbench.config import RunConfig
 from mmlbench.engine.runner import TrainOptions
 from mmlbench.errors import MMLBenchError
 from mmlbench.executors import InProcessExecutor, LocalProcessExecutor, get_executor
-from mmlbench.report import store
+from mmlbench import store
 from mmlbench.sweep import CANCELLED, CLAIMED, SweepEntry, run_sweep, was_interrupted
 
 runner = CliRunner()

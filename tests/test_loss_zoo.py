@@ -10,13 +10,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
+from mmlbench.engine.losses import bsl, hinge, loss_function, mse, ssm
 from mmlbench.engine.runner import TrainOptions, train_run
 from mmlbench.engine.sampling import relative_log_q
-from mmlbench.engine.losses import LOSSES, bsl, get_loss, hinge, loss_function, mse, resolve_params, ssm
 from mmlbench.errors import MMLBenchError
-from mmlbench.report import store
+from mmlbench.plugins.losses import LOSSES, get_loss, resolve_params
 
 S_POS = torch.tensor([0.8, 0.2], dtype=torch.float64)
 S_NEG = torch.tensor([[0.95, 0.5], [0.1, 0.85]], dtype=torch.float64)
@@ -187,9 +188,9 @@ def test_relative_log_q_of_the_samplers():
     counts = torch.tensor([3, 1, 0, 4])
     # popularity, alpha = 1: q = [3, 1, 0, 4] / 8, log(I q) = log(4 q) = log([1.5, 0.5, 0, 2])
     expected = torch.log(torch.tensor([1.5, 0.5, 0.0, 2.0]))
-    assert torch.allclose(relative_log_q("popularity", item_counts=counts, popularity_alpha=1.0), expected)
+    assert torch.allclose(relative_log_q("popularity", item_counts=counts, params={"popularity_alpha": 1.0}), expected)
     for name in ("uniform", "uniform-exclude-pos"):
-        assert torch.equal(relative_log_q(name, item_counts=counts, popularity_alpha=0.0), torch.zeros(4))
+        assert torch.equal(relative_log_q(name, item_counts=counts, params={"popularity_alpha": 0.0}), torch.zeros(4))
 
 
 FAST = dict(negatives=10, batch_size=64, lr=0.01, epochs=6, patience=4)

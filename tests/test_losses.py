@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
-from mmlbench.engine.losses import LOSSES, bce, bpr, ccl, loss_function, mmcl, resolve_params, ssm
+from mmlbench.engine.losses import bce, bpr, ccl, loss_function, mmcl, ssm
 from mmlbench.engine.scoring import DenseCosine, GatheredCosine, unit
 from mmlbench.errors import MMLBenchError
+from mmlbench.plugins.losses import LOSSES, resolve_params
 
 S_POS = torch.tensor([0.8, 0.2], dtype=torch.float64)
 S_NEG = torch.tensor([[0.95, 0.5], [0.1, 0.85]], dtype=torch.float64)

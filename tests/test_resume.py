@@ -12,6 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
 from mmlbench.engine import resume
@@ -19,7 +20,7 @@ from mmlbench.engine.evaluator import Evaluation
 from mmlbench.engine.progress import TrainingProgress
 from mmlbench.engine.runner import TrainOptions, train_run
 from mmlbench.engine.trainer import Trainer
-from mmlbench.report import store
+from mmlbench.metrics import is_metric_column
 
 # Dropout, a random permutation and sampled negatives every epoch: the RNG state matters.
 CONFIG = RunConfig("planted", negatives=10, batch_size=48, lr=0.01, epochs=6, patience=10, dropout=0.2)
@@ -61,7 +62,7 @@ def _count_epochs(monkeypatch) -> list[int]:
 def _assert_same_run(resumed, reference) -> None:
     curve, expected = store.read_curve(resumed.run_dir), store.read_curve(reference.run_dir)
     assert curve[CURVE_COLUMNS].values.tolist() == expected[CURVE_COLUMNS].values.tolist()
-    metrics = [name for name in reference.row if store.is_metric_column(name)]
+    metrics = [name for name in reference.row if is_metric_column(name)]
     assert [resumed.row[m] for m in metrics] == [reference.row[m] for m in metrics]
     assert resumed.row["best_epoch"] == reference.row["best_epoch"]
     weights = torch.load(resumed.run_dir / store.CHECKPOINT_FILE, weights_only=True)["state_dict"]

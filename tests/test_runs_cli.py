@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from compare_support import add_run, per_user_values, run_row
 from mmlbench import fsutil
+from mmlbench import store
 from mmlbench.cli import app
-from mmlbench.report import store
 
 runner = CliRunner()
 COMPLETED = ["ccl-10-s0", "ccl-10-s1", "mmcl-10-s0"]

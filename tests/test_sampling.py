@@ -8,7 +8,7 @@ from mmlbench.engine.sampling import make_sampler
 
 
 def _sampler(name, keys, counts, n_items=10, negatives=400, alpha=1.0):
-    return make_sampler(name, n_items=n_items, negatives=negatives, positive_keys=keys, item_counts=counts, popularity_alpha=alpha)
+    return make_sampler(name, n_items=n_items, negatives=negatives, positive_keys=keys, item_counts=counts, params={"popularity_alpha": alpha})
 
 
 def test_uniform_covers_every_item_with_replacement():

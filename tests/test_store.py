@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mmlbench.report import store
+from mmlbench import store
 
 
 def _record(run_id: str = "r1", recall: float = 0.5) -> store.RunRecord:
@@ -51,7 +51,7 @@ def test_killed_process_leaves_no_readable_run(tmp_path):
         f"""
         import os, torch
         import pandas as pd
-        from mmlbench.report import store
+        from mmlbench import store
         torch.save = lambda *a, **k: os._exit(9)
         row = {{"run_id": "killed", "status": "completed", "config_hash": "x"}}
         store.write_run({str(tmp_path)!r}, store.RunRecord(row, pd.DataFrame({{"epoch": [1]}}), None, {{"a": 1}}))

@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 import compare_support as cs
+from mmlbench import store
 from mmlbench.cli import app
-from mmlbench.report import store
 
 runner = CliRunner()
 

@@ -6,8 +6,8 @@ import json
 
 from typer.testing import CliRunner
 
+from mmlbench import store
 from mmlbench.cli import app
-from mmlbench.report import store
 
 runner = CliRunner()
 # No -q: the per-epoch progress lines must go to stderr, not into the JSON.

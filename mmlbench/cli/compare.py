@@ -179,9 +179,10 @@ def _names(text: str) -> list[str]:
 def _emit(comparison: Comparison, renderer: str, output: Path | None) -> None:
     """Print or write the table; the footer (protocol first) always reaches the reader."""
     from mmlbench.fsutil import write_text_atomic
+    from mmlbench.report.render import footer_lines, to_rich_table
 
     if output is None and renderer == DEFAULT_RENDERER:
-        out.print(comparison.to_rich_table())  # in colour, at the terminal's width
+        out.print(to_rich_table(comparison))  # in colour, at the terminal's width
         return
     text = RENDERERS[renderer].render(comparison)
     if output is None:
@@ -190,7 +191,7 @@ def _emit(comparison: Comparison, renderer: str, output: Path | None) -> None:
         write_text_atomic(output, text)
         info(f"wrote {output}")
     if output is not None or RENDERERS[renderer].machine:
-        for line in comparison.footer():
+        for line in footer_lines(comparison):
             err.print(line, markup=False, highlight=False, soft_wrap=True)
 
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mmlbench.cli.render_train import ResultFormat, metrics_table, print_json
 from mmlbench.console import err, info, out, show_progress, warn
-from mmlbench.engine.rescore import Rescored, check_top_k_path, rescore, save_evaluation, write_top_k
 from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import writable_folder
 from mmlbench.paths import results_home
-from mmlbench.report import store
+
+if TYPE_CHECKING:
+    from mmlbench.engine.rescore import Rescored
 
 NAME = "evaluate"
 NO_ARGS_IS_HELP = True
@@ -34,6 +35,9 @@ def command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Re-score a stored run's checkpoint: other K, another split, top-K export."""
+    from mmlbench import store  # pandas, and torch below: not at `--help`
+    from mmlbench.engine.rescore import check_top_k_path, rescore, save_evaluation
+
     if export_topk is not None:
         check_top_k_path(export_topk)
     ks = _parse_ks(k) if k else None
@@ -79,6 +83,8 @@ def _users_bar(shown: bool) -> Iterator[Callable[[int, int], None] | None]:
 
 
 def _export(path: Path, result: Rescored, k: int) -> dict[str, Any]:
+    from mmlbench.engine.rescore import write_top_k
+
     evaluation = result.evaluation
     rows = write_top_k(path, evaluation, k, result.originals)
     short = " (shorter for users with fewer unseen items)" if rows < evaluation.users * k else ""

@@ -7,7 +7,7 @@ import enum
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -15,11 +15,12 @@ from rich.text import Text
 
 from mmlbench.config import RunConfig
 from mmlbench.console import info, out
-from mmlbench.engine.runner import RunOutcome
 from mmlbench.errors import MMLBenchError
-from mmlbench.report import store
-from mmlbench.report.store import METRIC_NAMES, is_metric_column
-from mmlbench.sweep import CANCELLED, CLAIMED, RunTraceback, SweepEntry, was_interrupted
+from mmlbench.metrics import METRIC_NAMES, is_metric_column
+
+if TYPE_CHECKING:  # the engine imports torch: `--help` and `evaluate --help` do not pay for it
+    from mmlbench.engine.runner import RunOutcome
+    from mmlbench.sweep import SweepEntry
 
 class ResultFormat(str, enum.Enum):
     table = "table"
@@ -56,6 +57,9 @@ def metrics_table(values: Mapping[str, object], ks: Sequence[int]) -> Table:
 
 
 def report_sweep(entries: list[SweepEntry], *, as_json: bool = False) -> None:
+    from mmlbench import store
+    from mmlbench.sweep import CANCELLED, CLAIMED, RunTraceback, was_interrupted
+
     """Print what `train` did; failures exit 1 and an interrupted sweep exits 130, as Ctrl-C does.
 
     A single run that failed is its error line alone, as any other bad input; with `as_json`

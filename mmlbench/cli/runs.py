@@ -154,7 +154,7 @@ def _results(ctx: typer.Context, results_dir: Path | None) -> Path:
 
 
 def _listing_table(listing: pd.DataFrame) -> Table:
-    from mmlbench.report.store import is_metric_column
+    from mmlbench.metrics import is_metric_column
 
     monitor = next(c for c in listing.columns if is_metric_column(c))
     table = Table(title=f"{len(listing)} run(s)")

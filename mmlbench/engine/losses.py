@@ -1,22 +1,20 @@
 """Losses over scores: f(s_pos [B], s_neg [B, N], **params) -> scalar (mean over the batch).
 
 Each loss is a small pure function; its keyword-only parameters are RunConfig field names,
-so the registry can hand any loss the parameters it asks for and nothing else.
+so the registry (`mmlbench.plugins.losses`: defaults, checks, capabilities) can hand any
+loss the parameters it asks for and nothing else.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mmlbench.console import warn
-from mmlbench.errors import MMLBenchError, unknown_name
+from mmlbench.plugins.losses import get_loss
 
 
 def bpr(s_pos: Tensor, s_neg: Tensor) -> Tensor:
@@ -120,121 +118,10 @@ def mmcl(
     return (positive_weight * positive + negative_weight * per_negative.mean(dim=1)).mean()
 
 
-def _check_ccl(params: dict[str, Any]) -> None:
-    _check_margin(params["margin"])
-    _check_positive("negative_weight", params["negative_weight"])
-
-
-def _check_mmcl(params: dict[str, Any]) -> None:
-    margins, weights = params["margins"], params["margin_weights"]
-    if len(margins) != len(weights):
-        raise MMLBenchError(
-            f"--margins has {len(margins)} values but --margin-weights has {len(weights)}; give one weight per margin"
-        )
-    if not margins:
-        raise MMLBenchError("--margins needs at least one margin")
-    for margin in margins:
-        _check_margin(margin)
-    if any(w < 0 for w in weights):
-        raise MMLBenchError(f"--margin-weights must be non-negative, got {list(weights)}")
-    if abs(sum(weights) - 1) > 1e-6:
-        warn(f"--margin-weights sum to {sum(weights):g}, not 1: --negative-weight no longer plays CCL's w")
-    _check_positive("negative_weight", params["negative_weight"])
-    _check_positive("positive_weight", params["positive_weight"])
-
-
-def _check_ssm(params: dict[str, Any]) -> None:
-    _check_positive("temperature", params["temperature"])
-    if not isinstance(params["logq_correction"], bool):
-        raise MMLBenchError(f"--logq-correction is a switch (true or false), got {params['logq_correction']!r}")
-
-
-def _check_bsl(params: dict[str, Any]) -> None:
-    _check_positive("temperature", params["temperature"])
-    _check_positive("negative_power", params["negative_power"])
-
-
-def _check_hinge(params: dict[str, Any]) -> None:
-    _check_positive("margin", params["margin"])
-
-
-def _check_margin(margin: float) -> None:
-    if not -1 <= margin <= 1:
-        raise MMLBenchError(f"a cosine margin must lie in [-1, 1], got {margin}")
-
-
-def _check_positive(name: str, value: float) -> None:
-    if value <= 0:
-        raise MMLBenchError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-
-
-@dataclass(frozen=True)
-class LossSpec:
-    """A registered loss: its function, its default parameters and their check.
-
-    `log_q_switch` names the boolean parameter that makes the loss take a third argument,
-    the negatives' log sampling probabilities relative to uniform, log(I q) [B, N].
-    """
-
-    fn: Callable[..., Tensor]
-    defaults: dict[str, Any]
-    check: Callable[[dict[str, Any]], None] | None = None
-    log_q_switch: str | None = None
-
-    def needs_log_q(self, params: dict[str, Any]) -> bool:
-        return self.log_q_switch is not None and bool(params[self.log_q_switch])
-
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        signature = inspect.signature(self.fn)
-        return tuple(p.name for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY)
-
-
-# Defaults from REFERENCE.md: CCL as in SimpleX; MMCL and BSL as in their authors' Gowalla runs.
-LOSSES: dict[str, LossSpec] = {
-    "bpr": LossSpec(bpr, {}),
-    "bce": LossSpec(bce, {}),
-    "mse": LossSpec(mse, {}),
-    "ssm": LossSpec(ssm, {"temperature": 0.1, "logq_correction": False}, _check_ssm, log_q_switch="logq_correction"),
-    "bsl": LossSpec(bsl, {"temperature": 0.08, "negative_power": 1.22}, _check_bsl),
-    "hinge": LossSpec(hinge, {"margin": 1.0}, _check_hinge),
-    "ccl": LossSpec(ccl, {"margin": 0.9, "negative_weight": 150.0}, _check_ccl),
-    "mmcl": LossSpec(
-        mmcl,
-        {
-            "margins": (0.7, 0.8, 0.9),
-            "margin_weights": (0.10, 0.15, 0.75),
-            "negative_weight": 700.0,
-            "positive_weight": 1.0,
-        },
-        _check_mmcl,
-    ),
-}
-
-# Every loss parameter any loss takes: RunConfig keeps these None unless the loss uses them.
-LOSS_PARAMS: tuple[str, ...] = tuple(sorted({name for spec in LOSSES.values() for name in spec.param_names}))
-
-
-def get_loss(name: str) -> LossSpec:
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise unknown_name("loss", name, LOSSES) from None
-
-
-def resolve_params(name: str, given: dict[str, Any]) -> dict[str, Any]:
-    """The loss's parameters: given values where set (not None), its defaults elsewhere, checked."""
-    spec = get_loss(name)
-    params = {key: given[key] if given.get(key) is not None else spec.defaults[key] for key in spec.param_names}
-    if spec.check is not None:
-        spec.check(params)
-    return params
-
-
 def loss_function(name: str, params: dict[str, Any]) -> Callable[..., Tensor]:
     """A closure computing the named loss with fixed parameters: (s_pos, s_neg), plus the
     negatives' log(I q) [B, N] where the spec's `needs_log_q(params)`."""
-    fn = get_loss(name).fn
+    fn = get_loss(name).load()
 
     def compute(s_pos: Tensor, s_neg: Tensor, neg_log_q: Tensor | None = None) -> Tensor:
         if neg_log_q is None:

@@ -18,6 +18,7 @@ from mmlbench.data.dataset import require_processed
 from mmlbench.data.processed import read_meta
 from mmlbench.engine.device import resolve_device
 from mmlbench.errors import MMLBenchError
+from mmlbench.plugins.models import get_model
 
 _FLOAT, _INDEX = 4, 8  # bytes: float32 values, int64 indices
 _TABLE_COPIES = 4  # weights, gradient, Adam's two moments
@@ -33,7 +34,7 @@ def training_bytes(config: RunConfig, n_users: int, n_items: int) -> int:
     scored = config.batch_size * (config.negatives + 1)
     step = scored * (dim * _FLOAT * _GATHERED_COPIES + _PER_SCORE)
     history = 0
-    if config.history_len:  # SimpleX: padded histories on the device, gathered per batch
+    if get_model(config.model).needs_history:  # SimpleX: padded histories on the device, gathered per batch
         history = n_users * config.history_len * (_INDEX + 1)
         history += config.batch_size * config.history_len * dim * _FLOAT * _GATHERED_COPIES
     return tables + step + history

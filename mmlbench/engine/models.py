@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from mmlbench.engine.scoring import unit
-from mmlbench.errors import unknown_name
+from mmlbench.plugins.models import get_model
 
 if TYPE_CHECKING:
     from mmlbench.config import RunConfig
@@ -104,11 +104,11 @@ class SimpleX(nn.Module):
         return self.dropout(unit(fused) if normalize else fused)
 
 
-def _build_mf(n_users: int, n_items: int, config: RunConfig, history: HistoryFn) -> nn.Module:
+def build_mf(n_users: int, n_items: int, config: RunConfig, history: HistoryFn) -> nn.Module:
     return MF(n_users, n_items, config.embedding_dim, config.dropout, config.init_std)
 
 
-def _build_simplex(n_users: int, n_items: int, config: RunConfig, history: HistoryFn) -> nn.Module:
+def build_simplex(n_users: int, n_items: int, config: RunConfig, history: HistoryFn) -> nn.Module:
     index, mask = history(config.history_len)
     return SimpleX(
         n_users, n_items, config.embedding_dim, config.dropout, config.init_std,
@@ -116,13 +116,7 @@ def _build_simplex(n_users: int, n_items: int, config: RunConfig, history: Histo
     )
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"mf": _build_mf, "simplex": _build_simplex}
-
-
 def build_model(config: RunConfig, n_users: int, n_items: int, history: HistoryFn) -> nn.Module:
-    """The encoder named by config.model; `history(L)` gives the padded user histories."""
-    try:
-        builder = MODELS[config.model]
-    except KeyError:
-        raise unknown_name("model", config.model, MODELS) from None
-    return builder(n_users, n_items, config, history)
+    """The encoder named by config.model (registered in `mmlbench.plugins.models`);
+    `history(L)` gives the padded user histories."""
+    return get_model(config.model).load()(n_users, n_items, config, history)

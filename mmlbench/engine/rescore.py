@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import load_dataset, require_processed
 from mmlbench.data.processed import SOURCE_GENERIC, IdMaps, read_id_map, read_meta
@@ -18,7 +19,6 @@ from mmlbench.engine.evaluator import Evaluation, evaluate
 from mmlbench.engine.models import build_model
 from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import atomic_file, writable_folder
-from mmlbench.report import store
 
 SPLITS = ("test", "valid")
 TOPK_SUFFIXES = (".csv", ".parquet")

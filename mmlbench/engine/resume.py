@@ -16,6 +16,7 @@ here: no GPU in the test suite).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 from pathlib import Path
@@ -25,8 +26,8 @@ import torch
 
 from mmlbench.console import warn
 from mmlbench.engine.trainer import EpochLog, FitResult, Trainer
-from mmlbench.fsutil import atomic_file
-from mmlbench.report.store import runs_dir
+from mmlbench.fsutil import atomic_file, is_disk_full
+from mmlbench.store import StoreUnwritable, runs_dir
 
 FORMAT = 1
 STATE_FILE = "state.pt"
@@ -55,8 +56,16 @@ def save(resume_folder: Path, trainer: Trainer, result: FitResult, config_hash: 
         "best_state": None if best_is_current else result.best_state,
         "best_is_current": best_is_current,
     }
-    with atomic_file(resume_folder / STATE_FILE) as tmp:
-        torch.save(state, tmp)
+    try:
+        with atomic_file(resume_folder / STATE_FILE) as tmp, open(tmp, "wb") as handle:
+            torch.save(state, handle)  # a file object: a full disk is OSError(ENOSPC), as in the store
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        with contextlib.suppress(OSError):
+            resume_folder.rmdir()  # only if empty: an earlier epoch's checkpoint stays usable
+        run_id = resume_folder.name.removeprefix(".").removesuffix(".resume")
+        raise StoreUnwritable(f"disk full while writing {run_id}'s resume checkpoint to {resume_folder.parent}") from exc
 
 
 def load(resume_folder: Path, trainer: Trainer, config_hash: str) -> FitResult | None:

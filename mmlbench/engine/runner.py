@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from mmlbench import claims, store
 from mmlbench.config import RunConfig
 from mmlbench.console import info
 from mmlbench.data.dataset import InteractionData, load_dataset
@@ -26,7 +27,6 @@ from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import is_disk_full
 from mmlbench.paths import results_home
 from mmlbench.provenance import versions
-from mmlbench.report import claims, store
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,8 @@ def _train(
         }
         try:
             fit = trainer.fit(resumed)
+        except store.StoreUnwritable:
+            raise  # nothing more can be written: the sweep stops with this line
         except Exception as exc:  # divergence, out of memory, ...: leave a record of the failure
             _store(results_dir, {**row, "status": store.STATUS_FAILED, "error": str(exc)}, None, None, None)
             raise

@@ -1,17 +1,21 @@
 """Negative samplers, drawn on the device in one call per batch: users [B] -> items [B, N].
 
+Each is registered, with its parameters and capabilities, in `mmlbench.plugins.samplers`.
 They draw from torch's default generator of the device, which the run's seed sets and which
 CUDA graph capture knows how to advance on every replay.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from mmlbench.errors import MMLBenchError, unknown_name
+from mmlbench.errors import MMLBenchError
+from mmlbench.plugins import load
+from mmlbench.plugins.samplers import SamplerSpec, get_sampler
 
 Sampler = Callable[[Tensor], Tensor]
 
@@ -62,9 +66,9 @@ def popularity_probabilities(item_counts: Tensor, alpha: float) -> Tensor:
     return weights / weights.sum()
 
 
-def popularity(item_counts: Tensor, negatives: int, alpha: float) -> Sampler:
+def popularity(n_items: int, negatives: int, item_counts: Tensor, popularity_alpha: float) -> Sampler:
     """Items drawn with probability proportional to (training count) ** alpha, with replacement."""
-    probabilities = popularity_probabilities(item_counts, alpha).float()
+    probabilities = popularity_probabilities(item_counts, popularity_alpha).float()
 
     def sample(users: Tensor) -> Tensor:
         flat = torch.multinomial(probabilities, users.shape[0] * negatives, replacement=True)
@@ -73,23 +77,20 @@ def popularity(item_counts: Tensor, negatives: int, alpha: float) -> Sampler:
     return sample
 
 
-SAMPLERS = ("uniform", "uniform-exclude-pos", "popularity")
-
-
-def relative_log_q(name: str, *, item_counts: Tensor, popularity_alpha: float) -> Tensor:
-    """log(I q(item)) [I]: the log of the sampler's probability of each item relative to
-    uniform's 1/I, for losses that correct for the sampler. Zero for the uniform samplers
-    (uniform-exclude-pos is uniform over a user's non-positives: 1/(I - |P_u|), taken as 1/I)."""
-    check_sampler(name)
-    if name != "popularity":
-        return torch.zeros(item_counts.numel(), device=item_counts.device)
+def popularity_log_q(item_counts: Tensor, popularity_alpha: float) -> Tensor:
+    """log(I q(item)) [I] of the popularity sampler."""
     q = popularity_probabilities(item_counts, popularity_alpha)
     return torch.log(q * q.numel()).float()
 
 
-def check_sampler(name: str) -> None:
-    if name not in SAMPLERS:
-        raise unknown_name("sampler", name, SAMPLERS)
+def relative_log_q(name: str, *, item_counts: Tensor, params: Mapping[str, Any]) -> Tensor:
+    """log(I q(item)) [I]: the log of the sampler's probability of each item relative to
+    uniform's 1/I, for losses that correct for the sampler. Zero for the uniform samplers
+    (uniform-exclude-pos is uniform over a user's non-positives: 1/(I - |P_u|), taken as 1/I)."""
+    spec = get_sampler(name)
+    if spec.log_q is None:
+        return torch.zeros(item_counts.numel(), device=item_counts.device)
+    return load(spec.log_q)(item_counts, **_own(spec, params))
 
 
 def make_sampler(
@@ -99,12 +100,17 @@ def make_sampler(
     negatives: int,
     positive_keys: Tensor,
     item_counts: Tensor,
-    popularity_alpha: float,
+    params: Mapping[str, Any],
 ) -> Sampler:
-    """The sampler called `name`, bound to the training data."""
-    check_sampler(name)
-    if name == "uniform":
-        return uniform(n_items, negatives)
-    if name == "uniform-exclude-pos":
-        return uniform_exclude_positives(n_items, negatives, positive_keys)
-    return popularity(item_counts, negatives, popularity_alpha)
+    """The sampler called `name`, bound to the training data; `params` holds (at least) its parameters."""
+    spec = get_sampler(name)
+    data: dict[str, Tensor] = {}
+    if spec.needs_positive_keys:
+        data["positive_keys"] = positive_keys
+    if spec.needs_item_counts:
+        data["item_counts"] = item_counts
+    return spec.load()(n_items=n_items, negatives=negatives, **data, **_own(spec, params))
+
+
+def _own(spec: SamplerSpec, params: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: params[key] for key in spec.param_names}

@@ -34,8 +34,8 @@ def make_adam(params: list[Tensor], lr: float, device: torch.device, capturable:
         return torch.optim.Adam(params, lr=lr, foreach=True, capturable=capturable)
 
 
-def clip_gradients(params: list[Tensor], max_norm: float) -> None:
-    """Scale gradients so their global L2 norm is at most `max_norm`.
+def clip_gradients(params: list[Tensor], max_norm: float, eps: float) -> None:
+    """Scale gradients so their global L2 norm is at most `max_norm`: by max_norm / (norm + eps).
 
     On the CPU, reading the norm costs nothing, and skipping the rescale when it is not
     needed (the usual case) saves two passes over the embedding tables. On CUDA the scale
@@ -46,9 +46,9 @@ def clip_gradients(params: list[Tensor], max_norm: float) -> None:
     if total.device.type == "cpu":
         if float(total) > max_norm:
             for grad in grads:
-                grad.mul_(max_norm / (float(total) + 1e-6))
+                grad.mul_(max_norm / (float(total) + eps))
         return
-    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    scale = (max_norm / (total + eps)).clamp(max=1.0)
     for grad in grads:
         grad.mul_(scale)
 
@@ -189,7 +189,7 @@ class TrainStep:
         loss_and_penalty.backward()
         if config.l2_scope == "table":
             add_table_l2(model.embedding_tables(), config.l2)
-        clip_gradients(self.params, config.grad_clip)
+        clip_gradients(self.params, config.grad_clip, config.grad_clip_eps)
         self.optimizer.step()
         self.loss_sum += loss.detach()
         self.violation_sum += (s_neg.detach() > s_pos.detach().unsqueeze(1)).float().mean()

@@ -15,10 +15,12 @@ from mmlbench.config import RunConfig
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.device import synchronize
 from mmlbench.engine.evaluator import Evaluation, evaluate
-from mmlbench.engine.losses import get_loss, loss_function
+from mmlbench.engine.losses import loss_function
 from mmlbench.engine.sampling import make_sampler, relative_log_q
 from mmlbench.engine.step import TrainStep
 from mmlbench.errors import MMLBenchError
+from mmlbench.plugins.losses import get_loss
+from mmlbench.plugins.samplers import get_sampler
 
 
 @dataclass
@@ -72,22 +74,22 @@ class Trainer:
         self.config, self.data, self.model, self.device = config, data, model, device
         self.eval_batch_users = eval_batch_users
         self.on_epoch, self.on_batch, self.on_checkpoint = on_epoch, on_batch, on_checkpoint
+        sampler_spec, loss_spec = get_sampler(config.sampler), get_loss(config.loss)
+        sampler_params, loss_params = sampler_spec.params_of(config), loss_spec.params_of(config)
         sampler = make_sampler(
             config.sampler,
             n_items=data.n_items,
             negatives=config.negatives,
             positive_keys=data.splits["train"].keys,
             item_counts=data.item_counts(),
-            popularity_alpha=config.popularity_alpha or 0.0,
+            params=sampler_params,
         )
-        params = _loss_params(config)
         log_q = None
-        if get_loss(config.loss).needs_log_q(params):
-            alpha = config.popularity_alpha or 0.0
-            log_q = relative_log_q(config.sampler, item_counts=data.item_counts(), popularity_alpha=alpha)
+        if loss_spec.needs_log_q(loss_params):
+            log_q = relative_log_q(config.sampler, item_counts=data.item_counts(), params=sampler_params)
         self.step = TrainStep(
-            model, data, sampler, loss_function(config.loss, params), config,
-            use_graph=cuda_graphs and device.type == "cuda" and config.sampler == "uniform", log_q=log_q,
+            model, data, sampler, loss_function(config.loss, loss_params), config,
+            use_graph=cuda_graphs and device.type == "cuda" and sampler_spec.capturable, log_q=log_q,
         )
 
     @property
@@ -149,6 +151,3 @@ class Trainer:
             cosine=self.config.score == "cosine", batch_users=self.eval_batch_users, per_user=per_user,
         )
 
-
-def _loss_params(config: RunConfig) -> dict:
-    return {name: getattr(config, name) for name in get_loss(config.loss).param_names}

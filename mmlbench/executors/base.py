@@ -33,7 +33,7 @@ from typing import Protocol
 from mmlbench.config import RunConfig
 from mmlbench.engine.runner import RunOutcome, TrainOptions, train_run
 from mmlbench.errors import MMLBenchError
-from mmlbench.report import claims, store
+from mmlbench import claims, store
 
 CLAIMED = "claimed elsewhere"  # another live process is training it: skipped, not a failure
 CANCELLED = "cancelled"  # the sweep was stopped before this run began

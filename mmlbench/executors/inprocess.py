@@ -5,7 +5,7 @@ from __future__ import annotations
 from mmlbench.config import RunConfig
 from mmlbench.engine.runner import TrainOptions
 from mmlbench.executors.base import CANCELLED, SweepEntry, run_task
-from mmlbench.report import store
+from mmlbench import store
 
 
 class InProcessExecutor:

@@ -18,7 +18,7 @@ from multiprocessing.synchronize import Event as EventType
 from mmlbench.config import RunConfig
 from mmlbench.engine.runner import TrainOptions
 from mmlbench.executors.base import CANCELLED, SweepEntry, run_task
-from mmlbench.report import store
+from mmlbench import store
 
 
 class LocalProcessExecutor:

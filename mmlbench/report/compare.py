@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from mmlbench import store
 from mmlbench.errors import MMLBenchError
-from mmlbench.report import store
 from mmlbench.report.diagnostics import mixing_warnings, protocol_lines, split_columns, split_warning
 from mmlbench.report.selection import (
     apply_where,
@@ -106,36 +106,6 @@ class Comparison:
             return None
         col = tuple(normalise(reference[c]) for c in self.spec.cols)
         return col if col in self.col_keys else None
-
-    def footer(self) -> list[str]:
-        from mmlbench.report.render import footer_lines
-
-        return footer_lines(self)
-
-    def to_frame(self) -> pd.DataFrame:
-        from mmlbench.report.render import to_frame
-
-        return to_frame(self)
-
-    def to_rich_table(self) -> Any:
-        from mmlbench.report.render import to_rich_table
-
-        return to_rich_table(self)
-
-    def to_markdown(self) -> str:
-        from mmlbench.report.render import to_markdown
-
-        return to_markdown(self)
-
-    def to_csv(self) -> str:
-        from mmlbench.report.render import to_csv
-
-        return to_csv(self)
-
-    def to_json(self) -> str:
-        from mmlbench.report.render import to_json
-
-        return to_json(self)
 
 
 def build_comparison(

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from mmlbench.report import store
+from mmlbench.metrics import is_metric_column
 from mmlbench.report.selection import DATA_VERSION, NOT_CONFIG, describe, fail, labels, normalise, sort_key
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def _setting_ids(group: pd.DataFrame) -> pd.Series:
 
 
 def _config_columns(runs: pd.DataFrame) -> list[str]:
-    return [c for c in runs.columns if c not in NOT_CONFIG and not store.is_metric_column(c)]
+    return [c for c in runs.columns if c not in NOT_CONFIG and not is_metric_column(c)]
 
 
 def _mixed_settings(group: pd.DataFrame) -> str | None:

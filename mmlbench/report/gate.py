@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mmlbench.fsutil import atomic_file
-from mmlbench.report import store
+from mmlbench.metrics import is_metric_column
 from mmlbench.report.diagnostics import refuse_mixed_groups
 from mmlbench.report.selection import (
     apply_where,
@@ -124,7 +124,7 @@ def read_baseline(path: Path) -> pd.DataFrame:
 
 
 def _key_columns(baseline: pd.DataFrame) -> list[str]:
-    return [c for c in baseline.columns if c != COUNT_COLUMN and not store.is_metric_column(c)]
+    return [c for c in baseline.columns if c != COUNT_COLUMN and not is_metric_column(c)]
 
 
 @dataclass

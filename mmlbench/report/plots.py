@@ -13,9 +13,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from mmlbench import store  # noqa: E402
 from mmlbench.errors import MMLBenchError  # noqa: E402
 from mmlbench.fsutil import atomic_file  # noqa: E402
-from mmlbench.report import store  # noqa: E402
 from mmlbench.report.compare import Comparison, CompareSpec  # noqa: E402
 from mmlbench.report.formats import plot_format  # noqa: E402
 from mmlbench.report.selection import fail, normalise, where_text  # noqa: E402

@@ -14,9 +14,10 @@ from typing import Any
 
 import pandas as pd
 
+from mmlbench import store
 from mmlbench.errors import MMLBenchError, closest
 from mmlbench.fsutil import remove_dir
-from mmlbench.report import store
+from mmlbench.metrics import is_metric_column
 from mmlbench.report.selection import apply_where, fail, normalise
 
 STATUS_DAMAGED = "damaged"  # run.parquet present but unreadable
@@ -158,7 +159,7 @@ class RunDetails:
 def details(run_dir: Path) -> RunDetails:
     """Read one run folder (an unreadable run.parquet is an error naming the file)."""
     row = store.read_run(run_dir)
-    metrics = {c: v for c, v in row.items() if store.is_metric_column(c)}
+    metrics = {c: v for c, v in row.items() if is_metric_column(c)}
     grouped = {*PROVENANCE_COLUMNS, *COST_COLUMNS, *OUTCOME_COLUMNS, *metrics}
     settings = {c: v for c, v in row.items() if c not in grouped and normalise(v) != "none"}
     monitor = str(row.get("monitor") or DEFAULT_MONITOR)
@@ -183,7 +184,7 @@ def _attach_curve(result: RunDetails) -> None:
         result.curve_note = str(exc)
         return
     k = result.monitor.partition("@")[2]
-    at_k = [c for c in curve.columns if store.is_metric_column(c) and c.partition("@")[2] == k]
+    at_k = [c for c in curve.columns if is_metric_column(c) and c.partition("@")[2] == k]
     result.curve = curve[[c for c in CURVE_COLUMNS if c in curve.columns] + at_k]
 
 

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mmlbench import store
 from mmlbench.errors import MMLBenchError, unknown_name
-from mmlbench.report import store
+from mmlbench.metrics import is_metric_column
 
 # Every compare error stops the command before a result exists; exit code 1 is kept for
 # "the gate found a regression" so CI can tell the two apart.
@@ -123,7 +124,7 @@ def _check_schema_versions(runs: pd.DataFrame) -> None:
 
 
 def metric_columns(runs: pd.DataFrame) -> list[str]:
-    return sorted((c for c in runs.columns if store.is_metric_column(c)), key=_metric_order)
+    return sorted((c for c in runs.columns if is_metric_column(c)), key=_metric_order)
 
 
 def _metric_order(name: str) -> tuple[str, int]:
@@ -132,7 +133,7 @@ def _metric_order(name: str) -> tuple[str, int]:
 
 
 def groupable_columns(runs: pd.DataFrame) -> list[str]:
-    return sorted(c for c in runs.columns if c not in NOT_GROUPABLE and not store.is_metric_column(c))
+    return sorted(c for c in runs.columns if c not in NOT_GROUPABLE and not is_metric_column(c))
 
 
 def check_names(kind: str, names: Iterable[str], valid: Sequence[str]) -> None:

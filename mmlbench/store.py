@@ -32,8 +32,6 @@ STATUS_COMPLETED = "completed"
 STATUS_FAILED = "failed"
 STATUS_INTERRUPTED = "interrupted"
 
-METRIC_NAMES = ("recall", "ndcg", "hitrate", "precision", "mrr")
-
 # Damaged run folders already warned about: a sweep looks up the store once per run.
 _reported_damaged: set[Path] = set()
 
@@ -47,12 +45,6 @@ class StoreUnwritable(MMLBenchError):
 
 def runs_dir(results_dir: Path) -> Path:
     return Path(results_dir) / "runs"
-
-
-def is_metric_column(name: str) -> bool:
-    """True for per-K metric columns such as 'recall@20'."""
-    base, sep, k = name.partition("@")
-    return bool(sep) and base in METRIC_NAMES and k.isdigit()
 
 
 @dataclass
@@ -80,7 +72,10 @@ def write_run(results_dir: Path, record: RunRecord) -> Path:
         if record.per_user is not None:
             record.per_user.to_parquet(tmp / PER_USER_FILE, index=False)
         if record.checkpoint is not None:
-            torch.save(record.checkpoint, tmp / CHECKPOINT_FILE)
+            # Through a Python file object: a full disk is then OSError(ENOSPC), where torch's own
+            # file writer reports "unexpected pos" or a bare iostream error depending on the size.
+            with open(tmp / CHECKPOINT_FILE, "wb") as handle:
+                torch.save(record.checkpoint, handle)
         for name, payload in record.extra_files.items():
             (tmp / name).write_bytes(payload)
     return final

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import is_disk_full
-from mmlbench.report.store import StoreUnwritable, runs_dir
+from mmlbench.store import StoreUnwritable, runs_dir
 
 CLAIMS_DIR = ".claims"  # hidden: run-store readers skip it
 

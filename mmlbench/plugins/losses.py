@@ -1,0 +1,108 @@
+"""The loss registry: each loss's parameters, defaults, checks and capabilities.
+
+The functions themselves are in `mmlbench.engine.losses` (torch); their keyword-only
+parameters are RunConfig field names and are exactly the keys of the spec's defaults
+(tests/test_plugins.py holds every entry to that).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mmlbench.console import warn
+from mmlbench.errors import MMLBenchError
+from mmlbench.plugins import PluginSpec, Registry
+
+
+@dataclass(frozen=True)
+class LossSpec(PluginSpec):
+    """A registered loss. `log_q_switch` names the boolean parameter that makes the loss take
+    a third argument, the negatives' log sampling probabilities relative to uniform, log(I q) [B, N].
+    """
+
+    log_q_switch: str | None = None
+
+    def needs_log_q(self, params: dict[str, Any]) -> bool:
+        return self.log_q_switch is not None and bool(params[self.log_q_switch])
+
+
+def _check_ccl(params: dict[str, Any]) -> None:
+    _check_margin(params["margin"])
+    _check_positive("negative_weight", params["negative_weight"])
+
+
+def _check_mmcl(params: dict[str, Any]) -> None:
+    margins, weights = params["margins"], params["margin_weights"]
+    if len(margins) != len(weights):
+        raise MMLBenchError(
+            f"--margins has {len(margins)} values but --margin-weights has {len(weights)}; give one weight per margin"
+        )
+    if not margins:
+        raise MMLBenchError("--margins needs at least one margin")
+    for margin in margins:
+        _check_margin(margin)
+    if any(w < 0 for w in weights):
+        raise MMLBenchError(f"--margin-weights must be non-negative, got {list(weights)}")
+    if abs(sum(weights) - 1) > 1e-6:
+        warn(f"--margin-weights sum to {sum(weights):g}, not 1: --negative-weight no longer plays CCL's w")
+    _check_positive("negative_weight", params["negative_weight"])
+    _check_positive("positive_weight", params["positive_weight"])
+
+
+def _check_ssm(params: dict[str, Any]) -> None:
+    _check_positive("temperature", params["temperature"])
+    if not isinstance(params["logq_correction"], bool):
+        raise MMLBenchError(f"--logq-correction is a switch (true or false), got {params['logq_correction']!r}")
+
+
+def _check_bsl(params: dict[str, Any]) -> None:
+    _check_positive("temperature", params["temperature"])
+    _check_positive("negative_power", params["negative_power"])
+
+
+def _check_hinge(params: dict[str, Any]) -> None:
+    _check_positive("margin", params["margin"])
+
+
+def _check_margin(margin: float) -> None:
+    if not -1 <= margin <= 1:
+        raise MMLBenchError(f"a cosine margin must lie in [-1, 1], got {margin}")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise MMLBenchError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+
+
+def _loss(name: str, defaults: dict[str, Any] | None = None, check: Any = None, **capabilities: Any) -> LossSpec:
+    return LossSpec(f"mmlbench.engine.losses:{name}", defaults or {}, check=check, **capabilities)
+
+
+# Defaults from REFERENCE.md: CCL as in SimpleX; MMCL and BSL as in their authors' Gowalla runs.
+LOSSES: Registry[LossSpec] = Registry("loss", {
+    "bpr": _loss("bpr"),
+    "bce": _loss("bce"),
+    "mse": _loss("mse"),
+    "ssm": _loss("ssm", {"temperature": 0.1, "logq_correction": False}, _check_ssm, log_q_switch="logq_correction"),
+    "bsl": _loss("bsl", {"temperature": 0.08, "negative_power": 1.22}, _check_bsl),
+    "hinge": _loss("hinge", {"margin": 1.0}, _check_hinge),
+    "ccl": _loss("ccl", {"margin": 0.9, "negative_weight": 150.0}, _check_ccl),
+    "mmcl": _loss(
+        "mmcl",
+        {"margins": (0.7, 0.8, 0.9), "margin_weights": (0.10, 0.15, 0.75), "negative_weight": 700.0, "positive_weight": 1.0},
+        _check_mmcl,
+    ),
+})
+
+# Every loss parameter any loss takes: RunConfig keeps these None unless the loss uses them.
+LOSS_PARAMS: tuple[str, ...] = LOSSES.param_names
+
+
+def get_loss(name: str) -> LossSpec:
+    return LOSSES.spec(name)
+
+
+def resolve_params(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The loss's parameters: given values where set (not None), its defaults elsewhere, checked."""
+    return get_loss(name).resolve(given)
