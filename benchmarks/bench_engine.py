@@ -49,7 +49,7 @@ def main() -> None:
     )
     config, device, data = prepare(config, TrainOptions(device=args.device, data_dir=args.data_dir))
     torch.manual_seed(config.seed)
-    model = build_model(config, data.n_users, data.n_items, data.history).to(device)
+    model = build_model(config, data).to(device)
     trainer = Trainer(config, data, model, device, cuda_graphs=not args.no_cuda_graphs)
     reset_peak_memory(device)
 

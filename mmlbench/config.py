@@ -90,6 +90,8 @@ class RunConfig:
     aggregator: str | None = setting(None, "SimpleX history aggregator", grid=True)
     gamma: float | None = setting(None, "SimpleX weight of the ID embedding", grid=True)
     history_len: int | None = setting(None, "SimpleX history items per user", grid=True)
+    # LightGCN parameters (None for the other models).
+    layers: int | None = setting(None, "LightGCN propagation layers over the training graph", grid=True)
 
     def resolved(self) -> RunConfig:
         """Defaults filled in for what this run uses, the rest cleared, everything checked."""

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from mmlbench.data.dataset import InteractionData
+from mmlbench.engine.models import refresh
 from mmlbench.engine.scoring import unit
 from mmlbench.errors import MMLBenchError
 
@@ -108,6 +109,7 @@ def evaluate(
         raise MMLBenchError(f"the {split} split of '{data.name}' is empty: nothing to evaluate")
     was_training = model.training
     model.eval()
+    refresh(model)  # LightGCN propagates here, once for the whole evaluation
     try:
         items = model.item_table()
         items = unit(items) if cosine else items

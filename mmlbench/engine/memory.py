@@ -37,7 +37,10 @@ def training_bytes(config: RunConfig, n_users: int, n_items: int) -> int:
     if get_model(config.model).needs_history:  # SimpleX: padded histories on the device, gathered per batch
         history = n_users * config.history_len * (_INDEX + 1)
         history += config.batch_size * config.history_len * dim * _FLOAT * _GATHERED_COPIES
-    return tables + step + history
+    graph = 0
+    if get_model(config.model).needs_graph:  # LightGCN: every layer's [U + I, d] output and its gradient
+        graph = (config.layers + 1) * 2 * (n_users + n_items) * dim * _FLOAT
+    return tables + step + history + graph
 
 
 def device_bytes(device: torch.device) -> int:

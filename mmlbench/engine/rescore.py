@@ -66,7 +66,7 @@ def rescore(
             f"give --k values of at most {data.n_items}"
         )
     originals = original_ids(config.dataset, data_dir, data.n_users, data.n_items) if keep_top else None
-    model = build_model(config, data.n_users, data.n_items, data.history).to(target)
+    model = build_model(config, data).to(target)
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, RuntimeError) as exc:

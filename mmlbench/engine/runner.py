@@ -111,7 +111,7 @@ def _train(
         resume.discard(resume_folder)
     torch.manual_seed(config.seed)
     reset_peak_memory(device)
-    model = build_model(config, data.n_users, data.n_items, data.history).to(device)
+    model = build_model(config, data).to(device)
     started_at, started = _now(), time.perf_counter()
     with TrainingProgress(config, quiet=options.quiet) as progress:
         trainer = Trainer(

@@ -19,6 +19,7 @@ from torch import Tensor
 from mmlbench.config import RunConfig
 from mmlbench.console import warn
 from mmlbench.data.dataset import InteractionData
+from mmlbench.engine.models import refresh
 from mmlbench.engine.sampling import Sampler
 from mmlbench.engine.scoring import gathered_scores
 
@@ -169,20 +170,24 @@ class TrainStep:
 
     def _forward_backward_update(self, batch_index: Tensor) -> None:
         config, model = self.config, self.model
+        refresh(model)  # LightGCN propagates here, once for the step's users and items
         users = self.data.train_users[batch_index]
         positives = self.data.train_items[batch_index]
         index = torch.cat([positives.unsqueeze(1), self.sampler(users)], dim=1)
         cosine = config.score == "cosine"
         user_vectors = model.user_vectors(users, normalize=cosine)
-        scores, item_squares = gathered_scores(model.item_table(), user_vectors, index, cosine)
+        item_table = model.item_table()
+        scores, item_squares = gathered_scores(item_table, user_vectors, index, cosine)
         s_pos, s_neg = scores[:, 0], scores[:, 1:]
         if self.log_q is None:
             loss = self.loss_fn(s_pos, s_neg)
         else:
             loss = self.loss_fn(s_pos, s_neg, self.log_q[index[:, 1:]])
         if config.l2_scope == "batch":
-            user_table, _ = model.embedding_tables()
+            user_table, id_items = model.embedding_tables()
             user_squares = user_table[users].square().sum()
+            if id_items is not item_table:  # propagated items (LightGCN): the penalty is on the ID rows
+                item_squares = id_items[index].square().sum(-1)
             loss_and_penalty = loss + config.l2 * (user_squares + item_squares.sum()) / users.shape[0]
         else:
             loss_and_penalty = loss

@@ -20,6 +20,7 @@ from mmlbench.engine.sampling import make_sampler, relative_log_q
 from mmlbench.engine.step import TrainStep
 from mmlbench.errors import MMLBenchError
 from mmlbench.plugins.losses import get_loss
+from mmlbench.plugins.models import get_model
 from mmlbench.plugins.samplers import get_sampler
 
 
@@ -89,7 +90,8 @@ class Trainer:
             log_q = relative_log_q(config.sampler, item_counts=data.item_counts(), params=sampler_params)
         self.step = TrainStep(
             model, data, sampler, loss_function(config.loss, loss_params), config,
-            use_graph=cuda_graphs and device.type == "cuda" and sampler_spec.capturable, log_q=log_q,
+            use_graph=cuda_graphs and device.type == "cuda" and sampler_spec.capturable and get_model(config.model).capturable,
+            log_q=log_q,
         )
 
     @property

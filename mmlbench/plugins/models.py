@@ -1,8 +1,8 @@
 """The model (encoder) registry: each model's parameters, defaults, checks and capabilities.
 
-A builder in `mmlbench.engine.models` takes (n_users, n_items, config, history) and returns
-the torch module; `history(L)` gives the users' padded histories, which only models that
-declare `needs_history` call.
+A builder in `mmlbench.engine.models` takes (config, data) and returns the torch module;
+`data` is the InteractionData on the device: its sizes, and the users' histories or the
+training pairs for the models that declare `needs_history` or `needs_graph`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ class ModelSpec(PluginSpec):
     """A registered encoder."""
 
     needs_history: bool = False  # reads each user's training items (history_len of them)
+    needs_graph: bool = False  # propagates over the training graph every step (layers of it)
+    capturable: bool = False  # its training step can be captured as a CUDA graph
 
 
 def _check_simplex(params: dict[str, Any]) -> None:
@@ -28,14 +30,27 @@ def _check_simplex(params: dict[str, Any]) -> None:
         raise MMLBenchError(f"--history-len must be >= 1, got {params['history_len']}")
 
 
+def _check_lightgcn(params: dict[str, Any]) -> None:
+    if params["layers"] < 0:
+        raise MMLBenchError(f"--layers must be >= 0, got {params['layers']} (0 is MF on the same code path)")
+
+
 MODELS: Registry[ModelSpec] = Registry("model", {
-    "mf": ModelSpec("mmlbench.engine.models:build_mf"),
+    "lightgcn": ModelSpec(
+        "mmlbench.engine.models:build_lightgcn",
+        {"layers": 3},  # LightGCN's setting
+        check=_check_lightgcn,
+        needs_graph=True,
+        capturable=False,  # sparse products inside a captured graph are untested: train eagerly
+    ),
+    "mf": ModelSpec("mmlbench.engine.models:build_mf", capturable=True),
     "simplex": ModelSpec(
         "mmlbench.engine.models:build_simplex",
         {"aggregator": "mean", "gamma": 0.5, "history_len": 50},  # SimpleX's defaults
         choices={"aggregator": ("mean", "user-attention")},
         check=_check_simplex,
         needs_history=True,
+        capturable=True,
     ),
 })
 
