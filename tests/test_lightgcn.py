@@ -15,6 +15,7 @@ import torch
 
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import load_dataset
+from mmlbench.engine.memory import training_bytes
 from mmlbench.engine.models import LightGCN, SymmetricSparseProduct, build_model, normalized_adjacency
 from mmlbench.engine.trainer import Trainer
 from mmlbench.errors import MMLBenchError
@@ -113,7 +114,12 @@ def _trainer(data, **settings) -> Trainer:
 def test_one_propagation_per_step_and_per_evaluation(planted, monkeypatch):
     products = []
     original = SymmetricSparseProduct.forward
-    monkeypatch.setattr(SymmetricSparseProduct, "forward", staticmethod(lambda ctx, a, x: products.append(1) or original(ctx, a, x)))
+
+    def counted(ctx, adjacency, dense):
+        products.append(1)
+        return original(ctx, adjacency, dense)
+
+    monkeypatch.setattr(SymmetricSparseProduct, "forward", staticmethod(counted))
     trainer = _trainer(planted, layers=2)
     trainer.step.run_epoch()
     assert len(products) == 2 * trainer.batches_per_epoch
@@ -177,8 +183,6 @@ def test_layers_is_a_lightgcn_parameter_only():
 
 
 def test_memory_estimate_counts_every_layer_and_its_gradient():
-    from mmlbench.engine.memory import training_bytes
-
     mf = training_bytes(RunConfig("planted", model="mf").resolved(), 1000, 500)
     lightgcn = training_bytes(RunConfig("planted", model="lightgcn", layers=2).resolved(), 1000, 500)
     assert lightgcn - mf == 3 * 2 * 1500 * 64 * 4  # (L + 1) outputs and gradients of [U + I, d] float32

@@ -76,7 +76,7 @@ def test_experiment_file_with_per_loss_parameters(planted_dir, tmp_path):
     ("args", "message"),
     [
         (["--loss", "mmcll"], "Did you mean 'mmcl'"),
-        (["--model", "lightgcn"], "unknown model 'lightgcn'"),
+        (["--model", "ngcf"], "unknown model 'ngcf'"),
         (["--loss", "mmcl", "--margins", "0.7,0.8", "--margin-weights", "1"], "one weight per margin"),
         (["--loss", "mmcl", "--margins", "0.7,1.2", "--margin-weights", "0.5,0.5"], "[-1, 1]"),
         (["--negatives", "0"], "--negatives must be >= 1"),
