@@ -119,7 +119,9 @@ def hard(n_items: int, negatives: int, candidates: int, scorer: Scorer) -> Sampl
     One [B, M] randint, the scorer's [B, M, d] gather and product under no_grad, a topk and a
     gather: fixed shapes, no host sync and no data-dependent branch, so the step stays
     capturable as a CUDA graph (the scorer's kernels are captured with the step's and read
-    the live tables on every replay). Ties and repeated candidates are kept as drawn.
+    the live tables on every replay). Ties and repeated candidates are kept as drawn. An
+    encoder whose item table is computed (a graph encoder's propagation) computes it once
+    more per step for the scorer, under no_grad.
     """
 
     def sample(users: Tensor) -> Tensor:
