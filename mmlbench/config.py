@@ -47,6 +47,9 @@ class RunConfig:
     negatives: int = setting(100, "Sampled negatives per positive", grid=True)
     sampler: str = setting("uniform", "Negative sampler", grid=True)  # uniform with replacement, as the reference
     popularity_alpha: float | None = setting(None, "Exponent of --sampler popularity: p(item) ~ count ** alpha", grid=True)
+    candidates: int | None = setting(
+        None, "Uniform candidates per pair of --sampler hard, which keeps the --negatives the model scores highest", grid=True
+    )
     score: str = setting("cosine", "Similarity", grid=True, choices=SCORES)  # cosine: the cosine losses' premise
     embedding_dim: int = setting(64, "Embedding size", grid=True)
     dropout: float = setting(0.1, "Dropout on the user vector while training", grid=True)  # reference: 0.1
@@ -99,7 +102,7 @@ class RunConfig:
         self._check_names()
         changes: dict[str, Any] = {}
         for registry, spec in zip(PLUGINS, specs):
-            params = spec.resolve({name: getattr(self, name) for name in spec.param_names})
+            params = spec.resolve({name: getattr(self, name) for name in spec.param_names + spec.reads})
             changes |= {name: params.get(name) for name in registry.param_names}
         changes["ks"] = tuple(sorted(set(self.ks)))
         config = dataclasses.replace(self, **changes)

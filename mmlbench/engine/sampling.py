@@ -1,4 +1,5 @@
-"""Negative samplers, drawn on the device in one call per batch: users [B] -> items [B, N].
+"""Negative samplers, drawn on the device in one call per batch: users [B] -> items [B, N]
+(in-batch: users [B], positive items [B] -> items [B, N]).
 
 Each is registered, with its parameters and capabilities, in `mmlbench.plugins.samplers`.
 They draw from torch's default generator of the device, which the run's seed sets and which
@@ -13,11 +14,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mmlbench.engine.scoring import unit
 from mmlbench.errors import MMLBenchError
 from mmlbench.plugins import load
 from mmlbench.plugins.samplers import SamplerSpec, get_sampler
 
-Sampler = Callable[[Tensor], Tensor]
+Sampler = Callable[..., Tensor]  # (users [B]) or, with needs_positives, (users [B], positives [B]) -> [B, N]
+Scorer = Callable[[Tensor, Tensor], Tensor]  # (users [B], items [B, M]) -> scores [B, M], no gradient
 
 # Re-draw rounds for uniform-exclude-pos before giving up; each round re-draws only the
 # collisions, so with even 99% of items positive the chance of needing this many is tiny.
@@ -83,6 +86,75 @@ def popularity_log_q(item_counts: Tensor, popularity_alpha: float) -> Tensor:
     return torch.log(q * q.numel()).float()
 
 
+def in_batch(n_items: int, negatives: int) -> Sampler:
+    """The positives of other rows of the batch: row b takes rows b+1, ..., b+N's (cyclically).
+
+    No draws: the batch is already a random sample of the training pairs, so its positives
+    are negatives drawn in proportion to item popularity (see `in_batch_log_q`). Taking the N
+    following rows rather than all B-1 keeps [B, N] fixed for any N <= B-1 (checked with the
+    config). An "accidental hit", another row holding the same item as row b's positive, is
+    kept as a negative, as most in-batch implementations do. In a smaller last batch of
+    B' <= N rows the cycle wraps, so a row there also meets its own positive among its
+    negatives (`--last-batch wrap` avoids small batches). Capturable: two aranges, a modulo
+    and a gather, all of fixed shape for a fixed B.
+    """
+
+    def sample(users: Tensor, positives: Tensor) -> Tensor:
+        batch, device = positives.shape[0], positives.device
+        rows = torch.arange(batch, device=device).unsqueeze(1)
+        return positives[(rows + torch.arange(1, negatives + 1, device=device)) % batch]
+
+    return sample
+
+
+def in_batch_log_q(item_counts: Tensor) -> Tensor:
+    """log(I q(item)) [I] of in-batch negatives: q = count / total, the share of training pairs."""
+    return popularity_log_q(item_counts, 1.0)
+
+
+def hard(n_items: int, negatives: int, candidates: int, scorer: Scorer) -> Sampler:
+    """Dynamic negative sampling (Zhang et al., SIGIR 2013): of `candidates` uniform draws per
+    pair, the `negatives` the current model scores highest.
+
+    One [B, M] randint, the scorer's [B, M, d] gather and product under no_grad, a topk and a
+    gather: fixed shapes, no host sync and no data-dependent branch, so the step stays
+    capturable as a CUDA graph (the scorer's kernels are captured with the step's and read
+    the live tables on every replay). Ties and repeated candidates are kept as drawn. An
+    encoder whose item table is computed (a graph encoder's propagation) computes it once
+    more per step for the scorer, under no_grad.
+    """
+
+    def sample(users: Tensor) -> Tensor:
+        drawn = torch.randint(n_items, (users.shape[0], candidates), device=users.device)
+        kept = scorer(users, drawn).topk(negatives, dim=1, sorted=False).indices
+        return drawn.gather(1, kept)
+
+    return sample
+
+
+def model_scorer(model: torch.nn.Module, cosine: bool) -> Scorer:
+    """The model's current scores of users against items [B, M], without gradient or dropout
+    (as the evaluator scores), cosine or dot as the run scores. Dropout is switched off
+    module by module rather than with model.eval(), which other encoders may give a meaning.
+    """
+    dropouts = [module for module in model.modules() if isinstance(module, torch.nn.Dropout)]
+
+    def score(users: Tensor, items: Tensor) -> Tensor:
+        with torch.no_grad():
+            modes = [module.training for module in dropouts]
+            for module in dropouts:
+                module.training = False
+            try:
+                vectors = model.user_vectors(users, normalize=cosine)
+            finally:
+                for module, mode in zip(dropouts, modes):
+                    module.training = mode
+            table = unit(model.item_table()) if cosine else model.item_table()  # [I, d]: cheaper than [B, M, d]
+            return torch.bmm(table[items], vectors.unsqueeze(-1)).squeeze(-1)
+
+    return score
+
+
 def relative_log_q(name: str, *, item_counts: Tensor, params: Mapping[str, Any]) -> Tensor:
     """log(I q(item)) [I]: the log of the sampler's probability of each item relative to
     uniform's 1/I, for losses that correct for the sampler. Zero for the uniform samplers
@@ -101,14 +173,20 @@ def make_sampler(
     positive_keys: Tensor,
     item_counts: Tensor,
     params: Mapping[str, Any],
+    scorer: Scorer | None = None,
 ) -> Sampler:
-    """The sampler called `name`, bound to the training data; `params` holds (at least) its parameters."""
+    """The sampler called `name`, bound to the training data (and, where it needs one, to the
+    model's `scorer`); `params` holds (at least) its parameters."""
     spec = get_sampler(name)
-    data: dict[str, Tensor] = {}
+    data: dict[str, Any] = {}
     if spec.needs_positive_keys:
         data["positive_keys"] = positive_keys
     if spec.needs_item_counts:
         data["item_counts"] = item_counts
+    if spec.needs_scorer:
+        if scorer is None:
+            raise ValueError(f"sampler {name} needs the model's scorer")
+        data["scorer"] = scorer
     return spec.load()(n_items=n_items, negatives=negatives, **data, **_own(spec, params))
 
 

@@ -22,6 +22,7 @@ from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.models import refresh
 from mmlbench.engine.sampling import Sampler
 from mmlbench.engine.scoring import gathered_scores
+from mmlbench.plugins.samplers import get_sampler
 
 _WARMUP_STEPS = 3  # eager steps on a side stream before capture (lazy CUDA/cuBLAS init)
 _PROGRESS_EVERY = 64  # batches between progress callbacks (host-side only, no sync)
@@ -82,6 +83,7 @@ class TrainStep:
     ) -> None:
         self.model, self.data, self.sampler, self.loss_fn, self.config = model, data, sampler, loss_fn, config
         self.log_q = log_q  # log(I q(item)) [I], for losses that correct for the sampler
+        self._pass_positives = get_sampler(config.sampler).needs_positives  # in-batch: negatives from the batch
         device = data.train_items.device
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = make_adam(self.params, config.lr, device, capturable=use_graph)
@@ -173,7 +175,8 @@ class TrainStep:
         refresh(model)  # LightGCN propagates here, once for the step's users and items
         users = self.data.train_users[batch_index]
         positives = self.data.train_items[batch_index]
-        index = torch.cat([positives.unsqueeze(1), self.sampler(users)], dim=1)
+        negatives = self.sampler(users, positives) if self._pass_positives else self.sampler(users)
+        index = torch.cat([positives.unsqueeze(1), negatives], dim=1)
         cosine = config.score == "cosine"
         user_vectors = model.user_vectors(users, normalize=cosine)
         item_table = model.item_table()

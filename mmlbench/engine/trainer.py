@@ -16,7 +16,7 @@ from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.device import synchronize
 from mmlbench.engine.evaluator import Evaluation, evaluate
 from mmlbench.engine.losses import loss_function
-from mmlbench.engine.sampling import make_sampler, relative_log_q
+from mmlbench.engine.sampling import make_sampler, model_scorer, relative_log_q
 from mmlbench.engine.step import TrainStep
 from mmlbench.errors import MMLBenchError
 from mmlbench.plugins.losses import get_loss
@@ -84,6 +84,7 @@ class Trainer:
             positive_keys=data.splits["train"].keys,
             item_counts=data.item_counts(),
             params=sampler_params,
+            scorer=model_scorer(model, config.score == "cosine") if sampler_spec.needs_scorer else None,
         )
         log_q = None
         if loss_spec.needs_log_q(loss_params):

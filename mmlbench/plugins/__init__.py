@@ -25,6 +25,7 @@ class PluginSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)  # parameter -> default; the keys are its parameters
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # parameter -> allowed values
     check: Callable[[dict[str, Any]], None] | None = None  # raises MMLBenchError on bad values
+    reads: tuple[str, ...] = ()  # other RunConfig fields its check and derived defaults see (read-only)
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -35,17 +36,39 @@ class PluginSpec:
         return {name: getattr(config, name) for name in self.param_names}
 
     def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
-        """This plug-in's parameters: given values where set (not None), defaults elsewhere, checked."""
-        params = {name: given[name] if given.get(name) is not None else default for name, default in self.defaults.items()}
+        """This plug-in's parameters: given values where set (not None), defaults elsewhere, checked.
+
+        `given` holds the parameters and the fields named in `reads`; the check sees both.
+        """
+        context = {name: given[name] for name in self.reads}
+        params = {
+            name: given[name] if given.get(name) is not None else _value(default, context)
+            for name, default in self.defaults.items()
+        }
         for name, allowed in self.choices.items():
             if params[name] not in allowed:
                 raise unknown_name(name.replace("_", "-"), params[name], allowed)
         if self.check is not None:
-            self.check(params)
+            self.check(context | params)
         return params
 
     def load(self) -> Any:
         return load(self.target)
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A default computed from the run's other settings (a spec's `reads`), e.g. 5 x --negatives."""
+
+    rule: Callable[[Mapping[str, Any]], Any]
+    text: str  # how help texts show it
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _value(default: Any, context: Mapping[str, Any]) -> Any:
+    return default.rule(context) if isinstance(default, Derived) else default
 
 
 def load(target: str) -> Any:
