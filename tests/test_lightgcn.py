@@ -111,7 +111,8 @@ def _trainer(data, **settings) -> Trainer:
     return Trainer(config, data, build_model(config, data), torch.device("cpu"), cuda_graphs=False)
 
 
-def test_one_propagation_per_step_and_per_evaluation(planted, monkeypatch):
+@pytest.mark.parametrize("sampler", ["uniform", "hard"])  # hard scores candidates under no_grad first
+def test_one_propagation_per_step_and_per_evaluation(planted, monkeypatch, sampler):
     products = []
     original = SymmetricSparseProduct.forward
 
@@ -120,7 +121,7 @@ def test_one_propagation_per_step_and_per_evaluation(planted, monkeypatch):
         return original(ctx, adjacency, dense)
 
     monkeypatch.setattr(SymmetricSparseProduct, "forward", staticmethod(counted))
-    trainer = _trainer(planted, layers=2)
+    trainer = _trainer(planted, layers=2, sampler=sampler)
     trainer.step.run_epoch()
     assert len(products) == 2 * trainer.batches_per_epoch
     products.clear()

@@ -138,15 +138,22 @@ class LightGCN(nn.Module):
         self._propagated = None
 
     def propagated(self) -> tuple[Tensor, Tensor]:
-        """(user table, item table) after propagation, computed once per refresh()."""
-        if self._propagated is None:
-            layer = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
-            total = layer
-            for _ in range(self.layers):
-                layer = SymmetricSparseProduct.apply(self.adjacency, layer)
-                total = total + layer
-            sizes = [self.user_embedding.num_embeddings, self.item_embedding.num_embeddings]
-            self._propagated = torch.split(total / (self.layers + 1), sizes)
+        """(user table, item table) after propagation, computed once per refresh().
+
+        While training, the tables are built with autograd on even when first read under
+        no_grad (the hard sampler scores candidates that way before the step's forward), so
+        the step reuses them instead of propagating twice.
+        """
+        stale = self._propagated is not None and torch.is_grad_enabled() and not self._propagated[0].requires_grad
+        if self._propagated is None or stale:
+            with torch.set_grad_enabled(self.training or torch.is_grad_enabled()):
+                layer = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
+                total = layer
+                for _ in range(self.layers):
+                    layer = SymmetricSparseProduct.apply(self.adjacency, layer)
+                    total = total + layer
+                sizes = [self.user_embedding.num_embeddings, self.item_embedding.num_embeddings]
+                self._propagated = torch.split(total / (self.layers + 1), sizes)
         return self._propagated
 
     def item_table(self) -> Tensor:
