@@ -168,3 +168,12 @@ def test_seeds_refuse_a_seed_list_and_zero():
         gridded.with_seeds(2)
     with pytest.raises(MMLBenchError, match="--seeds must be >= 1, got 0"):
         Experiment().with_seeds(0)
+
+
+@pytest.mark.parametrize("quick", [False, True])
+@pytest.mark.parametrize("name", preset_names())
+def test_every_packaged_preset_expands_to_checked_configs(name, quick):
+    configs = read_experiment(preset_path(name), quick=quick).configs()
+    assert configs and len({c.hash() for c in configs}) == len(configs)  # no two cells alike
+    if quick:
+        assert max(c.epochs for c in configs) <= 5
