@@ -28,16 +28,21 @@ if TYPE_CHECKING:
     from mmlbench.data.dataset import InteractionData
 
 
+def id_tables(n_users: int, n_items: int, dim: int, init_std: float) -> tuple[nn.Embedding, nn.Embedding]:
+    """The user and item ID embeddings, initialised N(0, init_std^2) as the reference does."""
+    tables = nn.Embedding(n_users, dim), nn.Embedding(n_items, dim)
+    for table in tables:
+        nn.init.normal_(table.weight, std=init_std)
+    return tables
+
+
 class MF(nn.Module):
     """Matrix factorisation: a user embedding and an item embedding, dropout on the user vector."""
 
     def __init__(self, n_users: int, n_items: int, dim: int, dropout: float, init_std: float) -> None:
         super().__init__()
-        self.user_embedding = nn.Embedding(n_users, dim)
-        self.item_embedding = nn.Embedding(n_items, dim)
+        self.user_embedding, self.item_embedding = id_tables(n_users, n_items, dim, init_std)
         self.dropout = nn.Dropout(dropout)
-        for table in (self.user_embedding, self.item_embedding):
-            nn.init.normal_(table.weight, std=init_std)
 
     def item_table(self) -> Tensor:
         return self.item_embedding.weight
@@ -72,10 +77,7 @@ class SimpleX(nn.Module):
         gamma: float,
     ) -> None:
         super().__init__()
-        self.user_embedding = nn.Embedding(n_users, dim)
-        self.item_embedding = nn.Embedding(n_items, dim)
-        for table in (self.user_embedding, self.item_embedding):
-            nn.init.normal_(table.weight, std=init_std)
+        self.user_embedding, self.item_embedding = id_tables(n_users, n_items, dim, init_std)
         self.fuse = nn.Linear(dim, dim, bias=False)
         nn.init.xavier_normal_(self.fuse.weight)
         self.attention = nn.Linear(dim, dim, bias=False) if aggregator == "user-attention" else None
@@ -124,10 +126,7 @@ class LightGCN(nn.Module):
         self, n_users: int, n_items: int, dim: int, dropout: float, init_std: float, adjacency: Tensor, layers: int
     ) -> None:
         super().__init__()
-        self.user_embedding = nn.Embedding(n_users, dim)
-        self.item_embedding = nn.Embedding(n_items, dim)
-        for table in (self.user_embedding, self.item_embedding):
-            nn.init.normal_(table.weight, std=init_std)
+        self.user_embedding, self.item_embedding = id_tables(n_users, n_items, dim, init_std)
         self.dropout = nn.Dropout(dropout)
         self.layers = layers
         self.register_buffer("adjacency", adjacency, persistent=False)
