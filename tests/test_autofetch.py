@@ -17,7 +17,6 @@ from mmlbench.cli import app
 from mmlbench.data import registry
 from mmlbench.data.download import MIRROR_ENV
 from mmlbench.data.registry import DatasetSpec, RemoteFile
-from mmlbench.paths import DATA_DIR_ENV
 from mmlbench import store
 
 runner = CliRunner()
@@ -37,10 +36,7 @@ def _spec(name: str, base_url: str) -> DatasetSpec:
     return DatasetSpec(name, files, users=USERS, items=ITEMS, train=4 * USERS, test=USERS, citation="test fixture")
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    monkeypatch.delenv(MIRROR_ENV, raising=False)
-    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_env")  # conftest: no mirror or data home from the caller
 
 
 @pytest.fixture

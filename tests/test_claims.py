@@ -77,14 +77,18 @@ def test_a_held_claim_makes_a_second_sweep_skip_the_cell(planted_dir, tmp_path):
     assert claim.exists()  # someone else's claim is left alone
 
 
-def test_sweep_table_says_claimed_elsewhere_and_exits_0(planted_dir, tmp_path):
-    held = RunConfig("planted", loss="ccl", **FAST)
-    _plant_claim(tmp_path / "r", _hash(held, planted_dir), pid=os.getpid())
-    result = runner.invoke(app, [
-        "train", "--dataset", "planted", "--loss", "ccl,bpr", "--negatives", "5", "--batch-size", "64",
+def _train_cli(planted_dir, tmp_path, losses: str):
+    return runner.invoke(app, [
+        "train", "--dataset", "planted", "--loss", losses, "--negatives", "5", "--batch-size", "64",
         "--lr", "0.01", "--epochs", "2", "--device", "cpu", "-q",
         "--data-dir", str(planted_dir), "--results-dir", str(tmp_path / "r"),
     ])
+
+
+def test_sweep_table_says_claimed_elsewhere_and_exits_0(planted_dir, tmp_path):
+    held = RunConfig("planted", loss="ccl", **FAST)
+    _plant_claim(tmp_path / "r", _hash(held, planted_dir), pid=os.getpid())
+    result = _train_cli(planted_dir, tmp_path, "ccl,bpr")
     assert result.exit_code == 0, result.output
     assert "claimed elsewhere" in result.stdout and "1 completed" in result.stdout
 
@@ -107,10 +111,6 @@ def test_a_failed_run_releases_its_claim(planted_dir, tmp_path, monkeypatch):
 def test_a_single_claimed_run_is_one_line_and_not_a_failure(planted_dir, tmp_path):
     held = RunConfig("planted", loss="ccl", **FAST)
     _plant_claim(tmp_path / "r", _hash(held, planted_dir), pid=os.getpid())
-    result = runner.invoke(app, [
-        "train", "--dataset", "planted", "--loss", "ccl", "--negatives", "5", "--batch-size", "64",
-        "--lr", "0.01", "--epochs", "2", "--device", "cpu", "-q",
-        "--data-dir", str(planted_dir), "--results-dir", str(tmp_path / "r"),
-    ])
+    result = _train_cli(planted_dir, tmp_path, "ccl")
     assert result.exit_code == 0, result.output
     assert result.stdout == "" and f"being trained by pid {os.getpid()}" in result.stderr

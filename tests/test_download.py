@@ -39,10 +39,7 @@ def make_spec(name: str, base_url: str) -> DatasetSpec:
     return DatasetSpec(name, files, users=3, items=4, train=5, test=2, citation="test fixture")
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    monkeypatch.delenv(MIRROR_ENV, raising=False)
-    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_env")  # conftest: no mirror or data home from the caller
 
 
 @pytest.fixture

@@ -154,13 +154,18 @@ def test_early_stopping_state_and_learning_rate_survive_the_restart(planted_dir,
     assert outcome.row["best_epoch"] == 1 and outcome.row["resumed_from_epoch"] == 2
 
 
-@pytest.mark.parametrize("start_over", [{"resume": False}, {"force": True}])
-def test_no_resume_and_force_start_over(planted_dir, tmp_path, monkeypatch, start_over):
-    results = tmp_path / "r"
+def _interrupted_after_two_of_three(planted_dir, results, monkeypatch):
+    """A 3-epoch run stopped by Ctrl-C after epoch 2: (its config, its outcome)."""
     config = RunConfig("planted", negatives=5, batch_size=64, epochs=3)
     with monkeypatch.context() as patch:
         _interrupt_after(patch, 2)
-        interrupted = train_run(config, _options(planted_dir, results))
+        return config, train_run(config, _options(planted_dir, results))
+
+
+@pytest.mark.parametrize("start_over", [{"resume": False}, {"force": True}])
+def test_no_resume_and_force_start_over(planted_dir, tmp_path, monkeypatch, start_over):
+    results = tmp_path / "r"
+    config, interrupted = _interrupted_after_two_of_three(planted_dir, results, monkeypatch)
     assert _resume_file(results, interrupted.row["run_id"]).is_file()
     trained = _count_epochs(monkeypatch)
     outcome = train_run(config, _options(planted_dir, results, **start_over))
@@ -169,10 +174,7 @@ def test_no_resume_and_force_start_over(planted_dir, tmp_path, monkeypatch, star
 
 def test_an_unreadable_checkpoint_is_ignored_with_a_warning(planted_dir, tmp_path, monkeypatch, capsys):
     results = tmp_path / "r"
-    config = RunConfig("planted", negatives=5, batch_size=64, epochs=3)
-    with monkeypatch.context() as patch:
-        _interrupt_after(patch, 2)
-        interrupted = train_run(config, _options(planted_dir, results))
+    config, interrupted = _interrupted_after_two_of_three(planted_dir, results, monkeypatch)
     _resume_file(results, interrupted.row["run_id"]).write_bytes(b"not a checkpoint")
     outcome = train_run(config, _options(planted_dir, results))
     assert outcome.status == store.STATUS_COMPLETED and outcome.row["resumed_from_epoch"] == 0
