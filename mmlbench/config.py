@@ -86,6 +86,9 @@ class RunConfig:
     negative_power: float | None = setting(
         None, "BSL τ2, the power on the negatives' softmax sum; 1 = softmax", grid=True
     )
+    uniformity_weight: float | None = setting(
+        None, "DirectAU γ, the weight of the uniformity term (directau draws no negatives: --negatives is 0)", grid=True
+    )
     logq_correction: bool | None = setting(
         None, "SSM: subtract log(I q_j) from negative j's logit, q the sampler's probability (a no-op for uniform samplers)"
     )
@@ -105,9 +108,17 @@ class RunConfig:
             params = spec.resolve({name: getattr(self, name) for name in spec.param_names + spec.reads})
             changes |= {name: params.get(name) for name in registry.param_names}
         changes["ks"] = tuple(sorted(set(self.ks)))
+        if LOSSES[self.loss].takes_embeddings:
+            changes["negatives"] = self._no_negatives()
         config = dataclasses.replace(self, **changes)
         config._check_values()
         return config
+
+    def _no_negatives(self) -> int:
+        """A loss that draws no negatives: 0 negatives, whatever --negatives said (one run, not one per count)."""
+        if self.sampler != "uniform":
+            raise MMLBenchError(f"--loss {self.loss} draws no negatives: --sampler {self.sampler} does not apply to it")
+        return 0
 
     def _check_names(self) -> None:
         for f in fields(self):
@@ -116,7 +127,8 @@ class RunConfig:
                 raise unknown_name(f.name.replace("_", "-"), getattr(self, f.name), choices)
 
     def _check_values(self) -> None:
-        _at_least("negatives", self.negatives, 1)
+        if not LOSSES[self.loss].takes_embeddings:
+            _at_least("negatives", self.negatives, 1)
         _at_least("embedding-dim", self.embedding_dim, 1)
         _at_least("batch-size", self.batch_size, 1)
         _at_least("epochs", self.epochs, 1)

@@ -1,4 +1,6 @@
-"""Losses over scores: f(s_pos [B], s_neg [B, N], **params) -> scalar (mean over the batch).
+"""Losses over scores: f(s_pos [B], s_neg [B, N], **params) -> scalar (mean over the batch);
+a loss whose spec `takes_embeddings` (DirectAU) takes the batch's vectors instead:
+f(users [B, d], positive items [B, d], **params).
 
 Each loss is a small pure function; its keyword-only parameters are RunConfig field names,
 so the registry (`mmlbench.plugins.losses`: defaults, checks, capabilities) can hand any
@@ -116,6 +118,24 @@ def mmcl(
     per_negative = sum(weight * torch.relu(s_neg - margin) for margin, weight in zip(margins, margin_weights))
     positive = torch.relu(1 - s_pos)
     return (positive_weight * positive + negative_weight * per_negative.mean(dim=1)).mean()
+
+
+def directau(users: Tensor, items: Tensor, *, uniformity_weight: float) -> Tensor:
+    """DirectAU (Wang et al., KDD 2022): alignment + γ (uniformity(users) + uniformity(items)) / 2.
+
+    Takes the batch's user vectors and positive-item vectors [B, d], not scores, and draws no
+    negatives. With x, y the L2-normalised rows: alignment = mean_b |x_b - y_b|^2;
+    uniformity(x) = log mean_{a<b} exp(-2 |x_a - x_b|^2) over the batch's distinct row pairs,
+    as the authors' code (`torch.pdist`; a user or item on several rows counts each time).
+    γ = `uniformity_weight`.
+    """
+    users, items = F.normalize(users, dim=-1), F.normalize(items, dim=-1)
+    alignment = (users - items).square().sum(-1).mean()
+    return alignment + uniformity_weight * (_uniformity(users) + _uniformity(items)) / 2
+
+
+def _uniformity(x: Tensor) -> Tensor:
+    return torch.pdist(x).square().mul(-2).exp().mean().log()
 
 
 def loss_function(name: str, params: dict[str, Any]) -> Callable[..., Tensor]:

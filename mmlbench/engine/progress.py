@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mmlbench.config import RunConfig
@@ -54,10 +56,10 @@ class TrainingProgress:
 
     def _line(self, log: EpochLog) -> str:
         pairs_per_second = self.batches * self.config.batch_size / max(log.epoch_seconds, 1e-9)
-        text = (
-            f"{self.label} · epoch {log.epoch}: loss {log.loss:.4f} · violations {log.violations:.3f}"
-            f" · {log.epoch_seconds:.1f}s ({pairs_per_second:,.0f} pairs/s)"
-        )
+        text = f"{self.label} · epoch {log.epoch}: loss {log.loss:.4f}"
+        if not math.isnan(log.violations):  # NaN: a loss without negatives
+            text += f" · violations {log.violations:.3f}"
+        text += f" · {log.epoch_seconds:.1f}s ({pairs_per_second:,.0f} pairs/s)"
         if log.metrics:
             text += f" · {self.config.monitor} {log.metrics[self.config.monitor]:.4f} · eval {log.eval_seconds:.1f}s"
         return text

@@ -68,13 +68,17 @@ def add_table_l2(tables: tuple[Tensor, ...], l2: float) -> None:
 
 
 class TrainStep:
-    """The training step of one run: loss over 1 positive + N negatives, L2, clip, Adam."""
+    """The training step of one run: loss over 1 positive + N negatives, L2, clip, Adam.
+
+    With no sampler (a loss whose spec `takes_embeddings`), the loss sees the batch's user
+    and positive-item vectors instead, and the epoch's violations are NaN (no negatives).
+    """
 
     def __init__(
         self,
         model: torch.nn.Module,
         data: InteractionData,
-        sampler: Sampler,
+        sampler: Sampler | None,
         loss_fn: Callable[..., Tensor],
         config: RunConfig,
         *,
@@ -124,7 +128,8 @@ class TrainStep:
             if on_batch is not None and (batch + 1) % _PROGRESS_EVERY == 0:
                 on_batch(batch + 1)
         # One host sync per epoch, here, rather than one per step.
-        return float(self.loss_sum) / batches, float(self.violation_sum) / batches
+        violations = float(self.violation_sum) / batches if self.sampler is not None else math.nan
+        return float(self.loss_sum) / batches, violations
 
     def _run_once(self) -> None:
         if self._graph is not None:
@@ -175,21 +180,14 @@ class TrainStep:
         refresh(model)  # LightGCN propagates here, once for the step's users and items
         users = self.data.train_users[batch_index]
         positives = self.data.train_items[batch_index]
-        negatives = self.sampler(users, positives) if self._pass_positives else self.sampler(users)
-        index = torch.cat([positives.unsqueeze(1), negatives], dim=1)
-        cosine = config.score == "cosine"
-        user_vectors = model.user_vectors(users, normalize=cosine)
-        item_table = model.item_table()
-        scores, item_squares = gathered_scores(item_table, user_vectors, index, cosine)
-        s_pos, s_neg = scores[:, 0], scores[:, 1:]
-        if self.log_q is None:
-            loss = self.loss_fn(s_pos, s_neg)
+        if self.sampler is None:  # a loss over the batch's vectors (DirectAU): no negatives
+            loss, index, item_squares = self._embedding_loss(users, positives)
         else:
-            loss = self.loss_fn(s_pos, s_neg, self.log_q[index[:, 1:]])
+            loss, index, item_squares = self._score_loss(users, positives)
         if config.l2_scope == "batch":
             user_table, id_items = model.embedding_tables()
             user_squares = user_table[users].square().sum()
-            if id_items is not item_table:  # propagated items (LightGCN): the penalty is on the ID rows
+            if id_items is not model.item_table():  # propagated items (LightGCN): the penalty is on the ID rows
                 item_squares = id_items[index].square().sum(-1)
             loss_and_penalty = loss + config.l2 * (user_squares + item_squares.sum()) / users.shape[0]
         else:
@@ -200,4 +198,24 @@ class TrainStep:
         clip_gradients(self.params, config.grad_clip, config.grad_clip_eps)
         self.optimizer.step()
         self.loss_sum += loss.detach()
+
+    def _score_loss(self, users: Tensor, positives: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The loss over 1 positive + N sampled negatives: (loss, item index [B, 1 + N], its squared norms)."""
+        negatives = self.sampler(users, positives) if self._pass_positives else self.sampler(users)
+        index = torch.cat([positives.unsqueeze(1), negatives], dim=1)
+        cosine = self.config.score == "cosine"
+        user_vectors = self.model.user_vectors(users, normalize=cosine)
+        scores, item_squares = gathered_scores(self.model.item_table(), user_vectors, index, cosine)
+        s_pos, s_neg = scores[:, 0], scores[:, 1:]
+        if self.log_q is None:
+            loss = self.loss_fn(s_pos, s_neg)
+        else:
+            loss = self.loss_fn(s_pos, s_neg, self.log_q[index[:, 1:]])
         self.violation_sum += (s_neg.detach() > s_pos.detach().unsqueeze(1)).float().mean()
+        return loss, index, item_squares
+
+    def _embedding_loss(self, users: Tensor, positives: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The loss over the batch's user and positive-item vectors: (loss, item index [B, 1], squared norms)."""
+        user_vectors = self.model.user_vectors(users, normalize=self.config.score == "cosine")
+        items = self.model.item_table()[positives]
+        return self.loss_fn(user_vectors, items), positives.unsqueeze(1), items.square().sum(-1, keepdim=True)

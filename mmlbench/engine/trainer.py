@@ -77,7 +77,7 @@ class Trainer:
         self.on_epoch, self.on_batch, self.on_checkpoint = on_epoch, on_batch, on_checkpoint
         sampler_spec, loss_spec = get_sampler(config.sampler), get_loss(config.loss)
         sampler_params, loss_params = sampler_spec.params_of(config), loss_spec.params_of(config)
-        sampler = make_sampler(
+        sampler = None if loss_spec.takes_embeddings else make_sampler(
             config.sampler,
             n_items=data.n_items,
             negatives=config.negatives,

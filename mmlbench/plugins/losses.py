@@ -19,9 +19,13 @@ from mmlbench.plugins import PluginSpec, Registry
 class LossSpec(PluginSpec):
     """A registered loss. `log_q_switch` names the boolean parameter that makes the loss take
     a third argument, the negatives' log sampling probabilities relative to uniform, log(I q) [B, N].
+
+    `takes_embeddings`: the loss takes the batch's user and positive-item vectors [B, d]
+    instead of scores and draws no negatives (its runs have negatives = 0).
     """
 
     log_q_switch: str | None = None
+    takes_embeddings: bool = False
 
     def needs_log_q(self, params: dict[str, Any]) -> bool:
         return self.log_q_switch is not None and bool(params[self.log_q_switch])
@@ -65,6 +69,10 @@ def _check_hinge(params: dict[str, Any]) -> None:
     _check_positive("margin", params["margin"])
 
 
+def _check_directau(params: dict[str, Any]) -> None:
+    _check_positive("uniformity_weight", params["uniformity_weight"])
+
+
 def _check_margin(margin: float) -> None:
     if not -1 <= margin <= 1:
         raise MMLBenchError(f"a cosine margin must lie in [-1, 1], got {margin}")
@@ -79,7 +87,8 @@ def _loss(name: str, defaults: dict[str, Any] | None = None, check: Any = None, 
     return LossSpec(f"mmlbench.engine.losses:{name}", defaults or {}, check=check, **capabilities)
 
 
-# Defaults from REFERENCE.md: CCL as in SimpleX; MMCL and BSL as in their authors' Gowalla runs.
+# Defaults from REFERENCE.md: CCL as in SimpleX; MMCL and BSL as in their authors' Gowalla runs;
+# DirectAU's gamma as its authors' default (their Gowalla command uses 5, Yelp2018 1).
 LOSSES: Registry[LossSpec] = Registry("loss", {
     "bpr": _loss("bpr"),
     "bce": _loss("bce"),
@@ -87,6 +96,7 @@ LOSSES: Registry[LossSpec] = Registry("loss", {
     "ssm": _loss("ssm", {"temperature": 0.1, "logq_correction": False}, _check_ssm, log_q_switch="logq_correction"),
     "bsl": _loss("bsl", {"temperature": 0.08, "negative_power": 1.22}, _check_bsl),
     "hinge": _loss("hinge", {"margin": 1.0}, _check_hinge),
+    "directau": _loss("directau", {"uniformity_weight": 1.0}, _check_directau, takes_embeddings=True),
     "ccl": _loss("ccl", {"margin": 0.9, "negative_weight": 150.0}, _check_ccl),
     "mmcl": _loss(
         "mmcl",
