@@ -276,6 +276,11 @@ def test_task_resources_refuse_what_no_node_has(settings, device, message):
         ray_backend.task_resources(settings, device, ONE_GPU_NODES)
 
 
+@pytest.mark.parametrize(("device", "gpus", "expected"), [("auto", 0.0, "cpu"), ("auto", 0.5, "auto"), ("cpu", 0.0, "cpu")])
+def test_a_run_holding_no_gpu_never_picks_one(device, gpus, expected):
+    assert ray_backend.worker_device(device, {"num_cpus": 1.0, "num_gpus": gpus}) == expected
+
+
 def test_packing_fractions_of_a_gpu_counts_the_runs_a_cluster_holds():
     assert ray_backend.capacity({"num_cpus": 1.0, "num_gpus": 0.5}, ONE_GPU_NODES) == 4
     assert ray_backend.capacity({"num_cpus": 3.0, "num_gpus": 0.0}, ONE_GPU_NODES) == 4

@@ -2,7 +2,7 @@
 
 `mmlbench.sweep.run_sweep` hands an executor the configs of a sweep and the TrainOptions they
 share; `Executor.run` returns one SweepEntry per config, in the order given. A backend (in
-this process, local worker processes, later a cluster) is one module implementing `run`:
+this process, local worker processes, a Ray cluster) is one module implementing `run`:
 
 - **A task** is one config through `run_task(config, options)`: the single-run path
   (`engine.runner.train_run`: load the data, reuse a completed run, claim, train, store) with
@@ -12,7 +12,8 @@ this process, local worker processes, later a cluster) is one module implementin
 - **Results** go to the run store (`options.results_dir`), written by `train_run` itself:
   atomic run folders, and a claim while a run trains, so two executors or sweeps sharing a
   store never train one config twice. Every worker must see that store (same machine or a
-  shared filesystem). The entry that comes back is only the summary the CLI prints.
+  shared filesystem), unless its backend carries the run folders back itself (Ray's
+  --ship-results). The entry that comes back is only the summary the CLI prints.
 - **Failures** are entries: a failing run has `error` (and its traceback as text, for
   --debug) and the others go on; a worker that crashes or is killed outright is a failed
   entry too. The only exception `run` raises is `store.StoreUnwritable`, after stopping the

@@ -87,6 +87,15 @@ def task_resources(settings: BackendOptions, device: str, nodes: list[dict[str, 
     return {"num_cpus": cpus, "num_gpus": float(gpus)}
 
 
+def worker_device(device: str, resources: dict[str, float]) -> str:
+    """The --device a worker gets: 'auto' without a GPU among its resources is the CPU.
+
+    Ray leaves CUDA_VISIBLE_DEVICES alone for a task that holds no GPU, so 'auto' would
+    otherwise train on a GPU that Ray has handed to other runs.
+    """
+    return "cpu" if device == "auto" and resources["num_gpus"] == 0 else device
+
+
 def capacity(resources: dict[str, float], nodes: list[dict[str, float]]) -> int:
     """How many runs the live nodes hold at once (if nothing else uses them): the progress line's 'running'."""
     total = 0
@@ -172,7 +181,8 @@ class _Sweep:
     def __init__(self, options: TrainOptions, resources: dict[str, float], ship: bool, progress: SweepProgress) -> None:
         self.options, self.resources, self.ship, self.progress = options, resources, ship, progress
         self.results_dir = Path(options.results_dir)  # type: ignore[arg-type] - made absolute by RayExecutor.run
-        self.worker_options = dataclasses.replace(options, quiet=True)  # progress bars of many runs would interleave
+        # Quiet: progress bars of many runs would interleave.
+        self.worker_options = dataclasses.replace(options, quiet=True, device=worker_device(options.device, resources))
         self.entries: dict[int, SweepEntry] = {}
         self.pending: dict[ray.ObjectRef, tuple[int, RunConfig]] = {}
         self.held: dict[int, claims.Claim] = {}  # ship_results: the driver holds the claims
