@@ -16,8 +16,8 @@ this process, local worker processes, a Ray cluster) is one module implementing 
   --ship-results). The entry that comes back is only the summary the CLI prints.
 - **Failures** are entries: a failing run has `error` (and its traceback as text, for
   --debug) and the others go on; a worker that crashes or is killed outright is a failed
-  entry too. The only exception `run` raises is `store.StoreUnwritable`, after stopping the
-  other runs, since every run would fail the same way.
+  entry too. Once runs have started, the only exception `run` raises is
+  `store.StoreUnwritable`, after stopping the other runs, since every run would fail the same way.
 - **Interruption**: a KeyboardInterrupt in the calling thread (Ctrl-C; `run_sweep` turns
   SIGTERM into one) or a task that comes back interrupted stops the whole sweep. Runs in
   progress are interrupted (`train_run` stores them with status interrupted), runs not begun
