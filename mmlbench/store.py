@@ -81,6 +81,25 @@ def write_run(results_dir: Path, record: RunRecord) -> Path:
     return final
 
 
+def run_files(run_dir: Path) -> dict[str, bytes]:
+    """The files of a run folder by name, to send it elsewhere (a cluster worker to the driver)."""
+    return {path.name: path.read_bytes() for path in sorted(Path(run_dir).iterdir()) if path.is_file()}
+
+
+def write_run_files(results_dir: Path, run_id: str, files: dict[str, bytes]) -> Path:
+    """Write a run folder received as files (see `run_files`) atomically, as `write_run` does."""
+    final = runs_dir(results_dir) / run_id
+    if final.parent != runs_dir(results_dir) or any(Path(name).name != name or name.startswith(".") for name in files):
+        raise MMLBenchError(f"refusing run folder '{run_id}' with files {sorted(files)}: not plain names")
+    try:
+        with atomic_dir(final) as tmp:
+            for name, payload in files.items():
+                (tmp / name).write_bytes(payload)
+    except OSError as exc:
+        raise StoreUnwritable(f"cannot write {run_id} to {runs_dir(results_dir)}: {exc.strerror or exc}") from exc
+    return final
+
+
 def iter_run_dirs(results_dir: Path) -> Iterator[Path]:
     """Complete run folders, in name order; unfinished (hidden) folders are skipped."""
     root = runs_dir(results_dir)

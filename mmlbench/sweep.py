@@ -9,43 +9,15 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 
 from mmlbench.config import RunConfig
-from mmlbench.data.dataset import require_processed
-from mmlbench.data.processed import read_meta
 from mmlbench.engine.runner import TrainOptions
 from mmlbench.executors import Executor, get_executor
-from mmlbench.executors.base import CANCELLED, CLAIMED, SweepEntry
-from mmlbench.paths import results_home
-from mmlbench import claims, store
+from mmlbench.executors.base import BackendOptions, CANCELLED, CLAIMED, SweepEntry, plan
+from mmlbench import store
 
 __all__ = ["CANCELLED", "CLAIMED", "RunTraceback", "SweepEntry", "plan", "run_sweep", "was_interrupted"]
-
-
-def plan(
-    configs: list[RunConfig], options: TrainOptions, fetching: Collection[str] = ()
-) -> list[tuple[RunConfig, str, str]]:
-    """(config, run id, 'done' | 'claimed elsewhere' | 'to run') per config; reads only meta.json files.
-
-    A config whose dataset is in `fetching` (not there yet, `train` would fetch it) is 'to run'
-    with '?' for the hash in its run id: the hash needs the data's fingerprint.
-    """
-    results_dir = results_home(options.results_dir)
-    completed = store.completed_runs(results_dir)
-    rows = []
-    for config in configs:
-        if config.dataset in fetching:
-            rows.append((config, config.run_id("?"), "to run"))
-            continue
-        fingerprint = read_meta(require_processed(config.dataset, options.data_dir)).get("fingerprint", "")
-        config_hash = config.hash(fingerprint)
-        if config_hash in completed and not options.force:
-            state = "done"
-        else:
-            state = CLAIMED if claims.live_claim(results_dir, config_hash) else "to run"
-        rows.append((config, config.run_id(config_hash), state))
-    return rows
 
 
 def run_sweep(
@@ -58,7 +30,7 @@ def run_sweep(
     so (see `was_interrupted`).
     """
     if executor is None:
-        executor = get_executor("local", jobs)
+        executor = get_executor("local", BackendOptions(jobs=jobs))
     with _sigterm_as_interrupt():
         return executor.run(configs, options)
 

@@ -13,7 +13,7 @@ from mmlbench.cli import app
 from mmlbench.config import RunConfig
 from mmlbench.engine.runner import TrainOptions
 from mmlbench.errors import MMLBenchError
-from mmlbench.executors import InProcessExecutor, LocalProcessExecutor, get_executor
+from mmlbench.executors import BackendOptions, InProcessExecutor, LocalProcessExecutor, get_executor
 from mmlbench import store
 from mmlbench.sweep import CANCELLED, CLAIMED, SweepEntry, run_sweep, was_interrupted
 
@@ -65,13 +65,13 @@ def test_sigterm_reaches_the_executor_as_an_interrupt(tmp_path):
 
 @pytest.mark.parametrize(("jobs", "kind"), [(1, InProcessExecutor), (3, LocalProcessExecutor)])
 def test_the_local_backend_picks_processes_by_jobs(jobs, kind):
-    executor = get_executor("local", jobs)
+    executor = get_executor("local", BackendOptions(jobs=jobs))
     assert type(executor) is kind
     assert getattr(executor, "jobs", 1) == jobs
 
 
 def test_an_unknown_backend_is_one_line_naming_the_closest():
-    with pytest.raises(MMLBenchError, match=r"unknown backend 'locla'. Did you mean 'local'\? Valid: local\."):
+    with pytest.raises(MMLBenchError, match=r"unknown backend 'locla'. Did you mean 'local'\? Valid: local, ray\."):
         get_executor("locla")
 
 
@@ -84,8 +84,8 @@ def test_a_registered_backend_runs_trains_sweep(planted_dir, tmp_path, monkeypat
             return SweepEntry(config, error="worker lost")
         return SweepEntry(config, state=CLAIMED)
 
-    def make(jobs):
-        made.append(RecordingExecutor(jobs, answer=failing))
+    def make(settings):
+        made.append(RecordingExecutor(settings.jobs, answer=failing))
         return made[-1]
 
     monkeypatch.setitem(executors.EXECUTORS, "local", make)

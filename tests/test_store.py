@@ -45,6 +45,30 @@ def test_exception_while_replacing_keeps_the_old_run(tmp_path, monkeypatch):
     assert store.read_runs(tmp_path)["recall@20"].tolist() == [0.5]
 
 
+def test_a_run_folder_sent_as_files_is_written_back_whole(tmp_path):
+    """--ship-results: a worker's run folder travels as files and lands atomically in another store."""
+    sent = store.write_run(tmp_path / "worker", _record(recall=0.7))
+    files = store.run_files(sent)
+    assert sorted(files) == sorted([store.CHECKPOINT_FILE, store.CURVE_FILE, store.RUN_FILE])
+    received = store.write_run_files(tmp_path / "driver", "r1", files)
+    assert received == store.runs_dir(tmp_path / "driver") / "r1"
+    assert {p.name: p.read_bytes() for p in received.iterdir()} == files
+    assert store.read_runs(tmp_path / "driver")["recall@20"].tolist() == [0.7]
+
+
+@pytest.mark.parametrize(("run_id", "name"), [("../r1", "run.parquet"), ("r1", "../run.parquet"), ("r1", ".hidden")])
+def test_received_run_files_must_have_plain_names(tmp_path, run_id, name):
+    with pytest.raises(store.MMLBenchError, match="not plain names"):
+        store.write_run_files(tmp_path, run_id, {name: b"x"})
+    assert not tmp_path.joinpath("runs").exists() or not any(tmp_path.joinpath("runs").iterdir())
+
+
+def test_an_unwritable_store_refuses_received_files_in_one_line(tmp_path):
+    (tmp_path / "runs").write_text("a file where the runs folder should be")
+    with pytest.raises(store.StoreUnwritable, match="cannot write r1 to"):
+        store.write_run_files(tmp_path, "r1", {store.RUN_FILE: b"x"})
+
+
 def test_killed_process_leaves_no_readable_run(tmp_path):
     # The child is killed (os._exit, no cleanup) in the middle of writing the checkpoint.
     script = textwrap.dedent(

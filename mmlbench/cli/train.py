@@ -31,7 +31,12 @@ def _train(
     dry_run: Annotated[bool, typer.Option(help="Print the runs a sweep would do, then exit.")] = False,
     force: Annotated[bool, typer.Option(help="Re-run configs that already completed (from scratch).")] = False,
     no_resume: Annotated[bool, typer.Option(help="Start interrupted runs over instead of resuming them.")] = False,
-    jobs: Annotated[int, typer.Option(help="Runs at once (worker processes; for one GPU).", min=1)] = 1,
+    jobs: Annotated[int, typer.Option(help="Runs at once (worker processes; for one GPU). --backend local.", min=1)] = 1,
+    backend: Annotated[str, typer.Option(help="Where the runs go: local (this machine, --jobs) or ray (a Ray cluster, or a local Ray instance; the ray extra).")] = "local",
+    address: Annotated[str | None, typer.Option(help="--backend ray: the cluster to join, auto or HOST:PORT [default: start a local Ray instance].", show_default=False)] = None,
+    gpus_per_run: Annotated[float | None, typer.Option(help="--backend ray: GPUs per run, a fraction packs runs on a GPU [default: 1 where the cluster has GPUs and --device is not cpu, else 0].", min=0, show_default=False)] = None,
+    cpus_per_run: Annotated[float | None, typer.Option(help="--backend ray: CPUs per run [default: 1].", min=0, show_default=False)] = None,
+    ship_results: Annotated[bool, typer.Option(help="--backend ray: workers send the run folders back and this process writes them (no shared --results-dir).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     eval_batch_users: Annotated[int | None, typer.Option(help="Users per evaluation batch [default: from memory].", min=1)] = None,
     no_cuda_graphs: Annotated[bool, typer.Option(help="Train eagerly on CUDA (no graph capture).")] = False,
@@ -45,12 +50,14 @@ def _train(
     """The sweep: `settings` holds the RunConfig-field options by field name (None: not given)."""
     from mmlbench.engine.memory import check_sweep_fits  # the engine imports torch: not at `--help`
     from mmlbench.engine.runner import TrainOptions
+    from mmlbench.executors import BackendOptions, get_executor
     from mmlbench.sweep import plan, run_sweep
 
     if list_presets:
         for name in preset_names():
             out.print(f"{name}\t{preset_path(name)}", highlight=False)
         return
+    executor = get_executor(backend, BackendOptions(jobs, address, gpus_per_run, cpus_per_run, ship_results))
     experiment = _experiment(config, preset, quick).with_command_line(*split_command_line(settings))
     if seeds is not None:
         experiment = experiment.with_seeds(seeds)
@@ -68,7 +75,7 @@ def _train(
         else:
             print_plan(rows)
         return
-    report_sweep(run_sweep(configs, options, jobs=jobs), as_json=output_format is ResultFormat.json)
+    report_sweep(run_sweep(configs, options, executor=executor), as_json=output_format is ResultFormat.json)
 
 
 def command(**options: Any) -> None:

@@ -2,7 +2,7 @@
 
 `mmlbench.sweep.run_sweep` hands an executor the configs of a sweep and the TrainOptions they
 share; `Executor.run` returns one SweepEntry per config, in the order given. A backend (in
-this process, local worker processes, later a cluster) is one module implementing `run`:
+this process, local worker processes, a Ray cluster) is one module implementing `run`:
 
 - **A task** is one config through `run_task(config, options)`: the single-run path
   (`engine.runner.train_run`: load the data, reuse a completed run, claim, train, store) with
@@ -12,31 +12,61 @@ this process, local worker processes, later a cluster) is one module implementin
 - **Results** go to the run store (`options.results_dir`), written by `train_run` itself:
   atomic run folders, and a claim while a run trains, so two executors or sweeps sharing a
   store never train one config twice. Every worker must see that store (same machine or a
-  shared filesystem). The entry that comes back is only the summary the CLI prints.
+  shared filesystem), unless its backend carries the run folders back itself (Ray's
+  --ship-results). The entry that comes back is only the summary the CLI prints.
 - **Failures** are entries: a failing run has `error` (and its traceback as text, for
   --debug) and the others go on; a worker that crashes or is killed outright is a failed
-  entry too. The only exception `run` raises is `store.StoreUnwritable`, after stopping the
-  other runs, since every run would fail the same way.
+  entry too. Once runs have started, the only exception `run` raises is
+  `store.StoreUnwritable`, after stopping the other runs, since every run would fail the same way.
 - **Interruption**: a KeyboardInterrupt in the calling thread (Ctrl-C; `run_sweep` turns
   SIGTERM into one) or a task that comes back interrupted stops the whole sweep. Runs in
   progress are interrupted (`train_run` stores them with status interrupted), runs not begun
   come back CANCELLED, and `run` returns normally, so the caller prints the summary and
   exits 130.
+- **Planning**: `plan` says which configs are done, claimed elsewhere or to run; a backend
+  that ships configs elsewhere consults it, so a completed run is never sent out again.
+- **Setup**: a backend that cannot start (its package missing, a cluster it cannot reach,
+  resources no node has) raises MMLBenchError from `run` before any run is handed out.
 """
 
 from __future__ import annotations
 
 import traceback
+from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from mmlbench.config import RunConfig
+from mmlbench.data.dataset import require_processed
+from mmlbench.data.processed import read_meta
 from mmlbench.engine.runner import RunOutcome, TrainOptions, train_run
 from mmlbench.errors import MMLBenchError
+from mmlbench.paths import results_home
 from mmlbench import claims, store
 
 CLAIMED = "claimed elsewhere"  # another live process is training it: skipped, not a failure
 CANCELLED = "cancelled"  # the sweep was stopped before this run began
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """How a backend spreads the runs (none of it changes a result): `--jobs` for local, the rest for ray."""
+
+    jobs: int = 1  # runs at once on this machine
+    address: str | None = None  # the Ray cluster to join; None starts a local instance
+    gpus_per_run: float | None = None  # None: 1 where the cluster has GPUs and the device is not cpu, else 0
+    cpus_per_run: float | None = None  # None: 1
+    ship_results: bool = False  # workers return the run folders and this process writes them
+
+    @property
+    def cluster_options(self) -> list[str]:
+        """The cluster-only options that were given, as their command-line names."""
+        given = {
+            "--address": self.address is not None, "--gpus-per-run": self.gpus_per_run is not None,
+            "--cpus-per-run": self.cpus_per_run is not None, "--ship-results": self.ship_results,
+        }
+        return [name for name, is_given in given.items() if is_given]
 
 
 @dataclass(frozen=True)
@@ -87,3 +117,32 @@ def run_task(config: RunConfig, options: TrainOptions) -> SweepEntry:
     except Exception as exc:  # noqa: BLE001 - one broken run must not stop the sweep
         return SweepEntry(config, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     return SweepEntry(config, outcome)
+
+
+def plan(
+    configs: list[RunConfig], options: TrainOptions, fetching: Collection[str] = ()
+) -> list[tuple[RunConfig, str, str]]:
+    """(config, run id, 'done' | 'claimed elsewhere' | 'to run') per config; reads only meta.json files.
+
+    A config whose dataset is in `fetching` (not there yet, `train` would fetch it) is 'to run'
+    with '?' for the hash in its run id: the hash needs the data's fingerprint.
+    """
+    results_dir = results_home(options.results_dir)
+    completed = store.completed_runs(results_dir)
+    rows = []
+    for config in configs:
+        if config.dataset in fetching:
+            rows.append((config, config.run_id("?"), "to run"))
+            continue
+        config_hash = config.hash(fingerprint_of(config.dataset, options.data_dir))
+        if config_hash in completed and not options.force:
+            state = "done"
+        else:
+            state = CLAIMED if claims.live_claim(results_dir, config_hash) else "to run"
+        rows.append((config, config.run_id(config_hash), state))
+    return rows
+
+
+def fingerprint_of(dataset: str, data_dir: Path | None) -> str:
+    """The fingerprint of a processed dataset, from its meta.json (part of every run's config hash)."""
+    return str(read_meta(require_processed(dataset, data_dir)).get("fingerprint", ""))
