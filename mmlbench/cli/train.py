@@ -32,6 +32,7 @@ def _train(
     force: Annotated[bool, typer.Option(help="Re-run configs that already completed (from scratch).")] = False,
     no_resume: Annotated[bool, typer.Option(help="Start interrupted runs over instead of resuming them.")] = False,
     jobs: Annotated[int, typer.Option(help="Runs at once (worker processes; for one GPU).", min=1)] = 1,
+    backend: Annotated[str, typer.Option(help="How the runs are carried out: local (this machine, --jobs at once) or lockstep (runs differing only in loss, seed, lr, l2, dropout or clipping train together in one batched step).")] = "local",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     eval_batch_users: Annotated[int | None, typer.Option(help="Users per evaluation batch [default: from memory].", min=1)] = None,
     no_cuda_graphs: Annotated[bool, typer.Option(help="Train eagerly on CUDA (no graph capture).")] = False,
@@ -45,6 +46,7 @@ def _train(
     """The sweep: `settings` holds the RunConfig-field options by field name (None: not given)."""
     from mmlbench.engine.memory import check_sweep_fits  # the engine imports torch: not at `--help`
     from mmlbench.engine.runner import TrainOptions
+    from mmlbench.executors import get_executor
     from mmlbench.sweep import plan, run_sweep
 
     if list_presets:
@@ -55,6 +57,7 @@ def _train(
     if seeds is not None:
         experiment = experiment.with_seeds(seeds)
     configs = experiment.configs()
+    executor = get_executor(backend, jobs)
     options = TrainOptions(
         device=device, data_dir=data_dir, results_dir=results_dir, quiet=quiet, force=force, resume=not no_resume,
         eval_batch_users=eval_batch_users, cuda_graphs=not no_cuda_graphs,
@@ -68,7 +71,7 @@ def _train(
         else:
             print_plan(rows)
         return
-    report_sweep(run_sweep(configs, options, jobs=jobs), as_json=output_format is ResultFormat.json)
+    report_sweep(run_sweep(configs, options, executor=executor), as_json=output_format is ResultFormat.json)
 
 
 def command(**options: Any) -> None:

@@ -94,7 +94,7 @@ def train_run(config: RunConfig, options: TrainOptions) -> RunOutcome:
         return reused
     with claims.claimed(results_dir, config_hash):
         # Checked again under the claim: another sweep may have finished it since.
-        return reuse(results_dir, config_hash, options) or _train(config, options, device, data, results_dir)
+        return reuse(results_dir, config_hash, options) or train_claimed(config, options, device, data, results_dir)
 
 
 def reuse(results_dir: Path, config_hash: str, options: TrainOptions) -> RunOutcome | None:
@@ -105,9 +105,10 @@ def reuse(results_dir: Path, config_hash: str, options: TrainOptions) -> RunOutc
     return RunOutcome(existing, store.read_run(existing), skipped=True)
 
 
-def _train(
+def train_claimed(
     config: RunConfig, options: TrainOptions, device: torch.device, data: InteractionData, results_dir: Path
 ) -> RunOutcome:
+    """Train one run alone and store it; the caller holds its claim and has checked it is not done."""
     config_hash = config.hash(data.fingerprint)
     run_id = config.run_id(config_hash)
     resume_folder = resume.folder(results_dir, run_id)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mmlbench.errors import unknown_name
+from mmlbench.errors import MMLBenchError, unknown_name
 from mmlbench.executors.base import Executor
 from mmlbench.executors.inprocess import InProcessExecutor
 from mmlbench.executors.local import LocalProcessExecutor
+from mmlbench.executors.lockstep import LockstepExecutor
 
 
 def local(jobs: int) -> Executor:
@@ -19,7 +20,14 @@ def local(jobs: int) -> Executor:
     return InProcessExecutor() if jobs <= 1 else LocalProcessExecutor(jobs)
 
 
-EXECUTORS: dict[str, Callable[[int], Executor]] = {"local": local}
+def lockstep(jobs: int) -> Executor:
+    """This process: runs of one shape trained together in one batched step (engine.lockstep)."""
+    if jobs > 1:
+        raise MMLBenchError("--jobs applies to --backend local; --backend lockstep trains its groups in this process")
+    return LockstepExecutor()
+
+
+EXECUTORS: dict[str, Callable[[int], Executor]] = {"local": local, "lockstep": lockstep}
 
 
 def get_executor(backend: str, jobs: int = 1) -> Executor:
