@@ -178,3 +178,18 @@ def test_rows_without_the_execution_columns_still_compare(planted_dir, tmp_path)
     result = CliRunner().invoke(app, ["compare", str(results), "--rows", "loss", "--metric", "recall@20"])
     assert result.exit_code == 0, result.output
     assert "mixes" not in result.output and "ccl" in result.output
+
+
+def test_train_backend_lockstep_on_the_command_line(planted_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from mmlbench.cli import app
+
+    results = tmp_path / "results"
+    common = ["train", "--dataset", "planted", "--data-dir", str(planted_dir), "--results-dir", str(results), "--device", "cpu"]
+    small = ["--negatives", "5", "--batch-size", "64", "--epochs", "2", "-q"]
+    result = CliRunner().invoke(app, [*common, *small, "--loss", "ccl,bpr", "--backend", "lockstep"])
+    assert result.exit_code == 0, result.output
+    assert store.read_runs(results)["execution"].tolist() == ["lockstep", "lockstep"]
+    refused = CliRunner().invoke(app, [*common, *small, "--backend", "lockstep", "--jobs", "2"])
+    assert refused.exit_code == 1 and "--jobs applies to --backend local" in refused.output
