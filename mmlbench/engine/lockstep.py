@@ -45,6 +45,7 @@ from mmlbench.engine.scoring import GatheredCosine, gathered_scores, unit
 from mmlbench.engine.step import clip_norm, make_adam
 from mmlbench.engine.trainer import EpochLog, FitResult, Trainer, check_finite
 from mmlbench.errors import MMLBenchError
+from mmlbench.plugins.samplers import get_sampler
 
 _WARMUP_STEPS = 3  # eager steps on a side stream before capture, as TrainStep
 SHARED = ("dataset", "model", "batch_size", "negatives", "embedding_dim", "score", "l2_scope", "last_batch")
@@ -57,7 +58,6 @@ def group_key(config: RunConfig) -> tuple | None:
     and do not look at the batch's positives or the model.
     """
     from mmlbench.engine.sampling import takes_generator
-    from mmlbench.plugins.samplers import get_sampler
 
     spec = get_sampler(config.sampler)
     if config.model != "mf" or spec.needs_positives or spec.needs_scorer or not takes_generator(config.sampler):
@@ -108,7 +108,8 @@ class GroupStep:
 
     def __init__(self, members: list[Member], data: InteractionData, device: torch.device, *, use_graph: bool) -> None:
         first = members[0].config
-        self.data, self.device, self.use_graph = data, device, use_graph and device.type == "cuda"
+        capturable = get_sampler(first.sampler).capturable  # the samplers with a host sync cannot be captured
+        self.data, self.device, self.use_graph = data, device, use_graph and device.type == "cuda" and capturable
         self.batch_size, self.wrap_last = first.batch_size, first.last_batch == "wrap"
         self.cosine = first.score == "cosine"
         probe = make_adam([torch.zeros(1, device=device, requires_grad=True)], 1e-3, device, capturable=self.use_graph)
