@@ -2,7 +2,7 @@
 # One prepared GPU session (run through the device tool on an H200): correctness, timing,
 # profile, then as much of the Gowalla paper preset as the time allows.
 #   DATA=<data home with processed gowalla>  OUT=<folder for results>  bash benchmarks/gpu_session.sh
-# STAGES picks stages (default "0 1 2 3 4"); RESULTS=<run store> resumes a preset sweep
+# STAGES picks stages (default "0 1 2 3 4"; "L": lockstep groups, see benchmarks/lockstep_bench.py); RESULTS=<run store> resumes a preset sweep
 # from runs of an earlier session. Each stage has its own time limit (SIGINT first, so a
 # training run is stored as interrupted) and the results are always packed at the end.
 set -u
@@ -46,6 +46,15 @@ if has 4; then
   log "stage 4: the Gowalla preset (completed cells are skipped) until the time runs out"
   timeout -s INT -k 30 "${PRESET_SECONDS:-170}" python3 -m mmlbench train --preset paper-gowalla --jobs "${JOBS:-1}" \
     --data-dir "$DATA" --results-dir "$WORK/results" --device cuda 2>&1 | grep -v "· epoch" | tail -40 | tee -a "$OUT/session.log"
+fi
+if has L; then
+  log "stage L: lockstep groups (correctness vs alone on CUDA, group epoch vs alone, the preset over 3 seeds)"
+  timeout 200 python3 benchmarks/lockstep_bench.py check "$WORK/lockstep-check" --device cuda 2>&1 | tee "$OUT/lockstep_check.jsonl"
+  timeout 200 python3 benchmarks/lockstep_bench.py time --dataset gowalla --data-dir "$DATA" --device cuda \
+    --negatives 800 --batch-size 256 --epochs 3 --alone 2>&1 | tee -a "$OUT/lockstep_time.jsonl" | tail -3 | tee -a "$OUT/session.log"
+  # Completed cells are skipped: RESULTS=<runs of an earlier session> resumes the sweep.
+  timeout -s INT -k 30 "${PRESET_SECONDS:-300}" python3 -m mmlbench train --preset paper-gowalla --seeds 3 --backend lockstep \
+    --data-dir "$DATA" --results-dir "$WORK/results" --device cuda 2>&1 | grep -v "· epoch" | tail -60 | tee -a "$OUT/session.log"
 fi
 log "pack"
 python3 -m mmlbench compare "$WORK/results" --preset paper-gowalla --cost --format markdown > "$OUT/paper-gowalla.md" 2>>"$OUT/session.log"

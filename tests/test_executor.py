@@ -71,7 +71,7 @@ def test_the_local_backend_picks_processes_by_jobs(jobs, kind):
 
 
 def test_an_unknown_backend_is_one_line_naming_the_closest():
-    with pytest.raises(MMLBenchError, match=r"unknown backend 'locla'. Did you mean 'local'\? Valid: local, ray\."):
+    with pytest.raises(MMLBenchError, match=r"unknown backend 'locla'. Did you mean 'local'\? Valid: local, lockstep, ray\."):
         get_executor("locla")
 
 

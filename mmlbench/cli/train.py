@@ -32,7 +32,7 @@ def _train(
     force: Annotated[bool, typer.Option(help="Re-run configs that already completed (from scratch).")] = False,
     no_resume: Annotated[bool, typer.Option(help="Start interrupted runs over instead of resuming them.")] = False,
     jobs: Annotated[int, typer.Option(help="Runs at once (worker processes; for one GPU). --backend local.", min=1)] = 1,
-    backend: Annotated[str, typer.Option(help="Where the runs go: local (this machine, --jobs) or ray (a Ray cluster, or a local Ray instance; the ray extra).")] = "local",
+    backend: Annotated[str, typer.Option(help="Where the runs go: local (this machine, --jobs), lockstep (this process; runs differing only in loss, seed, lr, l2, dropout or clipping train together in one batched step) or ray (a Ray cluster, or a local Ray instance; the ray extra).")] = "local",
     address: Annotated[str | None, typer.Option(help="--backend ray: the cluster to join, auto or HOST:PORT [default: start a local Ray instance].", show_default=False)] = None,
     gpus_per_run: Annotated[float | None, typer.Option(help="--backend ray: GPUs per run, a fraction packs runs on a GPU [default: 1 where the cluster has GPUs and --device is not cpu, else 0].", min=0, show_default=False)] = None,
     cpus_per_run: Annotated[float | None, typer.Option(help="--backend ray: CPUs per run [default: 1].", min=0, show_default=False)] = None,

@@ -36,13 +36,35 @@ def id_tables(n_users: int, n_items: int, dim: int, init_std: float) -> tuple[nn
     return tables
 
 
+def dropout(vectors: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
+    """Training dropout drawn from `generator` (None: the device's default one).
+
+    The mask is built as the CPU kernel of F.dropout builds it (bernoulli(1 - p), divided
+    by 1 - p, multiplied in), so on the CPU it equals F.dropout bit for bit. F.dropout
+    itself takes no generator and, on CUDA, draws through a fused kernel of its own: this
+    form is what lets runs trained together (engine.lockstep) draw each from its own
+    stream and still match their runs alone.
+    """
+    if p == 0:
+        return vectors
+    mask = torch.empty_like(vectors).bernoulli_(1 - p, generator=generator).div_(1 - p)
+    return vectors * mask
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout through `dropout` (see there): the same module, drawing as a run in lockstep does."""
+
+    def forward(self, vectors: Tensor) -> Tensor:
+        return dropout(vectors, self.p) if self.training else vectors
+
+
 class MF(nn.Module):
     """Matrix factorisation: a user embedding and an item embedding, dropout on the user vector."""
 
     def __init__(self, n_users: int, n_items: int, dim: int, dropout: float, init_std: float) -> None:
         super().__init__()
         self.user_embedding, self.item_embedding = id_tables(n_users, n_items, dim, init_std)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def item_table(self) -> Tensor:
         return self.item_embedding.weight
@@ -83,7 +105,7 @@ class SimpleX(nn.Module):
         self.attention = nn.Linear(dim, dim, bias=False) if aggregator == "user-attention" else None
         if self.attention is not None:
             nn.init.xavier_normal_(self.attention.weight)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.gamma = gamma
         self.register_buffer("history", history, persistent=False)
         self.register_buffer("history_mask", history_mask, persistent=False)
@@ -127,7 +149,7 @@ class LightGCN(nn.Module):
     ) -> None:
         super().__init__()
         self.user_embedding, self.item_embedding = id_tables(n_users, n_items, dim, init_std)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.layers = layers
         self.register_buffer("adjacency", adjacency, persistent=False)
         self._propagated: tuple[Tensor, Tensor] | None = None

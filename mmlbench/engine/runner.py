@@ -29,6 +29,9 @@ from mmlbench.paths import results_home
 from mmlbench.provenance import versions
 
 
+PRECISION = "fp32"  # the training step's arithmetic (float32 throughout, no TF32 or bf16)
+
+
 @dataclass(frozen=True)
 class TrainOptions:
     """How to run, as opposed to what to run: none of this enters the config hash."""
@@ -86,24 +89,26 @@ def train_run(config: RunConfig, options: TrainOptions) -> RunOutcome:
     config, device, data = prepare(config, options)
     results_dir = results_home(options.results_dir)
     config_hash = config.hash(data.fingerprint)
-    reused = _reuse(results_dir, config_hash, options)
+    reused = reuse(results_dir, config_hash, options)
     if reused is not None:
         return reused
     with claims.claimed(results_dir, config_hash):
         # Checked again under the claim: another sweep may have finished it since.
-        return _reuse(results_dir, config_hash, options) or _train(config, options, device, data, results_dir)
+        return reuse(results_dir, config_hash, options) or train_claimed(config, options, device, data, results_dir)
 
 
-def _reuse(results_dir: Path, config_hash: str, options: TrainOptions) -> RunOutcome | None:
+def reuse(results_dir: Path, config_hash: str, options: TrainOptions) -> RunOutcome | None:
+    """The completed run of this config hash as a skipped outcome, unless absent or --force."""
     existing = store.find_completed(results_dir, config_hash)
     if existing is None or options.force:
         return None
     return RunOutcome(existing, store.read_run(existing), skipped=True)
 
 
-def _train(
+def train_claimed(
     config: RunConfig, options: TrainOptions, device: torch.device, data: InteractionData, results_dir: Path
 ) -> RunOutcome:
+    """Train one run alone and store it; the caller holds its claim and has checked it is not done."""
     config_hash = config.hash(data.fingerprint)
     run_id = config.run_id(config_hash)
     resume_folder = resume.folder(results_dir, run_id)
@@ -112,7 +117,7 @@ def _train(
     torch.manual_seed(config.seed)
     reset_peak_memory(device)
     model = build_model(config, data).to(device)
-    started_at, started = _now(), time.perf_counter()
+    started_at, started = now(), time.perf_counter()
     with TrainingProgress(config, quiet=options.quiet) as progress:
         trainer = Trainer(
             config, data, model, device,
@@ -125,37 +130,69 @@ def _train(
         if resumed_from and not options.quiet:
             info(f"{run_id}: resuming after epoch {resumed_from} (--no-resume starts over)")
         progress.start(trainer.batches_per_epoch, first_epoch=resumed_from + 1)
-        row = {
-            "run_id": run_id,
-            "config_hash": config_hash,
-            "setting_hash": config.hash(data.fingerprint, with_seed=False),
-            "protocol": data.protocol,
-            "dataset_sha256": data.fingerprint,
-            **config.to_row(),
-            **versions(),
-            "device": device.type,
-            "device_name": device_name(device),
-            "started_at": started_at,
-            "resumed_from_epoch": resumed_from,
-        }
+        row = run_row(config, data, device, started_at) | {"resumed_from_epoch": resumed_from}
         try:
             fit = trainer.fit(resumed)
         except store.StoreUnwritable:
             raise  # nothing more can be written: the sweep stops with this line
         except Exception as exc:  # divergence, out of memory, ...: leave a record of the failure
-            _store(results_dir, {**row, "status": store.STATUS_FAILED, "error": str(exc)}, None, None, None)
+            store_failure(results_dir, row, exc)
             raise
+    return finish_run(results_dir, row, trainer, fit, started, cuda_graphs=trainer.step.use_graph)
+
+
+def run_row(
+    config: RunConfig, data: InteractionData, device: torch.device, started_at: str, *, lockstep_group: int = 1
+) -> dict[str, Any]:
+    """The run row's columns known before training: ids, config, provenance, how it is executed.
+
+    `execution` says whether the run trained alone or in a lockstep group of `lockstep_group`
+    runs sharing one step (engine.lockstep), `precision` the arithmetic of its step. Neither
+    enters the config hash: a run trained either way is the same cell.
+    """
+    config_hash = config.hash(data.fingerprint)
+    return {
+        "run_id": config.run_id(config_hash),
+        "config_hash": config_hash,
+        "setting_hash": config.hash(data.fingerprint, with_seed=False),
+        "protocol": data.protocol,
+        "dataset_sha256": data.fingerprint,
+        **config.to_row(),
+        **versions(),
+        "device": device.type,
+        "device_name": device_name(device),
+        "started_at": started_at,
+        "execution": "lockstep" if lockstep_group > 1 else "alone",
+        "lockstep_group": lockstep_group,
+        "precision": PRECISION,
+    }
+
+
+def store_failure(results_dir: Path, row: dict[str, Any], exc: BaseException) -> None:
+    """Leave a record of a run that failed while training (divergence, out of memory, ...)."""
+    _store(results_dir, {**row, "status": store.STATUS_FAILED, "error": str(exc)}, None, None, None)
+
+
+def finish_run(
+    results_dir: Path, row: dict[str, Any], trainer: Trainer, fit: FitResult, started: float, *, cuda_graphs: bool
+) -> RunOutcome:
+    """After the fit: the best weights evaluated on test and the run folder written.
+
+    A completed run's resume checkpoint is removed only then: a kill before that resumes at
+    the test evaluation. `started` is the perf_counter time the run started at.
+    """
+    config, data, device, model = trainer.config, trainer.data, trainer.device, trainer.model
     status = store.STATUS_INTERRUPTED if fit.interrupted else store.STATUS_COMPLETED
     if fit.best_state is not None:
         model.load_state_dict(fit.best_state)
     test = trainer.evaluate("test", per_user=True)
-    row.update(_costs(fit, data, config, device, time.perf_counter() - started))
+    row = {**row, **_costs(fit, data, config, device, time.perf_counter() - started)}
     row.update({"status": status, "error": "", "best_epoch": fit.best_epoch, "epochs_run": len(fit.epochs)})
-    row["cuda_graphs"] = trainer.step.use_graph  # False if capture failed and training fell back
+    row["cuda_graphs"] = cuda_graphs  # False if capture failed and training fell back
     row.update({"monitor_value": fit.best_value, "test_eval_seconds": test.seconds, **test.metrics})
     run_dir = _store(results_dir, row, _curve(fit), test.per_user, _checkpoint(model, config, data))
     if status == store.STATUS_COMPLETED:
-        resume.discard(resume_folder)  # only now: a kill before this line resumes at the test evaluation
+        resume.discard(resume.folder(results_dir, str(row["run_id"])))
     return RunOutcome(run_dir, store.read_run(run_dir))
 
 
@@ -166,7 +203,7 @@ def _store(
     per_user: pd.DataFrame | None,
     checkpoint: dict[str, Any] | None,
 ) -> Path:
-    row = {**row, "finished_at": _now()}
+    row = {**row, "finished_at": now()}
     try:
         return store.write_run(results_dir, store.RunRecord(row, curve, per_user, checkpoint))
     except (OSError, RuntimeError) as exc:  # write_run has removed its temporary folder
@@ -213,5 +250,5 @@ def _checkpoint(model: torch.nn.Module, config: RunConfig, data: InteractionData
     }
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")

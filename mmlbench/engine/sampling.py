@@ -3,11 +3,13 @@
 
 Each is registered, with its parameters and capabilities, in `mmlbench.plugins.samplers`.
 They draw from torch's default generator of the device, which the run's seed sets and which
-CUDA graph capture knows how to advance on every replay.
+CUDA graph capture knows how to advance on every replay, or, where the factory takes a
+`generator` (runs trained together in engine.lockstep, each on its own stream), from that one.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,17 +29,17 @@ Scorer = Callable[[Tensor, Tensor], Tensor]  # (users [B], items [B, M]) -> scor
 _MAX_REDRAW_ROUNDS = 200
 
 
-def uniform(n_items: int, negatives: int) -> Sampler:
+def uniform(n_items: int, negatives: int, generator: torch.Generator | None = None) -> Sampler:
     """Uniform over all items, with replacement (the paper's sampler; positives not excluded)."""
 
     def sample(users: Tensor) -> Tensor:
-        return torch.randint(n_items, (users.shape[0], negatives), device=users.device)
+        return torch.randint(n_items, (users.shape[0], negatives), device=users.device, generator=generator)
 
     return sample
 
 
 def uniform_exclude_positives(
-    n_items: int, negatives: int, positive_keys: Tensor
+    n_items: int, negatives: int, positive_keys: Tensor, generator: torch.Generator | None = None
 ) -> Sampler:
     """Uniform over the items the user has not interacted with in train.
 
@@ -47,14 +49,14 @@ def uniform_exclude_positives(
     last = positive_keys.numel() - 1
 
     def sample(users: Tensor) -> Tensor:
-        drawn = torch.randint(n_items, (users.shape[0], negatives), device=users.device)
+        drawn = torch.randint(n_items, (users.shape[0], negatives), device=users.device, generator=generator)
         user_base = users.unsqueeze(1) * n_items
         for _ in range(_MAX_REDRAW_ROUNDS):
             keys = user_base + drawn
             found = positive_keys[torch.searchsorted(positive_keys, keys).clamp_max_(last)] == keys
             if not bool(found.any()):
                 return drawn
-            fresh = torch.randint(n_items, drawn.shape, device=drawn.device)
+            fresh = torch.randint(n_items, drawn.shape, device=drawn.device, generator=generator)
             drawn = torch.where(found, fresh, drawn)
         raise MMLBenchError("uniform-exclude-pos could not find enough non-positive items; use --sampler uniform")
 
@@ -69,12 +71,14 @@ def popularity_probabilities(item_counts: Tensor, alpha: float) -> Tensor:
     return weights / weights.sum()
 
 
-def popularity(n_items: int, negatives: int, item_counts: Tensor, popularity_alpha: float) -> Sampler:
+def popularity(
+    n_items: int, negatives: int, item_counts: Tensor, popularity_alpha: float, generator: torch.Generator | None = None
+) -> Sampler:
     """Items drawn with probability proportional to (training count) ** alpha, with replacement."""
     probabilities = popularity_probabilities(item_counts, popularity_alpha).float()
 
     def sample(users: Tensor) -> Tensor:
-        flat = torch.multinomial(probabilities, users.shape[0] * negatives, replacement=True)
+        flat = torch.multinomial(probabilities, users.shape[0] * negatives, replacement=True, generator=generator)
         return flat.view(users.shape[0], negatives)
 
     return sample
@@ -174,11 +178,17 @@ def make_sampler(
     item_counts: Tensor,
     params: Mapping[str, Any],
     scorer: Scorer | None = None,
+    generator: torch.Generator | None = None,
 ) -> Sampler:
     """The sampler called `name`, bound to the training data (and, where it needs one, to the
-    model's `scorer`); `params` holds (at least) its parameters."""
+    model's `scorer`); `params` holds (at least) its parameters. A `generator` is handed to
+    factories that take one (`takes_generator`); None leaves every sampler on the default one."""
     spec = get_sampler(name)
     data: dict[str, Any] = {}
+    if generator is not None:
+        if not takes_generator(name):
+            raise ValueError(f"sampler {name} cannot draw from a given generator")
+        data["generator"] = generator
     if spec.needs_positive_keys:
         data["positive_keys"] = positive_keys
     if spec.needs_item_counts:
@@ -188,6 +198,11 @@ def make_sampler(
             raise ValueError(f"sampler {name} needs the model's scorer")
         data["scorer"] = scorer
     return spec.load()(n_items=n_items, negatives=negatives, **data, **_own(spec, params))
+
+
+def takes_generator(name: str) -> bool:
+    """Whether the sampler's factory takes a `generator` to draw from (needed to train it in lockstep)."""
+    return "generator" in inspect.signature(get_sampler(name).load()).parameters
 
 
 def _own(spec: SamplerSpec, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -37,13 +37,17 @@ def make_adam(params: list[Tensor], lr: float, device: torch.device, capturable:
 
 
 def clip_gradients(params: list[Tensor], max_norm: float, eps: float) -> None:
+    """Scale the parameters' gradients so their global L2 norm is at most `max_norm` (see clip_norm)."""
+    clip_norm([p.grad for p in params if p.grad is not None], max_norm, eps)
+
+
+def clip_norm(grads: list[Tensor], max_norm: float, eps: float) -> None:
     """Scale gradients so their global L2 norm is at most `max_norm`: by max_norm / (norm + eps).
 
     On the CPU, reading the norm costs nothing, and skipping the rescale when it is not
     needed (the usual case) saves two passes over the embedding tables. On CUDA the scale
     is applied unconditionally on the device: no host sync, and graph-capturable.
     """
-    grads = [p.grad for p in params if p.grad is not None]
     total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
     if total.device.type == "cpu":
         if float(total) > max_norm:

@@ -56,6 +56,11 @@ class FitResult:
         return statistics.median(timed) if timed else math.nan
 
 
+def check_finite(loss: float, epoch: int) -> None:
+    if not math.isfinite(loss):
+        raise MMLBenchError(f"training diverged at epoch {epoch}: the loss is {loss} (try a lower --lr)")
+
+
 class Trainer:
     """Adam, L2, gradient clipping, early stopping with lr decay and best-weights reload."""
 
@@ -71,7 +76,10 @@ class Trainer:
         on_epoch: Callable[[EpochLog], None] | None = None,
         on_batch: Callable[[int], None] | None = None,
         on_checkpoint: Callable[[FitResult], None] | None = None,
+        generator: torch.Generator | None = None,
     ) -> None:
+        """`generator`: the sampler draws from it instead of the device's default generator
+        (a run trained in lockstep, whose group runs the steps; see engine.lockstep)."""
         self.config, self.data, self.model, self.device = config, data, model, device
         self.eval_batch_users = eval_batch_users
         self.on_epoch, self.on_batch, self.on_checkpoint = on_epoch, on_batch, on_checkpoint
@@ -85,6 +93,7 @@ class Trainer:
             item_counts=data.item_counts(),
             params=sampler_params,
             scorer=model_scorer(model, config.score == "cosine") if sampler_spec.needs_scorer else None,
+            generator=generator,
         )
         log_q = None
         if loss_spec.needs_log_q(loss_params):
@@ -107,30 +116,34 @@ class Trainer:
         """
         result = resumed if resumed is not None else FitResult(None, 0, -math.inf, [])
         try:
-            while not self._finished(result):
-                epoch = len(result.epochs) + 1
-                log = self._train_epoch(epoch)
-                result.epochs.append(log)
-                if epoch % self.config.eval_every == 0 or epoch == self.config.epochs:
-                    result.stale = self._evaluate_epoch(log, result, result.stale)
-                if self.on_checkpoint:
-                    self.on_checkpoint(result)
-                if self.on_epoch:
-                    self.on_epoch(log)
+            while not self.finished(result):
+                self.close_epoch(self._train_epoch(len(result.epochs) + 1), result)
         except KeyboardInterrupt:
             result.interrupted = True
         return result
 
-    def _finished(self, result: FitResult) -> bool:
+    def finished(self, result: FitResult) -> bool:
         return len(result.epochs) >= self.config.epochs or result.stale >= self.config.patience
+
+    def close_epoch(self, log: EpochLog, result: FitResult) -> None:
+        """Record a trained epoch: evaluate it when due (early stopping, plateau), then the callbacks.
+
+        The run's own fit calls it, and so does a lockstep group for each of its runs.
+        """
+        result.epochs.append(log)
+        if log.epoch % self.config.eval_every == 0 or log.epoch == self.config.epochs:
+            result.stale = self._evaluate_epoch(log, result, result.stale)
+        if self.on_checkpoint:
+            self.on_checkpoint(result)
+        if self.on_epoch:
+            self.on_epoch(log)
 
     def _train_epoch(self, epoch: int) -> EpochLog:
         started = time.perf_counter()
         loss, violations = self.step.run_epoch(self.on_batch)
         synchronize(self.device)
         seconds = time.perf_counter() - started
-        if not math.isfinite(loss):
-            raise MMLBenchError(f"training diverged at epoch {epoch}: the loss is {loss} (try a lower --lr)")
+        check_finite(loss, epoch)
         return EpochLog(epoch, loss, violations, seconds, self.step.lr)
 
     def _evaluate_epoch(self, log: EpochLog, result: FitResult, stale: int) -> int:

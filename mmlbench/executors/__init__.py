@@ -14,6 +14,7 @@ from mmlbench.errors import MMLBenchError, unknown_name
 from mmlbench.executors.base import BackendOptions, Executor
 from mmlbench.executors.inprocess import InProcessExecutor
 from mmlbench.executors.local import LocalProcessExecutor
+from mmlbench.executors.lockstep import LockstepExecutor
 
 RAY_EXTRA = "--backend ray needs the ray extra: pip install 'mmlbench[ray]'"
 
@@ -38,7 +39,16 @@ def ray_cluster(settings: BackendOptions) -> Executor:
     return RayExecutor(settings)
 
 
-EXECUTORS: dict[str, Callable[[BackendOptions], Executor]] = {"local": local, "ray": ray_cluster}
+def lockstep(settings: BackendOptions) -> Executor:
+    """This process: runs of one shape trained together in one batched step (engine.lockstep)."""
+    if settings.cluster_options:
+        raise MMLBenchError(f"for --backend ray only: {', '.join(settings.cluster_options)}")
+    if settings.jobs > 1:
+        raise MMLBenchError("--jobs applies to --backend local; --backend lockstep trains its groups in this process")
+    return LockstepExecutor()
+
+
+EXECUTORS: dict[str, Callable[[BackendOptions], Executor]] = {"local": local, "lockstep": lockstep, "ray": ray_cluster}
 
 
 def get_executor(backend: str, settings: BackendOptions | None = None) -> Executor:

@@ -1,0 +1,137 @@
+"""Lockstep groups: correctness against runs alone, and the epoch time of a group vs its runs alone.
+
+    python benchmarks/lockstep_bench.py check WORKDIR [--device cuda]
+    python benchmarks/lockstep_bench.py time --dataset gowalla --data-dir D --negatives 800 \
+        --batch-size 256 --device cuda [--epochs 2] [--seeds 1] [--alone] [--no-cuda-graphs]
+
+`check` trains three planted runs (ccl, mmcl, bpr; different seeds, lr, dropout) alone and in
+one group on the device and prints the largest per-epoch and test-metric differences (one
+JSON line; exit 1 beyond TOLERANCE). `time` builds the paper-gowalla preset's five losses at
+the given negatives (x seeds) as one group and times its epochs (the first includes graph
+capture), then, with --alone, one epoch of each run alone. Tests never assert on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from synthetic import make_planted  # noqa: E402
+
+from mmlbench import store  # noqa: E402
+from mmlbench.config import RunConfig  # noqa: E402
+from mmlbench.engine.device import device_name, peak_memory_bytes, reset_peak_memory, synchronize  # noqa: E402
+from mmlbench.engine.lockstep import GroupStep, make_member  # noqa: E402
+from mmlbench.engine.lockstep_runner import train_group  # noqa: E402
+from mmlbench.engine.models import build_model  # noqa: E402
+from mmlbench.engine.runner import TrainOptions, prepare, train_run  # noqa: E402
+from mmlbench.engine.trainer import Trainer  # noqa: E402
+from mmlbench.experiment import preset_path, read_experiment  # noqa: E402
+
+TOLERANCE = 1e-4  # metrics on ~120 planted users move in steps of ~1e-3: this is float noise only
+METRICS = ["loss", "recall@20", "ndcg@20"]
+
+
+def check(workdir: Path, device: str) -> int:
+    make_planted(workdir / "data")
+    base = dict(negatives=20, batch_size=64, epochs=6, patience=3)
+    configs = [
+        RunConfig("planted", loss="ccl", seed=1, lr=0.01, **base),
+        RunConfig("planted", loss="mmcl", seed=2, lr=0.02, dropout=0.3, **base),
+        RunConfig("planted", loss="bpr", seed=3, lr=0.01, l2=1e-3, **base),
+    ]
+    worst: dict[str, float] = {}
+    for graphs in (True, False):
+        options = dict(device=device, data_dir=workdir / "data", quiet=True, cuda_graphs=graphs)
+        alone = [train_run(c, TrainOptions(results_dir=workdir / f"alone-{graphs}", **options)) for c in configs]
+        group = train_group(configs, TrainOptions(results_dir=workdir / f"group-{graphs}", **options))
+        for one, together in zip(alone, group):
+            if isinstance(together, BaseException):
+                raise together
+            a, b = store.read_curve(one.run_dir), store.read_curve(together.run_dir)
+            if len(a) != len(b):
+                worst[f"epochs graphs={graphs}"] = float("inf")
+                continue
+            for metric in METRICS:
+                key = f"curve {metric} graphs={graphs}"
+                worst[key] = max(worst.get(key, 0.0), float((a[metric] - b[metric]).abs().max()))
+            key = f"test recall@20 graphs={graphs}"
+            worst[key] = max(worst.get(key, 0.0), abs(one.row["recall@20"] - together.row["recall@20"]))
+            worst[f"cuda_graphs used graphs={graphs}"] = float(together.row["cuda_graphs"])
+    ok = all(v <= TOLERANCE for k, v in worst.items() if not k.startswith("cuda_graphs"))
+    print(json.dumps({"check": "lockstep vs alone", "device": device, "ok": ok, "tolerance": TOLERANCE, **worst}))
+    return 0 if ok else 1
+
+
+def time_group(args: argparse.Namespace) -> int:
+    experiment = read_experiment(preset_path("paper-gowalla"))
+    settings = {**experiment.settings, "dataset": args.dataset, "negatives": args.negatives, "batch_size": args.batch_size}
+    configs = []
+    for seed in range(settings["seed"], settings["seed"] + args.seeds):
+        for loss in experiment.grid["loss"]:
+            configs.append(RunConfig(**{**settings, **experiment.losses.get(loss, {}), "loss": loss, "seed": seed}).resolved())
+    options = TrainOptions(device=args.device, data_dir=args.data_dir, cuda_graphs=not args.no_cuda_graphs)
+    _, device, data = prepare(configs[0], options)
+    members = [make_member(config, data, device) for config in configs]
+    step = GroupStep(members, data, device, use_graph=not args.no_cuda_graphs)
+    reset_peak_memory(device)
+    seconds = []
+    for epoch in range(args.epochs):
+        started = time.perf_counter()
+        means = step.run_epoch()
+        synchronize(device)
+        seconds.append(time.perf_counter() - started)
+        print(json.dumps({"measure": "group epoch", "epoch": epoch + 1, "seconds": seconds[-1], "losses": [m[0] for m in means]}))
+    steady = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
+    summary = {
+        "device": device_name(device), "runs": len(members), "negatives": args.negatives, "batch_size": args.batch_size,
+        "cuda_graphs": step.use_graph, "group_epoch_seconds": steady, "per_run_epoch_seconds": steady / len(members),
+        "peak_memory_mib": peak_memory_bytes(device) / 2**20,
+    }
+    if args.alone:
+        alone = []
+        for config in configs[: len(experiment.grid["loss"])]:
+            torch.manual_seed(config.seed)
+            trainer = Trainer(config, data, build_model(config, data).to(device), device, cuda_graphs=not args.no_cuda_graphs)
+            trainer.step.run_epoch()  # capture and warm-up
+            started = time.perf_counter()
+            trainer.step.run_epoch()
+            synchronize(device)
+            alone.append(time.perf_counter() - started)
+            print(json.dumps({"measure": "alone epoch", "loss": config.loss, "seconds": alone[-1]}))
+        summary["alone_epoch_seconds_mean"] = statistics.mean(alone)
+        summary["speedup_per_run"] = statistics.mean(alone) / summary["per_run_epoch_seconds"]
+    print(json.dumps({"measure": "summary", **summary}))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    checking = sub.add_parser("check")
+    checking.add_argument("workdir", type=Path)
+    checking.add_argument("--device", default="cuda")
+    timing = sub.add_parser("time")
+    timing.add_argument("--dataset", default="gowalla")
+    timing.add_argument("--data-dir", type=Path)
+    timing.add_argument("--negatives", type=int, default=800)
+    timing.add_argument("--batch-size", type=int, default=256)
+    timing.add_argument("--device", default="auto")
+    timing.add_argument("--epochs", type=int, default=2)
+    timing.add_argument("--seeds", type=int, default=1)
+    timing.add_argument("--alone", action="store_true", help="also time one epoch of each loss alone")
+    timing.add_argument("--no-cuda-graphs", action="store_true")
+    args = parser.parse_args()
+    return check(args.workdir, args.device) if args.command == "check" else time_group(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

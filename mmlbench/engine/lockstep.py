@@ -1,0 +1,332 @@
+"""Several runs trained in lockstep: their tables stacked, one batched step for all of them.
+
+Why: on a GPU one MF step is a few hundred microseconds of small kernels, so runs of a
+sweep leave it mostly idle, and running them side by side in processes shares it badly.
+Runs of the same shapes (`group_key`) can share every kernel instead: the user and item
+tables of K runs are stacked into [K, U, d] and [K, I, d], each run gathers its rows
+through offsets into the flattened tables, and one forward, one backward and one Adam
+call per learning rate serve them all (on CUDA, one graph replay).
+
+What may differ between the runs of a group: the loss and its parameters, seed, lr, l2,
+dropout, gradient clipping, init_std, and everything of the fit (epochs, patience,
+plateau decay, monitor, cut-offs): each run keeps its own Trainer for evaluation, early
+stopping, lr decay and best-weights reload, which act on its slice of the stack through
+its own MF module (whose parameters are views of the stack while it is in the group).
+A run that finishes leaves: its weights are copied out, the others restacked.
+
+Exactness: alone, a run draws its permutation per epoch and its negatives and dropout mask
+per step from the device's default generator, seeded with its seed before its model is
+built. In the group each run has a torch.Generator continuing from that same state and
+draws the same shapes in the same order, so it draws the same numbers. The step then does
+for each run what TrainStep does (per-run loss on its [B, N] slice, table L2, global-norm
+clipping) and Adam is torch's own functional on the run's slices, so on the CPU a run in a
+group is bit-identical to the run alone (tests/test_lockstep.py). On CUDA the scatter's
+atomics make any two runs agree only within float tolerance anyway.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.optim.adam import adam as adam_update  # torch.optim.Adam's own update, on tensor lists
+
+from mmlbench.config import RunConfig
+from mmlbench.console import warn
+from mmlbench.data.dataset import InteractionData
+from mmlbench.engine.device import synchronize
+from mmlbench.engine.models import build_model, dropout
+from mmlbench.engine.scoring import GatheredCosine, gathered_scores, unit
+from mmlbench.engine.step import clip_norm, make_adam
+from mmlbench.engine.trainer import EpochLog, FitResult, Trainer, check_finite
+from mmlbench.errors import MMLBenchError
+from mmlbench.plugins.losses import get_loss
+from mmlbench.plugins.samplers import get_sampler
+
+_WARMUP_STEPS = 3  # eager steps on a side stream before capture, as TrainStep
+SHARED = ("dataset", "model", "batch_size", "negatives", "embedding_dim", "score", "l2_scope", "last_batch")
+
+
+def group_key(config: RunConfig) -> tuple | None:
+    """What runs must share to train in one step (a resolved config), or None: it trains alone.
+
+    MF only (its tables are the whole model), losses over scores (not DirectAU's vectors), and
+    samplers that draw from a given generator and do not look at the batch's positives or the model.
+    """
+    from mmlbench.engine.sampling import takes_generator
+
+    spec = get_sampler(config.sampler)
+    if config.model != "mf" or get_loss(config.loss).takes_embeddings:
+        return None
+    if spec.needs_positives or spec.needs_scorer or not takes_generator(config.sampler):
+        return None
+    return (*(getattr(config, name) for name in SHARED), config.sampler, tuple(sorted(spec.params_of(config).items())))
+
+
+def default_generator(device: torch.device) -> torch.Generator:
+    if device.type == "cuda":
+        return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    return torch.default_generator
+
+
+@dataclass
+class Member:
+    """One run of a group: its Trainer (sampler on its own generator, loss, evaluation) and fit."""
+
+    trainer: Trainer
+    generator: torch.Generator
+    result: FitResult = field(default_factory=lambda: FitResult(None, 0, -math.inf, []))
+    error: BaseException | None = None  # its own failure (divergence); the group goes on without it
+    moments: list[Tensor] | None = None  # Adam: exp_avg per table, exp_avg_sq per table (views while grouped)
+    steps: list[Tensor] = field(default_factory=list)  # Adam's step count per table
+
+    @property
+    def config(self) -> RunConfig:
+        return self.trainer.config
+
+    @property
+    def tables(self) -> list[Tensor]:
+        return list(self.trainer.model.embedding_tables())
+
+
+def make_member(
+    config: RunConfig, data: InteractionData, device: torch.device, **trainer_options: object
+) -> Member:
+    """The run as `train_run` starts it (seeded, model built), on a generator of its own."""
+    torch.manual_seed(config.seed)
+    model = build_model(config, data).to(device)
+    generator = torch.Generator(device)
+    generator.set_state(default_generator(device).get_state())  # where the run alone would draw next
+    trainer = Trainer(config, data, model, device, cuda_graphs=False, generator=generator, **trainer_options)
+    return Member(trainer, generator)
+
+
+class GroupStep:
+    """The batched training step of the runs of a group, and their epoch."""
+
+    def __init__(self, members: list[Member], data: InteractionData, device: torch.device, *, use_graph: bool) -> None:
+        first = members[0].config
+        capturable = get_sampler(first.sampler).capturable  # the samplers with a host sync cannot be captured
+        self.data, self.device, self.use_graph = data, device, use_graph and device.type == "cuda" and capturable
+        self.batch_size, self.wrap_last = first.batch_size, first.last_batch == "wrap"
+        self.cosine = first.score == "cosine"
+        probe = make_adam([torch.zeros(1, device=device, requires_grad=True)], 1e-3, device, capturable=self.use_graph)
+        self.adam = {key: probe.param_groups[0][key] for key in ("betas", "eps", "weight_decay", "foreach", "fused")}
+        self._wrap = torch.arange(self.batch_size, device=device)
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._eager_steps = 0
+        self.regroup(members)
+
+    def regroup(self, members: list[Member]) -> None:
+        """Stack the members' tables and Adam moments (anew after a run left): their views from now on."""
+        self.members, self._graph, count = members, None, len(members)
+        with torch.no_grad():
+            self.tables = [torch.stack([m.tables[i].detach() for m in members]).requires_grad_() for i in (0, 1)]
+            moments = [torch.stack([m.moments[i] if m.moments else torch.zeros_like(m.tables[i % 2]) for m in members]) for i in range(4)]
+        for k, member in enumerate(members):
+            for param, stacked in zip(member.trainer.model.embedding_tables(), self.tables):
+                param.data = stacked.detach()[k]
+            member.moments = [stacked[k] for stacked in moments]
+            member.steps = member.steps or [self._new_step() for _ in self.tables]
+        self.offsets = [torch.arange(count, device=self.device).view(count, 1) * t.shape[1] for t in self.tables]
+        self.batch_index = torch.zeros(count, self.batch_size, dtype=torch.long, device=self.device)
+        self.loss_sums = torch.zeros(count, device=self.device)
+        self.violation_sums = torch.zeros(count, device=self.device)
+
+    @staticmethod
+    def release(members: list[Member]) -> None:
+        """Give leaving members tables of their own (copies of their slices)."""
+        for member in members:
+            for param in member.trainer.model.embedding_tables():
+                param.data = param.data.clone()
+
+    def _new_step(self) -> Tensor:
+        on_device = self.adam["fused"] or self.use_graph  # where torch.optim.Adam keeps its step
+        return torch.zeros((), dtype=torch.float32, device=self.device) if on_device else torch.tensor(0.0)
+
+    def run_epoch(self) -> list[tuple[float, float]]:
+        """One pass over each member's own fresh permutation: (mean loss, mean violations) per member."""
+        n_pairs, size = self.data.train_items.numel(), self.batch_size
+        if self._graph is not None and self._captured_lrs != self._lrs():
+            self._graph = None  # a run's lr decayed: the captured Adam holds the old rates
+        orders = torch.stack([torch.randperm(n_pairs, device=self.device, generator=m.generator) for m in self.members])
+        self.loss_sums.zero_()
+        self.violation_sums.zero_()
+        batches = math.ceil(n_pairs / size)
+        for batch in range(batches):
+            start = batch * size
+            if start + size <= n_pairs:
+                self.batch_index.copy_(orders[:, start : start + size])
+                self._run_once()
+            elif self.wrap_last:
+                self.batch_index.copy_(orders[:, (start + self._wrap) % n_pairs])
+                self._run_once()
+            else:
+                self._partial_step(orders[:, start:])
+        losses, violations = torch.stack([self.loss_sums, self.violation_sums]).tolist()  # one host sync
+        return [(loss / batches, share / batches) for loss, share in zip(losses, violations)]
+
+    def _lrs(self) -> tuple[float, ...]:
+        return tuple(m.trainer.step.lr for m in self.members)
+
+    def _run_once(self) -> None:
+        if self._graph is not None:
+            self._graph.replay()
+        elif self.use_graph and self._eager_steps >= _WARMUP_STEPS:
+            self._capture()
+            if self._graph is not None:
+                self._graph.replay()
+            else:
+                self._eager_step()
+        elif self.use_graph:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._eager_step()
+            torch.cuda.current_stream().wait_stream(side)
+        else:
+            self._eager_step()
+
+    def _eager_step(self) -> None:
+        for table in self.tables:
+            table.grad = None
+        self._forward_backward_update(self.batch_index)
+        self._eager_steps += 1
+
+    def _partial_step(self, batch_index: Tensor) -> None:
+        """Eager, on a smaller batch; under a captured graph the gradients are its tensors: zeroed in place."""
+        for table in self.tables:
+            if self._graph is None:
+                table.grad = None
+            elif table.grad is not None:
+                table.grad.zero_()
+        self._forward_backward_update(batch_index)
+
+    def _capture(self) -> None:
+        for table in self.tables:
+            table.grad = None
+        graph = torch.cuda.CUDAGraph()
+        try:
+            for member in self.members:  # per-run generators advance on every replay, as the default one does
+                graph.register_generator_state(member.generator)
+            with torch.cuda.graph(graph):
+                self._forward_backward_update(self.batch_index)
+        except (RuntimeError, AttributeError) as exc:  # an op (or a torch) that cannot capture this: eager
+            warn(f"CUDA graph capture of the lockstep step failed ({str(exc).splitlines()[0]}); training eagerly")
+            self.use_graph = False
+            for table in self.tables:
+                table.grad = None
+            return
+        self._graph, self._captured_lrs = graph, self._lrs()
+
+    def _forward_backward_update(self, batch_index: Tensor) -> None:
+        members, data = self.members, self.data
+        count, rows = batch_index.shape
+        users, positives = data.train_users[batch_index], data.train_items[batch_index]  # [K, B]
+        negatives = torch.stack([m.trainer.step.sampler(users[k]) for k, m in enumerate(members)])
+        index = torch.cat([positives.unsqueeze(-1), negatives], dim=-1)  # [K, B, M]
+        user_table, item_table = self.tables
+        dim = user_table.shape[-1]
+        embedded = F.embedding((users + self.offsets[0]).view(-1), user_table.view(-1, dim))  # as nn.Embedding
+        vectors = self._dropout(unit(embedded) if self.cosine else embedded, rows)
+        flat_index = (index + self.offsets[1].unsqueeze(-1)).view(count * rows, -1)
+        if self.cosine:  # the gathered form whatever the device: the dense one would multiply by K
+            scores, squares = GatheredCosine.apply(item_table.view(-1, dim), vectors, flat_index)
+        else:
+            scores, squares = gathered_scores(item_table.view(-1, dim), vectors, flat_index, False)
+        scores, squares = scores.view(count, rows, -1), squares.view(count, rows, -1)
+        penalised, losses, violations = [], [], []
+        for k, member in enumerate(members):
+            s_pos, s_neg = scores[k, :, 0], scores[k, :, 1:]
+            step = member.trainer.step
+            loss = step.loss_fn(s_pos, s_neg) if step.log_q is None else step.loss_fn(s_pos, s_neg, step.log_q[index[k, :, 1:]])
+            losses.append(loss.detach())
+            violations.append((s_neg.detach() > s_pos.detach().unsqueeze(1)).float().mean())
+            if member.config.l2_scope == "batch":
+                user_squares = user_table[k][users[k]].square().sum()
+                loss = loss + member.config.l2 * (user_squares + squares[k].sum()) / rows
+            penalised.append(loss)
+        torch.stack(penalised).sum().backward()
+        self._regularise_and_clip()
+        self._adam()
+        self.loss_sums += torch.stack(losses)
+        self.violation_sums += torch.stack(violations)
+
+    def _dropout(self, vectors: Tensor, rows: int) -> Tensor:
+        """Each member's dropout on its [B, d] rows, from its own generator (as models.dropout alone)."""
+        if all(m.config.dropout == 0 for m in self.members):
+            return vectors
+        parts = vectors.view(len(self.members), rows, -1).unbind(0)
+        return torch.cat([dropout(part, m.config.dropout, m.generator) for part, m in zip(parts, self.members)])
+
+    def _regularise_and_clip(self) -> None:
+        """Per run, as TrainStep: the table L2 gradient, then clipping to its own global norm."""
+        for k, member in enumerate(self.members):
+            config = member.config
+            grads = [table.grad[k] for table in self.tables]
+            if config.l2_scope == "table" and config.l2 != 0:
+                for grad, table in zip(grads, self.tables):
+                    grad.add_(table.detach()[k], alpha=config.l2)
+            clip_norm(grads, config.grad_clip, config.grad_clip_eps)
+
+    def _adam(self) -> None:
+        """torch's Adam on each run's slices, one call per distinct learning rate."""
+        by_lr: dict[float, list[int]] = {}
+        for k, member in enumerate(self.members):
+            by_lr.setdefault(member.trainer.step.lr, []).append(k)
+        (beta1, beta2), settings = self.adam["betas"], self.adam
+        with torch.no_grad():
+            for lr, ks in by_lr.items():
+                members = [self.members[k] for k in ks]
+                adam_update(
+                    [table.detach()[k] for k in ks for table in self.tables],
+                    [table.grad[k] for k in ks for table in self.tables],
+                    [m.moments[i] for m in members for i in (0, 1)],
+                    [m.moments[i] for m in members for i in (2, 3)],
+                    [],
+                    [s for m in members for s in m.steps],
+                    foreach=settings["foreach"], fused=settings["fused"], capturable=self.use_graph,
+                    amsgrad=False, beta1=beta1, beta2=beta2, lr=lr,
+                    weight_decay=settings["weight_decay"], eps=settings["eps"], maximize=False,
+                )
+
+
+def fit_group(members: list[Member], step: GroupStep, on_leave: Callable[[Member], None]) -> None:
+    """Train the members together until each has finished; `on_leave` stores each as it leaves.
+
+    A member whose loss diverges leaves with its `error`, the others go on. Ctrl-C ends the
+    fit of every member still training (interrupted, with its best weights so far).
+    """
+    active = list(members)
+    while active:
+        leaving: list[Member] = []
+        try:
+            started = time.perf_counter()
+            means = step.run_epoch()
+            synchronize(step.device)
+            share = (time.perf_counter() - started) / len(active)  # each run's share of the group's epoch
+            for member, (loss, violations) in zip(active, means):
+                epoch = len(member.result.epochs) + 1
+                try:
+                    check_finite(loss, epoch)
+                except MMLBenchError as exc:
+                    member.error = exc
+                else:
+                    member.trainer.close_epoch(EpochLog(epoch, loss, violations, share, member.trainer.step.lr), member.result)
+                if member.error is not None or member.trainer.finished(member.result):
+                    leaving.append(member)
+        except KeyboardInterrupt:
+            for member in active:
+                member.result.interrupted = True
+            leaving = active
+        active = [m for m in active if m not in leaving]
+        step.release(leaving)
+        if active and leaving:
+            step.regroup(active)
+        for member in leaving:
+            on_leave(member)

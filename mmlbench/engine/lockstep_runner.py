@@ -1,0 +1,110 @@
+"""A lockstep group end to end: claim its runs, train them together, store each as train_run does.
+
+The single-run path's pieces (runner.reuse, run_row, finish_run, store_failure) do the
+storing, so a run trained in a group leaves the same run folder (row, curve, per-user
+metrics, checkpoint) as alone, its row saying `execution = lockstep` and the group's size.
+
+No per-epoch resume checkpoints: an interrupted group member is stored as interrupted
+with its best weights so far, and trains again from scratch (bit-identical on the CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import torch
+
+from mmlbench import claims, store
+from mmlbench.config import RunConfig
+from mmlbench.data.dataset import InteractionData
+from mmlbench.engine import resume
+from mmlbench.engine.device import reset_peak_memory
+from mmlbench.engine.lockstep import GroupStep, Member, fit_group, make_member
+from mmlbench.engine.progress import TrainingProgress
+from mmlbench.engine.runner import (
+    RunOutcome, TrainOptions, check_against_data, finish_run, now, prepare, reuse, run_row, store_failure, train_claimed,
+)
+from mmlbench.paths import results_home
+
+Outcome = RunOutcome | BaseException  # the stored run, or what kept it from being trained or stored
+
+
+def train_group(configs: list[RunConfig], options: TrainOptions) -> list[Outcome]:
+    """Train `configs` (one `lockstep.group_key`) together; per config its outcome or exception.
+
+    Completed runs are reused (unless --force) and every other run is claimed before any
+    trains: one claimed elsewhere comes back as claims.ClaimedElsewhere and the rest train
+    without it. A group left with one run trains it alone. Exceptions that every run would
+    meet (store.StoreUnwritable, KeyboardInterrupt outside the fit) are raised.
+    """
+    resolved = [config.resolved() for config in configs]
+    _, device, data = prepare(resolved[0], options)
+    for config in resolved[1:]:
+        check_against_data(config, data)
+    results_dir = results_home(options.results_dir)
+    outcomes: dict[int, Outcome] = {}
+    with contextlib.ExitStack() as held:
+        todo = []
+        for position, config in enumerate(resolved):
+            config_hash = config.hash(data.fingerprint)
+            done = reuse(results_dir, config_hash, options)
+            if done is None:
+                try:
+                    held.enter_context(claims.claimed(results_dir, config_hash))
+                except claims.ClaimedElsewhere as exc:
+                    outcomes[position] = exc
+                    continue
+                done = reuse(results_dir, config_hash, options)  # another sweep may have finished it since
+            if done is not None:
+                outcomes[position] = done
+            else:
+                todo.append(position)
+        if len(todo) == 1:
+            outcomes[todo[0]] = train_claimed(resolved[todo[0]], options, device, data, results_dir)
+        elif todo:
+            trained = _train_together([resolved[p] for p in todo], options, device, data, results_dir)
+            outcomes.update(zip(todo, trained))
+    return [outcomes[position] for position in range(len(configs))]
+
+
+def _train_together(
+    configs: list[RunConfig], options: TrainOptions, device: torch.device, data: InteractionData, results_dir: Path
+) -> list[Outcome]:
+    for config in configs:
+        if options.force or not options.resume:
+            resume.discard(resume.folder(results_dir, config.run_id(config.hash(data.fingerprint))))
+    reset_peak_memory(device)
+    started_at, started = now(), time.perf_counter()
+    members = [_member(config, options, device, data) for config in configs]
+    rows = {id(m): run_row(m.config, data, device, started_at, lockstep_group=len(members)) | {"resumed_from_epoch": 0} for m in members}
+    step = GroupStep(members, data, device, use_graph=options.cuda_graphs)
+    outcomes: dict[int, Outcome] = {}
+
+    def leave(member: Member) -> None:
+        row = rows[id(member)]
+        if member.error is not None:
+            store_failure(results_dir, row, member.error)
+            outcomes[id(member)] = member.error
+        else:
+            outcomes[id(member)] = finish_run(results_dir, row, member.trainer, member.result, started, cuda_graphs=step.use_graph)
+
+    try:
+        fit_group(members, step, leave)
+    except store.StoreUnwritable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - out of memory, ...: every run still training failed with it
+        for member in members:
+            if id(member) not in outcomes:
+                store_failure(results_dir, rows[id(member)], exc)
+                outcomes[id(member)] = exc
+    return [outcomes[id(member)] for member in members]
+
+
+def _member(config: RunConfig, options: TrainOptions, device: torch.device, data: InteractionData) -> Member:
+    """A member with its progress lines (one per epoch; several bars at once would interleave)."""
+    progress = TrainingProgress(config, quiet=options.quiet)
+    member = make_member(config, data, device, eval_batch_users=options.eval_batch_users, on_epoch=progress.epoch_done)
+    progress.start(member.trainer.batches_per_epoch)
+    return member

@@ -1,0 +1,100 @@
+"""The lockstep executor (`--backend lockstep`): runs that can share a step train together.
+
+The configs are grouped by `engine.lockstep.group_key` (same data, model, batch and
+negatives; any loss, seed, lr, l2, dropout, clipping); each group trains in this process as
+one batched step and each of its runs is stored as alone, its row saying `execution =
+lockstep`. Configs that fit no group (another model, a sampler needing the model or the
+batch), groups of one, and interrupted runs with a resume checkpoint (resumed where they
+stopped) go through the single-run path, `run_task`. Groups run one after another, in the
+order of their first config; the entries come back in the order given.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+from mmlbench import claims, store
+from mmlbench.config import RunConfig
+from mmlbench.engine.runner import RunOutcome, TrainOptions
+from mmlbench.errors import MMLBenchError
+from mmlbench.executors.base import CANCELLED, CLAIMED, SweepEntry, run_task
+
+
+class LockstepExecutor:
+    """Groups the configs and trains each group in one process; Ctrl-C stores the group as interrupted."""
+
+    def run(self, configs: list[RunConfig], options: TrainOptions) -> list[SweepEntry]:
+        entries: dict[int, SweepEntry] = {}
+        try:
+            for positions in plan_groups(configs, options):
+                for position, entry in zip(positions, _run_group([configs[p] for p in positions], options)):
+                    entries[position] = entry
+                if any(entry.status == store.STATUS_INTERRUPTED for entry in entries.values()):
+                    break
+        except KeyboardInterrupt:  # between two groups, or while storing one
+            pass
+        return [entries.get(position, SweepEntry(config, state=CANCELLED)) for position, config in enumerate(configs)]
+
+
+def plan_groups(configs: list[RunConfig], options: TrainOptions) -> list[list[int]]:
+    """Positions of the configs, grouped: one list per group, in the order of first appearance."""
+    from mmlbench.engine.lockstep import group_key  # the engine imports torch
+
+    groups: dict[object, list[int]] = {}
+    for position, config in enumerate(configs):
+        try:
+            key = group_key(config.resolved())
+        except MMLBenchError:
+            key = None  # run_task reports the error
+        if key is None or _resumable(config, options):
+            key = ("alone", position)
+        groups.setdefault(key, []).append(position)
+    return list(groups.values())
+
+
+def _resumable(config: RunConfig, options: TrainOptions) -> bool:
+    """An interrupted run with a resume checkpoint: resumed alone rather than restarted in a group."""
+    if options.force or not options.resume:
+        return False
+    from mmlbench.data.dataset import require_processed
+    from mmlbench.data.processed import read_meta
+    from mmlbench.engine import resume
+    from mmlbench.paths import results_home
+
+    try:
+        fingerprint = read_meta(require_processed(config.dataset, options.data_dir)).get("fingerprint", "")
+        resolved = config.resolved()
+    except MMLBenchError:
+        return False
+    run_id = resolved.run_id(resolved.hash(fingerprint))
+    return (resume.folder(results_home(options.results_dir), run_id) / resume.STATE_FILE).is_file()
+
+
+def _run_group(configs: list[RunConfig], options: TrainOptions) -> list[SweepEntry]:
+    if len(configs) == 1:
+        return [run_task(configs[0], options)]
+    from mmlbench.engine.lockstep_runner import train_group
+
+    try:
+        outcomes = train_group(configs, options)
+    except KeyboardInterrupt:  # outside the fit, which stores the runs itself
+        return [SweepEntry(c, error="interrupted before the run was stored", state=store.STATUS_INTERRUPTED) for c in configs]
+    except store.StoreUnwritable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - loading the data, ...: every run of the group failed with it
+        return [_failed(config, exc) for config in configs]
+    return [_entry(config, outcome) for config, outcome in zip(configs, outcomes)]
+
+
+def _entry(config: RunConfig, outcome: RunOutcome | BaseException) -> SweepEntry:
+    if isinstance(outcome, RunOutcome):
+        return SweepEntry(config, outcome)
+    if isinstance(outcome, claims.ClaimedElsewhere):
+        return SweepEntry(config, error=str(outcome), state=CLAIMED)
+    return _failed(config, outcome)
+
+
+def _failed(config: RunConfig, exc: BaseException) -> SweepEntry:
+    text = "".join(traceback.format_exception(exc))
+    message = str(exc) if isinstance(exc, MMLBenchError) else f"{type(exc).__name__}: {exc}"
+    return SweepEntry(config, error=message, traceback=text)
