@@ -8,6 +8,7 @@ from typing import ContextManager
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 # Off a terminal (CI logs, pipes, tests) rich would wrap tables at 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 160
@@ -39,3 +40,21 @@ def warn(message: str) -> None:
 
 def info(message: str) -> None:
     err.print(escape(message), highlight=False, soft_wrap=True)
+
+
+class ProgressBar:
+    """A rich bar (description, bar, done/total, time) on stderr where progress is shown
+    (`show_progress`), else None; used as a context manager that starts and stops it."""
+
+    def __init__(self, quiet: bool, *, transient: bool = False) -> None:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        self.bar = Progress(*columns, console=err, transient=transient) if show_progress(quiet) else None
+
+    def __enter__(self):  # noqa: ANN204 - returns the subclass
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()

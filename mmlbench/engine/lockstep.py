@@ -42,13 +42,12 @@ from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.device import synchronize
 from mmlbench.engine.models import build_model, dropout
 from mmlbench.engine.scoring import GatheredCosine, gathered_scores, unit
-from mmlbench.engine.step import clip_norm, make_adam
+from mmlbench.engine.step import GraphedSteps, clip_norm, make_adam
 from mmlbench.engine.trainer import EpochLog, FitResult, Trainer, check_finite
 from mmlbench.errors import MMLBenchError
 from mmlbench.plugins.losses import get_loss
 from mmlbench.plugins.samplers import get_sampler
 
-_WARMUP_STEPS = 3  # eager steps on a side stream before capture, as TrainStep
 SHARED = ("dataset", "model", "batch_size", "negatives", "embedding_dim", "score", "l2_scope", "last_batch")
 
 
@@ -106,7 +105,7 @@ def make_member(
     return Member(trainer, generator)
 
 
-class GroupStep:
+class GroupStep(GraphedSteps):
     """The batched training step of the runs of a group, and their epoch."""
 
     def __init__(self, members: list[Member], data: InteractionData, device: torch.device, *, use_graph: bool) -> None:
@@ -173,24 +172,6 @@ class GroupStep:
 
     def _lrs(self) -> tuple[float, ...]:
         return tuple(m.trainer.step.lr for m in self.members)
-
-    def _run_once(self) -> None:
-        if self._graph is not None:
-            self._graph.replay()
-        elif self.use_graph and self._eager_steps >= _WARMUP_STEPS:
-            self._capture()
-            if self._graph is not None:
-                self._graph.replay()
-            else:
-                self._eager_step()
-        elif self.use_graph:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                self._eager_step()
-            torch.cuda.current_stream().wait_stream(side)
-        else:
-            self._eager_step()
 
     def _eager_step(self) -> None:
         for table in self.tables:

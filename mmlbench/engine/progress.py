@@ -4,38 +4,20 @@ from __future__ import annotations
 
 import math
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from mmlbench.config import RunConfig
-from mmlbench.console import err, show_progress
+from mmlbench.console import ProgressBar, err
 from mmlbench.engine.trainer import EpochLog
 
 
-class TrainingProgress:
+class TrainingProgress(ProgressBar):
     """Context manager fed by the trainer's callbacks; host-side only (never syncs the device)."""
 
     def __init__(self, config: RunConfig, *, quiet: bool) -> None:
+        super().__init__(quiet, transient=True)
         self.config, self.quiet = config, quiet
-        self.bar = (
-            Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=err, transient=True,
-            )
-            if show_progress(quiet)
-            else None
-        )
         self.task = None
         self.batches = 0
         self.label = f"{config.dataset} {config.model} {config.loss} n={config.negatives} seed={config.seed}"
-
-    def __enter__(self) -> TrainingProgress:
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
     def start(self, batches: int, first_epoch: int = 1) -> None:
         self.batches = batches

@@ -71,7 +71,44 @@ def add_table_l2(tables: tuple[Tensor, ...], l2: float) -> None:
         table.grad.add_(table.detach(), alpha=l2)
 
 
-class TrainStep:
+class GraphedSteps:
+    """Replay of a captured step: a few eager warm-up steps on a side stream, then capture once
+    and replay; eager throughout when `use_graph` is off or capture failed.
+
+    Subclasses (TrainStep, lockstep's GroupStep) set `use_graph`, `_graph` (None until
+    captured) and `_eager_steps`, and implement `_capture` and `_eager_step`.
+    """
+
+    use_graph: bool
+    _graph: torch.cuda.CUDAGraph | None
+    _eager_steps: int
+
+    def _run_once(self) -> None:
+        if self._graph is not None:
+            self._graph.replay()
+        elif self.use_graph and self._eager_steps >= _WARMUP_STEPS:
+            self._capture()
+            if self._graph is not None:
+                self._graph.replay()
+            else:
+                self._eager_step()
+        elif self.use_graph:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._eager_step()
+            torch.cuda.current_stream().wait_stream(side)
+        else:
+            self._eager_step()
+
+    def _capture(self) -> None:
+        raise NotImplementedError
+
+    def _eager_step(self) -> None:
+        raise NotImplementedError
+
+
+class TrainStep(GraphedSteps):
     """The training step of one run: loss over 1 positive + N negatives, L2, clip, Adam.
 
     With no sampler (a loss whose spec `takes_embeddings`), the loss sees the batch's user
@@ -134,24 +171,6 @@ class TrainStep:
         # One host sync per epoch, here, rather than one per step.
         violations = float(self.violation_sum) / batches if self.sampler is not None else math.nan
         return float(self.loss_sum) / batches, violations
-
-    def _run_once(self) -> None:
-        if self._graph is not None:
-            self._graph.replay()
-        elif self.use_graph and self._eager_steps >= _WARMUP_STEPS:
-            self._capture()
-            if self._graph is not None:
-                self._graph.replay()
-            else:
-                self._eager_step()
-        elif self.use_graph:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                self._eager_step()
-            torch.cuda.current_stream().wait_stream(side)
-        else:
-            self._eager_step()
 
     def _eager_step(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)

@@ -31,11 +31,10 @@ from typing import Any
 
 import ray
 from ray import exceptions as ray_errors
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mmlbench import claims, store
 from mmlbench.config import RunConfig
-from mmlbench.console import err, show_progress
+from mmlbench.console import ProgressBar
 from mmlbench.engine.runner import RunOutcome, TrainOptions
 from mmlbench.errors import MMLBenchError
 from mmlbench.executors.base import CANCELLED, CLAIMED, BackendOptions, SweepEntry, fingerprint_of, plan
@@ -138,7 +137,7 @@ def _sigterm_kept() -> Iterator[None]:
         signal.signal(signal.SIGTERM, handler)
 
 
-class SweepProgress:
+class SweepProgress(ProgressBar):
     """One line for the whole sweep: runs done, running, failed, to run.
 
     'Running' is what the cluster holds at once (`capacity`) of the submitted runs: Ray does not
@@ -148,18 +147,8 @@ class SweepProgress:
     def __init__(self, total: int, capacity: int, quiet: bool) -> None:
         self.total, self.capacity = total, capacity
         self.done = self.failed = 0
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        self.bar = Progress(*columns, console=err) if show_progress(quiet) else None
+        super().__init__(quiet)
         self.task = self.bar.add_task("", total=total) if self.bar is not None else None
-
-    def __enter__(self) -> SweepProgress:
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
     def finished(self, entry: SweepEntry, pending: int) -> None:
         if entry.status == store.STATUS_FAILED:
