@@ -84,16 +84,17 @@ def main() -> None:
         with open(args.json, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(summary) + "\n")
     if args.profile_steps:
-        _profile(trainer, device, args.profile_steps)
+        profile_steps(trainer.step, device, args.profile_steps)
 
 
-def _profile(trainer: Trainer, device: torch.device, steps: int) -> None:
+def profile_steps(step: object, device: torch.device, steps: int) -> None:
+    """A torch.profiler table on stderr of `steps` training steps of a TrainStep or a lockstep GroupStep."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         for _ in range(steps):
-            trainer.step._run_once()
+            step._run_once()
         synchronize(device)
     sort = "cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     print(prof.key_averages().table(sort_by=sort, row_limit=25), file=sys.stderr)

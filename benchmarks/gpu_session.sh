@@ -51,7 +51,7 @@ if has L; then
   log "stage L: lockstep groups (correctness vs alone on CUDA, group epoch vs alone, the preset over 3 seeds)"
   timeout 200 python3 benchmarks/lockstep_bench.py check "$WORK/lockstep-check" --device cuda 2>&1 | tee "$OUT/lockstep_check.jsonl"
   timeout 200 python3 benchmarks/lockstep_bench.py time --dataset gowalla --data-dir "$DATA" --device cuda \
-    --negatives 800 --batch-size 256 --epochs 3 --alone 2>&1 | tee -a "$OUT/lockstep_time.jsonl" | tail -3 | tee -a "$OUT/session.log"
+    --negatives 800 --batch-size 256 --epochs 3 --alone --profile-steps 40 2>>"$OUT/lockstep_profile.txt" | tee -a "$OUT/lockstep_time.jsonl" | tail -3 | tee -a "$OUT/session.log"
   # Completed cells are skipped: RESULTS=<runs of an earlier session> resumes the sweep.
   timeout -s INT -k 30 "${PRESET_SECONDS:-300}" python3 -m mmlbench train --preset paper-gowalla --seeds 3 --backend lockstep \
     --data-dir "$DATA" --results-dir "$WORK/results" --device cuda 2>&1 | grep -v "· epoch" | tail -60 | tee -a "$OUT/session.log"

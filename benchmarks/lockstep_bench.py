@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from bench_engine import profile_steps  # noqa: E402
 from synthetic import make_planted  # noqa: E402
 
 from mmlbench import store  # noqa: E402
@@ -90,6 +91,8 @@ def time_group(args: argparse.Namespace) -> int:
         synchronize(device)
         seconds.append(time.perf_counter() - started)
         print(json.dumps({"measure": "group epoch", "epoch": epoch + 1, "seconds": seconds[-1], "losses": [m[0] for m in means]}))
+    if args.profile_steps:
+        profile_steps(step, device, args.profile_steps)
     steady = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
     summary = {
         "device": device_name(device), "runs": len(members), "negatives": args.negatives, "batch_size": args.batch_size,
@@ -129,6 +132,7 @@ def main() -> int:
     timing.add_argument("--seeds", type=int, default=1)
     timing.add_argument("--alone", action="store_true", help="also time one epoch of each loss alone")
     timing.add_argument("--no-cuda-graphs", action="store_true")
+    timing.add_argument("--profile-steps", type=int, default=0, help="a torch.profiler table of N group steps, on stderr")
     args = parser.parse_args()
     return check(args.workdir, args.device) if args.command == "check" else time_group(args)
 
