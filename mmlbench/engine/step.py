@@ -11,6 +11,7 @@ permutation instead.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import torch
@@ -71,7 +72,7 @@ def add_table_l2(tables: tuple[Tensor, ...], l2: float) -> None:
         table.grad.add_(table.detach(), alpha=l2)
 
 
-class GraphedSteps:
+class GraphedSteps(ABC):
     """Replay of a captured step: a few eager warm-up steps on a side stream, then capture once
     and replay; eager throughout when `use_graph` is off or capture failed.
 
@@ -101,11 +102,11 @@ class GraphedSteps:
         else:
             self._eager_step()
 
-    def _capture(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _capture(self) -> None: ...
 
-    def _eager_step(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _eager_step(self) -> None: ...
 
 
 class TrainStep(GraphedSteps):
