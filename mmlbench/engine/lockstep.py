@@ -150,23 +150,13 @@ class GroupStep(GraphedSteps):
 
     def run_epoch(self) -> list[tuple[float, float]]:
         """One pass over each member's own fresh permutation: (mean loss, mean violations) per member."""
-        n_pairs, size = self.data.train_items.numel(), self.batch_size
+        n_pairs = self.data.train_items.numel()
         if self._graph is not None and self._captured_lrs != self._lrs():
             self._graph = None  # a run's lr decayed: the captured Adam holds the old rates
         orders = torch.stack([torch.randperm(n_pairs, device=self.device, generator=m.generator) for m in self.members])
         self.loss_sums.zero_()
         self.violation_sums.zero_()
-        batches = math.ceil(n_pairs / size)
-        for batch in range(batches):
-            start = batch * size
-            if start + size <= n_pairs:
-                self.batch_index.copy_(orders[:, start : start + size])
-                self._run_once()
-            elif self.wrap_last:
-                self.batch_index.copy_(orders[:, (start + self._wrap) % n_pairs])
-                self._run_once()
-            else:
-                self._partial_step(orders[:, start:])
+        batches = self._run_batches(orders, self.wrap_last)
         losses, violations = torch.stack([self.loss_sums, self.violation_sums]).tolist()  # one host sync
         return [(loss / batches, share / batches) for loss, share in zip(losses, violations)]
 

@@ -77,12 +77,15 @@ class GraphedSteps(ABC):
     and replay; eager throughout when `use_graph` is off or capture failed.
 
     Subclasses (TrainStep, lockstep's GroupStep) set `use_graph`, `_graph` (None until
-    captured) and `_eager_steps`, and implement `_capture` and `_eager_step`.
+    captured), `_eager_steps`, `batch_index` ([..., batch_size]) and `_wrap` (arange of the
+    batch size), and implement `_capture`, `_eager_step` and `_partial_step`.
     """
 
     use_graph: bool
     _graph: torch.cuda.CUDAGraph | None
     _eager_steps: int
+    batch_index: Tensor
+    _wrap: Tensor
 
     def _run_once(self) -> None:
         if self._graph is not None:
@@ -102,8 +105,33 @@ class GraphedSteps(ABC):
         else:
             self._eager_step()
 
+    def _run_batches(self, order: Tensor, wrap: bool, on_batch: Callable[[int], None] | None = None) -> int:
+        """Every batch of a permutation (its last dimension), in order; returns how many.
+
+        Full batches are copied into `batch_index` and run through the graph; the smaller last
+        one is filled from the start of the permutation (`wrap`) or run eagerly as it is.
+        """
+        n_pairs, size = order.shape[-1], self.batch_index.shape[-1]
+        batches = math.ceil(n_pairs / size)
+        for batch in range(batches):
+            start = batch * size
+            if start + size <= n_pairs:
+                self.batch_index.copy_(order[..., start : start + size])
+                self._run_once()
+            elif wrap:
+                self.batch_index.copy_(order[..., (start + self._wrap) % n_pairs])
+                self._run_once()
+            else:
+                self._partial_step(order[..., start:])
+            if on_batch is not None and (batch + 1) % _PROGRESS_EVERY == 0:
+                on_batch(batch + 1)
+        return batches
+
     @abstractmethod
     def _capture(self) -> None: ...
+
+    @abstractmethod
+    def _partial_step(self, batch_index: Tensor) -> None: ...
 
     @abstractmethod
     def _eager_step(self) -> None: ...
@@ -152,23 +180,10 @@ class TrainStep(GraphedSteps):
 
     def run_epoch(self, on_batch: Callable[[int], None] | None = None) -> tuple[float, float]:
         """One pass over a fresh permutation of the training pairs: (mean loss, mean violations)."""
-        n_pairs, size = self.data.train_items.numel(), self.config.batch_size
-        order = torch.randperm(n_pairs, device=self.batch_index.device)
+        order = torch.randperm(self.data.train_items.numel(), device=self.batch_index.device)
         self.loss_sum.zero_()
         self.violation_sum.zero_()
-        batches = math.ceil(n_pairs / size)
-        for batch in range(batches):
-            start = batch * size
-            if start + size <= n_pairs:
-                self.batch_index.copy_(order[start : start + size])
-                self._run_once()
-            elif self.config.last_batch == "wrap":
-                self.batch_index.copy_(order[(start + self._wrap) % n_pairs])
-                self._run_once()
-            else:
-                self._partial_step(order[start:])
-            if on_batch is not None and (batch + 1) % _PROGRESS_EVERY == 0:
-                on_batch(batch + 1)
+        batches = self._run_batches(order, self.config.last_batch == "wrap", on_batch)
         # One host sync per epoch, here, rather than one per step.
         violations = float(self.violation_sum) / batches if self.sampler is not None else math.nan
         return float(self.loss_sum) / batches, violations
