@@ -104,6 +104,24 @@ def test_dense_cosine_is_the_same_function_as_gathered_cosine():
         assert torch.allclose(gathered, dense)
 
 
+def test_batched_dense_cosine_scores_each_run_as_alone():
+    """The lockstep form, table [K, I, d]: each run's values and gradients as DenseCosine on its slices."""
+    generator = torch.Generator().manual_seed(9)
+    table = torch.randn(3, 9, 6, generator=generator, dtype=torch.float64, requires_grad=True)
+    users = unit(torch.randn(3, 4, 6, generator=generator, dtype=torch.float64)).requires_grad_()
+    index = torch.randint(9, (3, 4, 7), generator=generator)
+    upstream = torch.randn(3, 4, 7, generator=generator, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda t, u: DenseCosine.apply(t, u, index), (table, users))
+    cosine, squared = DenseCosine.apply(table, users, index)
+    batched = torch.autograd.grad((cosine * upstream).sum() + 1e-3 * squared.sum(), (table, users))
+    for k in range(3):
+        one_table, one_users = table[k].detach().requires_grad_(), users[k].detach().requires_grad_()
+        cos_k, sq_k = DenseCosine.apply(one_table, one_users, index[k])
+        alone = torch.autograd.grad((cos_k * upstream[k]).sum() + 1e-3 * sq_k.sum(), (one_table, one_users))
+        assert torch.allclose(cosine[k], cos_k) and torch.allclose(squared[k], sq_k)
+        assert torch.allclose(batched[0][k], alone[0]) and torch.allclose(batched[1][k], alone[1])
+
+
 @pytest.mark.parametrize("name", SCORE_LOSSES)
 def test_every_loss_keeps_the_contract(name):
     """Finite, gradient to users and items, lower when the positive outranks, order-free."""

@@ -69,31 +69,32 @@ class DenseCosine(torch.autograd.Function):
     table * c + A^T U with c[i] the summed scalar weights of row i and A[b, i] the
     summed scaled upstream gradient. On a GPU at Gowalla scale with 800 negatives this
     moves a fraction of the bytes; on a CPU the GEMMs cost more than they save.
+
+    Also batched: table [K, I, d], users [K, B, d], index [K, B, M] score K independent
+    runs (a lockstep group) with batched GEMMs.
     """
 
     @staticmethod
     def forward(ctx, table: Tensor, users: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        squared_all = (table * table).sum(-1)
+        squared_all = (table * table).sum(-1)  # [..., I]
         inverse_all = torch.rsqrt(squared_all.clamp_min(_EPS))
-        inverse_norm = inverse_all[index]
-        cosine = (users @ table.T).gather(1, index) * inverse_norm
+        inverse_norm = inverse_all.gather(-1, index.flatten(-2)).view_as(index)
+        cosine = (users @ table.transpose(-1, -2)).gather(-1, index) * inverse_norm
         ctx.save_for_backward(table, users, index, inverse_norm, cosine)
-        return cosine, squared_all[index]
+        return cosine, squared_all.gather(-1, index.flatten(-2)).view_as(index)
 
     @staticmethod
     def backward(ctx, grad_cosine: Tensor, grad_squared: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
         table, users, index, inverse_norm, cosine = ctx.saved_tensors
         scaled, along_item = _gradient_weights(grad_cosine, grad_squared, inverse_norm, cosine)
-        n_users, n_items = users.shape[0], table.shape[0]
-        per_row = table.new_zeros(n_items).index_add_(0, index.reshape(-1), along_item.reshape(-1))
-        rows = torch.arange(n_users, device=index.device).unsqueeze(1) * n_items
-        weights = table.new_zeros(n_users * n_items).index_add_(0, (rows + index).reshape(-1), scaled.reshape(-1))
-        weights = weights.view(n_users, n_items)
-        grad_table = torch.addmm(table * per_row.unsqueeze(1), weights.T, users)
+        n_items = table.shape[-2]
+        per_row = table.new_zeros(table.shape[:-1]).scatter_add_(-1, index.flatten(-2), along_item.flatten(-2))
+        weights = table.new_zeros((*users.shape[:-1], n_items)).scatter_add_(-1, index, scaled)  # [..., B, I]
+        grad_table = (table * per_row.unsqueeze(-1)).add_(weights.transpose(-1, -2) @ users)
         return grad_table, weights @ table, None
 
 
-def dense_is_cheaper(table: Tensor, index: Tensor) -> bool:
+def dense_is_cheaper(table: Tensor, index: Tensor) -> bool:  # table [I, d], index [B, M]
     """On CUDA, the dense form wins once the gathered rows outnumber the table's rows by ~1/(2d).
 
     Gathering costs about 8 passes over B*M*d floats, the dense form about 4 passes over
