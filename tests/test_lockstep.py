@@ -58,6 +58,58 @@ def test_a_group_of_three_losses_equals_each_run_alone_bit_for_bit(planted_dir, 
         assert one.row["execution"] == "alone" and one.row["lockstep_group"] == 1
 
 
+def test_runs_sharing_a_loss_with_mixed_l2_scopes_and_dot_scores_equal_alone(planted_dir, tmp_path):
+    """Two runs of one loss, apart in the group (one batched loss call on CUDA), batch- and table-scope L2."""
+    for score in ("cosine", "dot"):
+        base = {**BASE, "score": score}
+        configs = [
+            RunConfig("planted", loss="bpr", seed=1, l2=1e-3, l2_scope="batch", **base),
+            RunConfig("planted", loss="ccl", seed=2, **base),
+            RunConfig("planted", loss="bpr", seed=3, l2=1e-2, grad_clip=0.05, **base),
+        ]
+        alone = [train_run(config, _options(planted_dir, tmp_path / f"alone-{score}")) for config in configs]
+        for one, together in zip(alone, train_group(configs, _options(planted_dir, tmp_path / f"group-{score}"))):
+            _same_run(one, together)
+
+
+def _group_weights(planted_dir, configs, epochs, **step_options):
+    """Train `configs` as one GroupStep for `epochs` epochs: each run's losses and final tables."""
+    from mmlbench.data.dataset import load_dataset
+    from mmlbench.engine.lockstep import GroupStep, make_member
+
+    device = torch.device("cpu")
+    data = load_dataset("planted", planted_dir, device)
+    members = [make_member(config.resolved(), data, device) for config in configs]
+    step = GroupStep(members, data, device, use_graph=False, **step_options)
+    losses = [step.run_epoch() for _ in range(epochs)]
+    return losses, [[t.detach().clone() for t in m.tables] for m in members]
+
+
+MIXED_LOSSES = [
+    RunConfig("planted", loss="mmcl", seed=1, **BASE),
+    RunConfig("planted", loss="ccl", seed=2, dropout=0.3, **BASE),
+    RunConfig("planted", loss="mmcl", seed=3, **{**BASE, "lr": 0.02}),
+    RunConfig("planted", loss="ssm", seed=4, **BASE),
+]
+ONE_LOSS = [RunConfig("planted", loss="ccl", seed=seed, **BASE) for seed in (5, 6)]
+
+
+@pytest.mark.parametrize("configs", [MIXED_LOSSES, ONE_LOSS], ids=["mixed-losses", "one-loss"])
+def test_batched_losses_and_the_dense_scores_keep_each_run_within_float_tolerance(planted_dir, monkeypatch, configs):
+    """The CUDA forms run on the CPU: one vmapped loss call per loss, and the batched dense cosine."""
+    exact_losses, exact_tables = _group_weights(planted_dir, configs, 3, batched_losses=False)
+    calls = []
+    monkeypatch.setattr("mmlbench.engine.lockstep.dense_is_cheaper", lambda table, index: calls.append("dense") or True)
+    real_vmap = torch.vmap
+    monkeypatch.setattr(torch, "vmap", lambda fn: calls.append(fn) or real_vmap(fn))
+    losses, tables = _group_weights(planted_dir, configs, 3, batched_losses=True)
+    assert {"dense"} < set(calls)  # both CUDA forms ran: the dense scores and vmapped losses
+    assert torch.tensor(losses).allclose(torch.tensor(exact_losses), rtol=1e-5, atol=1e-7)
+    for run, exact_run in zip(tables, exact_tables):
+        for table, exact in zip(run, exact_run):
+            assert torch.allclose(table, exact, rtol=1e-4, atol=1e-5)  # measured: at most 1.5e-6 apart
+
+
 def test_a_run_that_stops_early_leaves_the_group_with_its_alone_result(planted_dir, tmp_path):
     # lr so small nothing improves after the first evaluation: it stops after `patience` more,
     # with a plateau decay and a best-weights reload on the way; the others go on.

@@ -18,10 +18,13 @@ Exactness: alone, a run draws its permutation per epoch and its negatives and dr
 per step from the device's default generator, seeded with its seed before its model is
 built. In the group each run has a torch.Generator continuing from that same state and
 draws the same shapes in the same order, so it draws the same numbers. The step then does
-for each run what TrainStep does (per-run loss on its [B, N] slice, table L2, global-norm
-clipping) and Adam is torch's own functional on the run's slices, so on the CPU a run in a
-group is bit-identical to the run alone (tests/test_lockstep.py). On CUDA the scatter's
-atomics make any two runs agree only within float tolerance anyway.
+for each run what TrainStep does, batched over the runs where that keeps the arithmetic:
+the cosine (gathered, or dense where a run alone would use the dense form), each run's loss
+on its [B, N] slice, table L2 and global-norm clipping with per-run weights ([K] tensors),
+and Adam is torch's own functional on the run's slices. So on the CPU a run in a group is
+bit-identical to the run alone (tests/test_lockstep.py). On CUDA, where kernels are what a
+step costs, runs with the same loss also share one vmapped loss call (float-close, not
+bit-equal); the scatter's atomics make any two CUDA runs agree only within float tolerance anyway.
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ from mmlbench.console import warn
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.device import synchronize
 from mmlbench.engine.models import build_model, dropout
-from mmlbench.engine.scoring import GatheredCosine, gathered_scores, unit
-from mmlbench.engine.step import GraphedSteps, clip_norm, make_adam
+from mmlbench.engine.scoring import DenseCosine, GatheredCosine, dense_is_cheaper, gathered_scores, unit
+from mmlbench.engine.step import GraphedSteps, clip_stacked_norms, make_adam
 from mmlbench.engine.trainer import EpochLog, FitResult, Trainer, check_finite
 from mmlbench.errors import MMLBenchError
 from mmlbench.plugins.losses import get_loss
@@ -108,8 +111,21 @@ def make_member(
 class GroupStep(GraphedSteps):
     """The batched training step of the runs of a group, and their epoch."""
 
-    def __init__(self, members: list[Member], data: InteractionData, device: torch.device, *, use_graph: bool) -> None:
+    def __init__(
+        self,
+        members: list[Member],
+        data: InteractionData,
+        device: torch.device,
+        *,
+        use_graph: bool,
+        batched_losses: bool | None = None,
+    ) -> None:
+        """`batched_losses`: runs with the same loss share one vmapped loss call instead of one call
+        each (fewer kernels, same function; float-close, not bit-equal: CPU reductions may
+        group differently). Default: on CUDA only, so on the CPU a grouped run stays bit-identical
+        to the run alone."""
         first = members[0].config
+        self.batched_losses = device.type == "cuda" if batched_losses is None else batched_losses
         capturable = get_sampler(first.sampler).capturable  # the samplers with a host sync cannot be captured
         self.data, self.device, self.use_graph = data, device, use_graph and device.type == "cuda" and capturable
         self.batch_size, self.wrap_last = first.batch_size, first.last_batch == "wrap"
@@ -133,9 +149,26 @@ class GroupStep(GraphedSteps):
             member.moments = [stacked[k] for stacked in moments]
             member.steps = member.steps or [self._new_step() for _ in self.tables]
         self.offsets = [torch.arange(count, device=self.device).view(count, 1) * t.shape[1] for t in self.tables]
+        self._per_run_settings()
         self.batch_index = torch.zeros(count, self.batch_size, dtype=torch.long, device=self.device)
         self.loss_sums = torch.zeros(count, device=self.device)
         self.violation_sums = torch.zeros(count, device=self.device)
+
+    def _per_run_settings(self) -> None:
+        """The members' L2 weights, clipping norms and loss groups, as tensors over the group."""
+        configs, device = [m.config for m in self.members], self.device
+        self.table_l2 = torch.tensor([c.l2 if c.l2_scope == "table" else 0.0 for c in configs], device=device)
+        self.batch_l2 = torch.tensor([c.l2 if c.l2_scope == "batch" else 0.0 for c in configs], device=device)
+        self.any_table_l2, self.any_batch_l2 = bool(self.table_l2.any()), bool(self.batch_l2.any())  # no sync in a step
+        self.max_norms = torch.tensor([c.grad_clip for c in configs], dtype=torch.float64, device=device)
+        self.clip_eps = torch.tensor([c.grad_clip_eps for c in configs], dtype=torch.float64, device=device)
+        by_loss: dict[tuple, list[int]] = {}
+        for k, config in enumerate(configs):
+            spec = get_loss(config.loss)
+            by_loss.setdefault((config.loss, tuple(sorted(spec.params_of(config).items()))), []).append(k)
+        self.loss_groups = [(ks, torch.tensor(ks, device=device)) for ks in by_loss.values()]
+        order = [k for ks in by_loss.values() for k in ks]
+        self.loss_order = None if order == sorted(order) else torch.tensor(order, device=device).argsort()
 
     @staticmethod
     def release(members: list[Member]) -> None:
@@ -196,37 +229,55 @@ class GroupStep(GraphedSteps):
         self._graph, self._captured_lrs = graph, self._lrs()
 
     def _forward_backward_update(self, batch_index: Tensor) -> None:
-        members, data = self.members, self.data
         count, rows = batch_index.shape
-        users, positives = data.train_users[batch_index], data.train_items[batch_index]  # [K, B]
-        negatives = torch.stack([m.trainer.step.sampler(users[k]) for k, m in enumerate(members)])
+        users, positives = self.data.train_users[batch_index], self.data.train_items[batch_index]  # [K, B]
+        negatives = torch.stack([m.trainer.step.sampler(users[k]) for k, m in enumerate(self.members)])
         index = torch.cat([positives.unsqueeze(-1), negatives], dim=-1)  # [K, B, M]
         user_table, item_table = self.tables
         dim = user_table.shape[-1]
-        embedded = F.embedding((users + self.offsets[0]).view(-1), user_table.view(-1, dim))  # as nn.Embedding
+        flat_users = (users + self.offsets[0]).view(-1)
+        embedded = F.embedding(flat_users, user_table.view(-1, dim))  # as nn.Embedding
         vectors = self._dropout(unit(embedded) if self.cosine else embedded, rows)
-        flat_index = (index + self.offsets[1].unsqueeze(-1)).view(count * rows, -1)
-        if self.cosine:  # the gathered form whatever the device: the dense one would multiply by K
-            scores, squares = GatheredCosine.apply(item_table.view(-1, dim), vectors, flat_index)
-        else:
-            scores, squares = gathered_scores(item_table.view(-1, dim), vectors, flat_index, False)
-        scores, squares = scores.view(count, rows, -1), squares.view(count, rows, -1)
-        penalised, losses, violations = [], [], []
-        for k, member in enumerate(members):
-            s_pos, s_neg = scores[k, :, 0], scores[k, :, 1:]
-            step = member.trainer.step
-            loss = step.loss_fn(s_pos, s_neg) if step.log_q is None else step.loss_fn(s_pos, s_neg, step.log_q[index[k, :, 1:]])
-            losses.append(loss.detach())
-            violations.append((s_neg.detach() > s_pos.detach().unsqueeze(1)).float().mean())
-            if member.config.l2_scope == "batch":
-                user_squares = user_table[k][users[k]].square().sum()
-                loss = loss + member.config.l2 * (user_squares + squares[k].sum()) / rows
-            penalised.append(loss)
-        torch.stack(penalised).sum().backward()
+        scores, squares = self._scores(vectors.view(count, rows, dim), index)  # [K, B, M] each
+        s_pos, s_neg = scores[..., 0], scores[..., 1:]
+        losses = self._losses(s_pos, s_neg, index)  # [K]
+        penalised = losses
+        if self.any_batch_l2:  # as TrainStep's l2_scope = "batch", per run
+            user_squares = user_table.view(-1, dim)[flat_users].view(count, rows, dim).square().sum(dim=(1, 2))
+            penalised = losses + self.batch_l2 * (user_squares + squares.sum(dim=(1, 2))) / rows
+        penalised.sum().backward()
         self._regularise_and_clip()
         self._adam()
-        self.loss_sums += torch.stack(losses)
-        self.violation_sums += torch.stack(violations)
+        self.loss_sums += losses.detach()
+        self.violation_sums += (s_neg.detach() > s_pos.detach().unsqueeze(-1)).float().mean(dim=(1, 2))
+
+    def _scores(self, vectors: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+        """Each run's scores against its gathered items, and their squared norms: [K, B, M] each."""
+        count, rows, dim = vectors.shape
+        item_table = self.tables[1]
+        if self.cosine and dense_is_cheaper(item_table[0], index[0]):  # as a run alone chooses
+            return DenseCosine.apply(item_table, vectors, index)
+        flat_index = (index + self.offsets[1].unsqueeze(-1)).view(count * rows, -1)
+        scorer = GatheredCosine.apply if self.cosine else lambda *args: gathered_scores(*args, False)
+        scores, squares = scorer(item_table.view(-1, dim), vectors.view(count * rows, dim), flat_index)
+        return scores.view(count, rows, -1), squares.view(count, rows, -1)
+
+    def _losses(self, s_pos: Tensor, s_neg: Tensor, index: Tensor) -> Tensor:
+        """Each run's own loss on its [B] and [B, N] slices: [K], in member order."""
+        parts = []
+        for ks, ks_tensor in self.loss_groups:
+            step = self.members[ks[0]].trainer.step  # the same loss function and parameters for all of ks
+            log_q = None if step.log_q is None else step.log_q[index[..., 1:]]
+            if self.batched_losses and len(ks) == len(self.members):  # one loss for all: no reordering
+                parts.append(torch.vmap(step.loss_fn)(s_pos, s_neg, *(() if log_q is None else (log_q,))))
+            elif self.batched_losses:
+                pos, neg = s_pos.index_select(0, ks_tensor), s_neg.index_select(0, ks_tensor)
+                args = (pos, neg) if log_q is None else (pos, neg, log_q.index_select(0, ks_tensor))
+                parts.append(torch.vmap(step.loss_fn)(*args))
+            else:
+                parts.extend(step.loss_fn(s_pos[k], s_neg[k], *(() if log_q is None else (log_q[k],))) for k in ks)
+        losses = torch.cat(parts) if self.batched_losses else torch.stack(parts)
+        return losses if self.loss_order is None else losses[self.loss_order]
 
     def _dropout(self, vectors: Tensor, rows: int) -> Tensor:
         """Each member's dropout on its [B, d] rows, from its own generator (as models.dropout alone)."""
@@ -237,13 +288,11 @@ class GroupStep(GraphedSteps):
 
     def _regularise_and_clip(self) -> None:
         """Per run, as TrainStep: the table L2 gradient, then clipping to its own global norm."""
-        for k, member in enumerate(self.members):
-            config = member.config
-            grads = [table.grad[k] for table in self.tables]
-            if config.l2_scope == "table" and config.l2 != 0:
-                for grad, table in zip(grads, self.tables):
-                    grad.add_(table.detach()[k], alpha=config.l2)
-            clip_norm(grads, config.grad_clip, config.grad_clip_eps)
+        grads = [table.grad for table in self.tables]
+        if self.any_table_l2:
+            for grad, table in zip(grads, self.tables):
+                grad.addcmul_(table.detach(), self.table_l2.view(-1, 1, 1))
+        clip_stacked_norms(grads, self.max_norms, self.clip_eps)
 
     def _adam(self) -> None:
         """torch's Adam on each run's slices, one call per distinct learning rate."""

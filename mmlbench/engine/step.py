@@ -60,6 +60,27 @@ def clip_norm(grads: list[Tensor], max_norm: float, eps: float) -> None:
         grad.mul_(scale)
 
 
+def clip_stacked_norms(grads: list[Tensor], max_norms: Tensor, eps: Tensor) -> None:
+    """`clip_norm` for K runs at once: `grads` are [K, ...] (the runs' stacked tables), and run k's
+    gradients are scaled so their global norm is at most max_norms[k] (float64 [K], as `eps`).
+
+    The same arithmetic as clip_norm run by run, so each run is clipped exactly as alone: on
+    the CPU the scale is computed in double (as clip_norm's Python floats) and applied only
+    when some run needs it; on CUDA in float32 on the device, clamped at 1.
+    """
+    per_table = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], dim=1)
+    totals = torch.linalg.vector_norm(per_table, dim=1)
+    if totals.device.type == "cpu":
+        over = totals.double() > max_norms
+        if not bool(over.any()):
+            return
+        scale = torch.where(over, (max_norms / (totals.double() + eps)).float(), 1.0)
+    else:
+        scale = (max_norms.float() / (totals + eps.float())).clamp(max=1.0)
+    for grad in grads:
+        grad.mul_(scale.view(-1, *[1] * (grad.dim() - 1)))
+
+
 def add_table_l2(tables: tuple[Tensor, ...], l2: float) -> None:
     """The gradient of (l2/2)*|W|^2 over whole tables, added in place: l2 * W.
 
