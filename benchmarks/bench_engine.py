@@ -100,6 +100,22 @@ def profile_steps(step: object, device: torch.device, steps: int) -> None:
     print(prof.key_averages().table(sort_by=sort, row_limit=25), file=sys.stderr)
 
 
+def count_step_ops(step: object, device: torch.device, steps: int) -> dict:
+    """Operations per training step, from torch.profiler: the ops that launch work (leaf aten ops
+    on the CPU, kernels on CUDA), a proxy for a GPU step's kernel count that a CPU can measure."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step._run_once()
+        synchronize(device)
+    events = prof.events()
+    leaf_ops = sum(1 for e in events if e.name.startswith("aten::") and not e.cpu_children and e.device_type.name == "CPU")
+    kernels = sum(1 for e in events if e.device_type.name == "CUDA")
+    return {"leaf_ops_per_step": leaf_ops / steps, "cuda_kernels_per_step": kernels / steps}
+
+
 def _emit(record: dict) -> None:
     print(json.dumps(record), flush=True)
 

@@ -2,7 +2,8 @@
 
     python benchmarks/lockstep_bench.py check WORKDIR [--device cuda]
     python benchmarks/lockstep_bench.py time --dataset gowalla --data-dir D --negatives 800 \
-        --batch-size 256 --device cuda [--epochs 2] [--seeds 1] [--alone] [--no-cuda-graphs]
+        --batch-size 256 --device cuda [--epochs 2] [--seeds 1] [--alone] [--no-cuda-graphs] \
+        [--count-ops STEPS] [--batched-losses auto|on|off] [--profile-steps STEPS]
 
 `check` trains three planted runs (ccl, mmcl, bpr; different seeds, lr, dropout) alone and in
 one group on the device and prints the largest per-epoch and test-metric differences (one
@@ -24,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from bench_engine import profile_steps  # noqa: E402
+from bench_engine import count_step_ops, profile_steps  # noqa: E402
 from synthetic import make_planted  # noqa: E402
 
 from mmlbench import store  # noqa: E402
@@ -82,8 +83,12 @@ def time_group(args: argparse.Namespace) -> int:
     options = TrainOptions(device=args.device, data_dir=args.data_dir, cuda_graphs=not args.no_cuda_graphs)
     _, device, data = prepare(configs[0], options)
     members = [make_member(config, data, device) for config in configs]
-    step = GroupStep(members, data, device, use_graph=not args.no_cuda_graphs)
+    batched = {"auto": {}, "on": {"batched_losses": True}, "off": {"batched_losses": False}}[args.batched_losses]
+    step = GroupStep(members, data, device, use_graph=not args.no_cuda_graphs, **batched)
     reset_peak_memory(device)
+    if args.count_ops:
+        step._run_once()  # warm-up (and capture, with graphs)
+        print(json.dumps({"measure": "ops", "runs": len(members), "batched_losses": args.batched_losses, **count_step_ops(step, device, args.count_ops)}))
     seconds = []
     for epoch in range(args.epochs):
         started = time.perf_counter()
@@ -93,6 +98,8 @@ def time_group(args: argparse.Namespace) -> int:
         print(json.dumps({"measure": "group epoch", "epoch": epoch + 1, "seconds": seconds[-1], "losses": [m[0] for m in means]}))
     if args.profile_steps:
         profile_steps(step, device, args.profile_steps)
+    if not seconds:
+        return 0
     steady = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
     summary = {
         "device": device_name(device), "runs": len(members), "negatives": args.negatives, "batch_size": args.batch_size,
@@ -133,6 +140,8 @@ def main() -> int:
     timing.add_argument("--alone", action="store_true", help="also time one epoch of each loss alone")
     timing.add_argument("--no-cuda-graphs", action="store_true")
     timing.add_argument("--profile-steps", type=int, default=0, help="a torch.profiler table of N group steps, on stderr")
+    timing.add_argument("--count-ops", type=int, default=0, help="count the ops (CPU) / kernels (CUDA) of N group steps")
+    timing.add_argument("--batched-losses", choices=["auto", "on", "off"], default="auto", help="GroupStep's batched_losses")
     args = parser.parse_args()
     return check(args.workdir, args.device) if args.command == "check" else time_group(args)
 
