@@ -22,6 +22,10 @@ from mmlbench.plugins.samplers import SAMPLERS
 SCORES = ("cosine", "dot")
 L2_SCOPES = ("table", "batch")
 LAST_BATCHES = ("partial", "wrap")
+PRECISIONS = ("fp32", "tf32")
+# Settings added after runs were stored, at the value those runs had: left out of the hash so
+# their hashes (and the reuse of completed runs) stay as they were.
+HASH_NEUTRAL = {"precision": "fp32"}
 # The plug-in registries, by the RunConfig field that names the run's entry.
 PLUGINS: tuple[Registry[Any], ...] = (MODELS, LOSSES, SAMPLERS)
 
@@ -64,6 +68,10 @@ class RunConfig:
     last_batch: str = setting(
         "partial", "Epoch's last batch (partial = smaller, the reference; wrap = filled from the start)",
         grid=True, choices=LAST_BATCHES,
+    )
+    precision: str = setting(
+        "fp32", "Float32 matrix products on CUDA (fp32 = IEEE float32, the reference; tf32 = TensorFloat-32 "
+        "tensor cores: faster, products rounded to a 10-bit mantissa)", grid=True, choices=PRECISIONS,
     )
     grad_clip: float = setting(10.0, "Max global gradient norm", grid=True)  # reference: 10
     grad_clip_eps: float = setting(1e-6, "Added to the gradient norm before dividing by it when clipping")  # torch's clip_grad_norm_
@@ -154,9 +162,13 @@ class RunConfig:
         """sha256 over the resolved settings and the processed data's fingerprint.
 
         Settings that are None (parameters of plug-ins the run does not use) are left out,
-        so adding an optional parameter does not move the hashes of runs that do not use it.
+        so adding an optional parameter does not move the hashes of runs that do not use it;
+        so are the HASH_NEUTRAL settings at the value that runs stored before them had.
         """
-        payload = {name: value for name, value in dataclasses.asdict(self).items() if value is not None}
+        payload = {
+            name: value for name, value in dataclasses.asdict(self).items()
+            if value is not None and HASH_NEUTRAL.get(name, MISSING) != value
+        }
         if not with_seed:
             payload.pop("seed")
         payload["dataset_fingerprint"] = dataset_fingerprint

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 from rich.markup import escape
 
+from mmlbench.config import HASH_NEUTRAL
 from mmlbench.console import warn
 from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import atomic_dir
@@ -120,7 +121,8 @@ def read_run(run_dir: Path) -> dict[str, Any]:
         raise MMLBenchError(f"cannot read {Path(run_dir) / RUN_FILE}: {exc}") from None
     if len(frame) != 1:
         raise MMLBenchError(f"{Path(run_dir) / RUN_FILE} should hold one row, found {len(frame)}")
-    return frame.iloc[0].to_dict()
+    # A row stored before a HASH_NEUTRAL setting existed had that setting's neutral value.
+    return {**HASH_NEUTRAL, **frame.iloc[0].to_dict()}
 
 
 def readable_runs(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:

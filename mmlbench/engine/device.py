@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import sys
+from collections.abc import Iterator
 
 import torch
 
@@ -23,6 +25,29 @@ def resolve_device(name: str) -> torch.device:
             f"--device {name} was asked for, but this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu"
         )
     return torch.device(name)
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    if precision != "fp32" and device.type != "cuda":
+        raise MMLBenchError(f"--precision {precision} is a CUDA setting, but this run is on {device.type}; use --precision fp32")
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: str) -> Iterator[None]:
+    """Float32 matrix products (cuBLAS) in `precision` for the block: tf32 turns on TensorFloat-32.
+
+    fp32 leaves torch's setting alone (IEEE float32 unless the process turned TF32 on itself).
+    Only torch's newer `fp32_precision` flag is touched: mixing it with `allow_tf32` is an error.
+    """
+    if precision == "fp32":
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    previous, matmul.fp32_precision = matmul.fp32_precision, precision
+    try:
+        yield
+    finally:
+        matmul.fp32_precision = previous
 
 
 def device_name(device: torch.device) -> str:

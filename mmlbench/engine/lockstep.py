@@ -51,7 +51,7 @@ from mmlbench.errors import MMLBenchError
 from mmlbench.plugins.losses import get_loss
 from mmlbench.plugins.samplers import get_sampler
 
-SHARED = ("dataset", "model", "batch_size", "negatives", "embedding_dim", "score", "l2_scope", "last_batch")
+SHARED = ("dataset", "model", "batch_size", "negatives", "embedding_dim", "score", "l2_scope", "last_batch", "precision")
 
 
 def group_key(config: RunConfig) -> tuple | None:

@@ -18,7 +18,9 @@ from mmlbench.console import info
 from mmlbench.data.dataset import InteractionData, load_dataset
 from mmlbench.engine import resume
 from mmlbench.engine.allocator import reuse_freed_memory
-from mmlbench.engine.device import device_name, peak_memory_bytes, reset_peak_memory, resolve_device
+from mmlbench.engine.device import (
+    check_precision, device_name, matmul_precision, peak_memory_bytes, reset_peak_memory, resolve_device,
+)
 from mmlbench.engine.memory import check_fits
 from mmlbench.engine.models import build_model
 from mmlbench.engine.progress import TrainingProgress
@@ -29,7 +31,6 @@ from mmlbench.paths import results_home
 from mmlbench.provenance import versions
 
 
-PRECISION = "fp32"  # the training step's arithmetic (float32 throughout, no TF32 or bf16)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ def prepare(config: RunConfig, options: TrainOptions) -> tuple[RunConfig, torch.
     """Resolve and check the config, pick the device, load the data, check them together."""
     config = config.resolved()
     device = resolve_device(options.device)
+    check_precision(config.precision, device)
     if device.type == "cpu":
         reuse_freed_memory()
     data = load_dataset(config.dataset, options.data_dir, device)
@@ -118,27 +120,28 @@ def train_claimed(
     reset_peak_memory(device)
     model = build_model(config, data).to(device)
     started_at, started = now(), time.perf_counter()
-    with TrainingProgress(config, quiet=options.quiet) as progress:
-        trainer = Trainer(
-            config, data, model, device,
-            eval_batch_users=options.eval_batch_users, cuda_graphs=options.cuda_graphs,
-            on_epoch=progress.epoch_done, on_batch=progress.batch_done,
-            on_checkpoint=lambda fit: resume.save(resume_folder, trainer, fit, config_hash),
-        )
-        resumed = resume.load(resume_folder, trainer, config_hash)  # after seeding and building: overrides both
-        resumed_from = len(resumed.epochs) if resumed is not None else 0
-        if resumed_from and not options.quiet:
-            info(f"{run_id}: resuming after epoch {resumed_from} (--no-resume starts over)")
-        progress.start(trainer.batches_per_epoch, first_epoch=resumed_from + 1)
-        row = run_row(config, data, device, started_at) | {"resumed_from_epoch": resumed_from}
-        try:
-            fit = trainer.fit(resumed)
-        except store.StoreUnwritable:
-            raise  # nothing more can be written: the sweep stops with this line
-        except Exception as exc:  # divergence, out of memory, ...: leave a record of the failure
-            store_failure(results_dir, row, exc)
-            raise
-    return finish_run(results_dir, row, trainer, fit, started, cuda_graphs=trainer.step.use_graph)
+    with matmul_precision(config.precision):  # training and the test evaluation alike
+        with TrainingProgress(config, quiet=options.quiet) as progress:
+            trainer = Trainer(
+                config, data, model, device,
+                eval_batch_users=options.eval_batch_users, cuda_graphs=options.cuda_graphs,
+                on_epoch=progress.epoch_done, on_batch=progress.batch_done,
+                on_checkpoint=lambda fit: resume.save(resume_folder, trainer, fit, config_hash),
+            )
+            resumed = resume.load(resume_folder, trainer, config_hash)  # after seeding and building: overrides both
+            resumed_from = len(resumed.epochs) if resumed is not None else 0
+            if resumed_from and not options.quiet:
+                info(f"{run_id}: resuming after epoch {resumed_from} (--no-resume starts over)")
+            progress.start(trainer.batches_per_epoch, first_epoch=resumed_from + 1)
+            row = run_row(config, data, device, started_at) | {"resumed_from_epoch": resumed_from}
+            try:
+                fit = trainer.fit(resumed)
+            except store.StoreUnwritable:
+                raise  # nothing more can be written: the sweep stops with this line
+            except Exception as exc:  # divergence, out of memory, ...: leave a record of the failure
+                store_failure(results_dir, row, exc)
+                raise
+        return finish_run(results_dir, row, trainer, fit, started, cuda_graphs=trainer.step.use_graph)
 
 
 def run_row(
@@ -147,8 +150,9 @@ def run_row(
     """The run row's columns known before training: ids, config, provenance, how it is executed.
 
     `execution` says whether the run trained alone or in a lockstep group of `lockstep_group`
-    runs sharing one step (engine.lockstep), `precision` the arithmetic of its step. Neither
-    enters the config hash: a run trained either way is the same cell.
+    runs sharing one step (engine.lockstep); it does not enter the config hash: a run trained
+    either way is the same cell. (`precision`, the arithmetic of its matrix products, is a
+    setting: in the config columns and, when not fp32, in the hash.)
     """
     config_hash = config.hash(data.fingerprint)
     return {
@@ -164,7 +168,6 @@ def run_row(
         "started_at": started_at,
         "execution": "lockstep" if lockstep_group > 1 else "alone",
         "lockstep_group": lockstep_group,
-        "precision": PRECISION,
     }
 
 

@@ -33,7 +33,7 @@ PROVENANCE_COLUMNS = (
 COST_COLUMNS = (
     "epochs_run", "best_epoch", "epoch_seconds_median", "eval_seconds_median", "train_seconds_total",
     "wall_seconds", "test_eval_seconds", "samples_per_second", "peak_memory_bytes", "cuda_graphs",
-    "execution", "lockstep_group", "precision",
+    "execution", "lockstep_group",
 )  # fmt: skip
 OUTCOME_COLUMNS = ("run_id", "status", "error", "run_dir", "monitor_value")
 CURVE_COLUMNS = ("epoch", "loss", "violations", "lr")  # before the metrics at the monitor's cut-off

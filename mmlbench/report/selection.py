@@ -37,7 +37,7 @@ NOT_CONFIG = frozenset(
         "dataset_sha256", "git_commit", "mmlbench_version", "torch_version", "device",
         "device_name", "epochs_run", "best_epoch", "epoch_seconds_median", "eval_seconds_median",
         "train_seconds_total", "samples_per_second", "peak_memory_bytes", "run_dir", "seed",
-        "execution", "lockstep_group", "precision",  # how a run was trained, not what: see engine.runner.run_row
+        "execution", "lockstep_group",  # how a run was trained, not what: see engine.runner.run_row
     }
 )  # fmt: skip
 NOT_GROUPABLE = frozenset({"run_dir", "error", "status", "schema_version", *COST_COLUMNS})
