@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from mmlbench.config import RunConfig
-from mmlbench.engine.device import device_name, peak_memory_bytes, reset_peak_memory, synchronize
+from mmlbench.engine.device import device_name, matmul_precision, peak_memory_bytes, reset_peak_memory, synchronize
 from mmlbench.engine.models import build_model
 from mmlbench.engine.runner import TrainOptions, prepare
 from mmlbench.engine.trainer import Trainer
@@ -39,15 +39,21 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1, help="timed training epochs")
     parser.add_argument("--evals", type=int, default=2, help="timed full-ranking evaluations")
     parser.add_argument("--no-cuda-graphs", action="store_true")
+    parser.add_argument("--precision", default="fp32", help="fp32 or tf32 (CUDA): the run's --precision")
     parser.add_argument("--profile-steps", type=int, default=0)
     parser.add_argument("--json", type=Path, help="append the summary as a JSON line to this file")
     args = parser.parse_args()
 
     config = RunConfig(
         args.dataset, model=args.model, loss=args.loss, negatives=args.negatives,
-        sampler=args.sampler, batch_size=args.batch_size,
+        sampler=args.sampler, batch_size=args.batch_size, precision=args.precision,
     )
     config, device, data = prepare(config, TrainOptions(device=args.device, data_dir=args.data_dir))
+    with matmul_precision(config.precision):
+        _measure(args, config, device, data)
+
+
+def _measure(args: argparse.Namespace, config: RunConfig, device: torch.device, data: object) -> None:
     torch.manual_seed(config.seed)
     model = build_model(config, data).to(device)
     trainer = Trainer(config, data, model, device, cuda_graphs=not args.no_cuda_graphs)
@@ -72,7 +78,7 @@ def main() -> None:
         "torch": torch.__version__,
         "dataset": args.dataset, "model": args.model, "loss": args.loss,
         "negatives": args.negatives, "sampler": args.sampler, "batch_size": args.batch_size,
-        "cuda_graphs": trainer.step.use_graph,
+        "cuda_graphs": trainer.step.use_graph, "precision": config.precision,
         "batches_per_epoch": trainer.batches_per_epoch,
         "epoch_seconds_median": statistics.median(epoch_seconds) if epoch_seconds else None,
         "eval_seconds_median": statistics.median(eval_seconds) if eval_seconds else None,

@@ -2,7 +2,8 @@
 # One prepared GPU session (run through the device tool on an H200): correctness, timing,
 # profile, then as much of the Gowalla paper preset as the time allows.
 #   DATA=<data home with processed gowalla>  OUT=<folder for results>  bash benchmarks/gpu_session.sh
-# STAGES picks stages (default "0 1 2 3 4"; "L": lockstep groups, see benchmarks/lockstep_bench.py); RESULTS=<run store> resumes a preset sweep
+# STAGES picks stages (default "0 1 2 3 4"; "L": lockstep groups, see benchmarks/lockstep_bench.py; "P": --precision tf32
+# against fp32); PRECISION=tf32 trains stage L's preset in TF32 (default fp32); RESULTS=<run store> resumes a preset sweep
 # from runs of an earlier session. Each stage has its own time limit (SIGINT first, so a
 # training run is stored as interrupted) and the results are always packed at the end.
 set -u
@@ -30,6 +31,7 @@ fi
 if has 2; then
   log "stage 2: timing and profile, Gowalla MF+CCL"
   bench --negatives 800 --batch-size 256 --epochs 3 --evals 3 --profile-steps 40
+  bench --negatives 800 --batch-size 256 --epochs 3 --evals 3 --precision tf32 --profile-steps 40
   bench --negatives 800 --batch-size 256 --epochs 1 --evals 0 --no-cuda-graphs --profile-steps 40
   bench --negatives 100 --batch-size 512 --epochs 2 --evals 1
 fi
@@ -50,11 +52,24 @@ fi
 if has L; then
   log "stage L: lockstep groups (correctness vs alone on CUDA, group epoch vs alone, the preset over 3 seeds)"
   timeout 200 python3 benchmarks/lockstep_bench.py check "$WORK/lockstep-check" --device cuda 2>&1 | tee "$OUT/lockstep_check.jsonl"
-  timeout 200 python3 benchmarks/lockstep_bench.py time --dataset gowalla --data-dir "$DATA" --device cuda \
-    --negatives 800 --batch-size 256 --epochs 3 --alone --profile-steps 40 2>>"$OUT/lockstep_profile.txt" | tee -a "$OUT/lockstep_time.jsonl" | tail -3 | tee -a "$OUT/session.log"
-  # Completed cells are skipped: RESULTS=<runs of an earlier session> resumes the sweep.
+  for precision in fp32 tf32; do
+    timeout 200 python3 benchmarks/lockstep_bench.py time --dataset gowalla --data-dir "$DATA" --device cuda --precision $precision \
+      --negatives 800 --batch-size 256 --seeds 3 --epochs 3 --alone --count-ops 5 --profile-steps 40 \
+      2>>"$OUT/lockstep_profile.txt" | tee -a "$OUT/lockstep_time.jsonl" | tail -3 | tee -a "$OUT/session.log"
+  done
+  # Completed cells are skipped, interrupted ones resume: RESULTS=<runs of an earlier session> goes on from there.
   timeout -s INT -k 30 "${PRESET_SECONDS:-300}" python3 -m mmlbench train --preset paper-gowalla --seeds 3 --backend lockstep \
-    --data-dir "$DATA" --results-dir "$WORK/results" --device cuda 2>&1 | grep -v "· epoch" | tail -60 | tee -a "$OUT/session.log"
+    --precision "${PRECISION:-fp32}" --data-dir "$DATA" --results-dir "$WORK/results" --device cuda 2>&1 \
+    | grep -v "· epoch" | tail -60 | tee -a "$OUT/session.log"
+fi
+if has P; then
+  log "stage P: MF+CCL at 800 negatives, 10 epochs, fp32 and tf32 (epoch times and the curves side by side)"
+  for precision in fp32 tf32; do
+    timeout -s INT -k 30 100 python3 -m mmlbench train --preset paper-gowalla --loss ccl --negatives 800 --epochs 10 \
+      --precision $precision --data-dir "$DATA" --results-dir "$WORK/precision" --device cuda -q 2>&1 | tail -5 | tee -a "$OUT/session.log"
+  done
+  python3 -m mmlbench compare "$WORK/precision" --rows precision --cost 2>&1 | tee -a "$OUT/session.log"
+  tar -C "$WORK/precision" --exclude=model.pt -czf "$OUT/precision-runs.tar.gz" runs
 fi
 log "pack"
 python3 -m mmlbench compare "$WORK/results" --preset paper-gowalla --cost --format markdown > "$OUT/paper-gowalla.md" 2>>"$OUT/session.log"

@@ -30,7 +30,7 @@ from synthetic import make_planted  # noqa: E402
 
 from mmlbench import store  # noqa: E402
 from mmlbench.config import RunConfig  # noqa: E402
-from mmlbench.engine.device import device_name, peak_memory_bytes, reset_peak_memory, synchronize  # noqa: E402
+from mmlbench.engine.device import device_name, matmul_precision, peak_memory_bytes, reset_peak_memory, synchronize  # noqa: E402
 from mmlbench.engine.lockstep import GroupStep, make_member  # noqa: E402
 from mmlbench.engine.lockstep_runner import train_group  # noqa: E402
 from mmlbench.engine.models import build_model  # noqa: E402
@@ -75,7 +75,10 @@ def check(workdir: Path, device: str) -> int:
 
 def time_group(args: argparse.Namespace) -> int:
     experiment = read_experiment(preset_path("paper-gowalla"))
-    settings = {**experiment.settings, "dataset": args.dataset, "negatives": args.negatives, "batch_size": args.batch_size}
+    settings = {
+        **experiment.settings, "dataset": args.dataset, "negatives": args.negatives, "batch_size": args.batch_size,
+        "precision": args.precision,
+    }
     configs = []
     for seed in range(settings["seed"], settings["seed"] + args.seeds):
         for loss in experiment.grid["loss"]:
@@ -139,11 +142,15 @@ def main() -> int:
     timing.add_argument("--seeds", type=int, default=1)
     timing.add_argument("--alone", action="store_true", help="also time one epoch of each loss alone")
     timing.add_argument("--no-cuda-graphs", action="store_true")
+    timing.add_argument("--precision", default="fp32", help="fp32 or tf32 (CUDA): the runs' --precision")
     timing.add_argument("--profile-steps", type=int, default=0, help="a torch.profiler table of N group steps, on stderr")
     timing.add_argument("--count-ops", type=int, default=0, help="count the ops (CPU) / kernels (CUDA) of N group steps")
     timing.add_argument("--batched-losses", choices=["auto", "on", "off"], default="auto", help="GroupStep's batched_losses")
     args = parser.parse_args()
-    return check(args.workdir, args.device) if args.command == "check" else time_group(args)
+    if args.command == "check":
+        return check(args.workdir, args.device)
+    with matmul_precision(args.precision):
+        return time_group(args)
 
 
 if __name__ == "__main__":
