@@ -17,6 +17,7 @@ from mmlbench.engine.lockstep import GroupStep
 from mmlbench.engine.lockstep_runner import train_group
 from mmlbench.engine.progress import TrainingProgress
 from mmlbench.engine.runner import train_run
+from mmlbench.executors.lockstep import plan_groups
 
 
 def _checkpoint(results, outcome) -> bool:
@@ -141,6 +142,15 @@ def test_a_resumed_group_says_so_unless_quiet(planted_dir, tmp_path, monkeypatch
     train_group(_three(), type(options)(**{**options.__dict__, "quiet": False}))
     err = capsys.readouterr().err
     assert all(f"{outcome.row['run_id']}: resuming after epoch 2" in err for outcome in interrupted)
+
+
+def test_the_executor_keeps_a_resumable_config_in_its_group(planted_dir, tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    configs = _three()
+    with monkeypatch.context() as patch:
+        _interrupt_after_epoch(patch, 2)
+        assert train_run(configs[0], _options(planted_dir, results)).status == store.STATUS_INTERRUPTED
+    assert plan_groups(configs) == [[0, 1, 2]]
 
 
 def test_a_members_checkpoint_is_the_one_its_run_alone_writes(planted_dir, tmp_path, monkeypatch):
