@@ -173,3 +173,19 @@ def test_a_members_checkpoint_is_the_one_its_run_alone_writes(planted_dir, tmp_p
     assert torch.equal(alone["rng"]["cpu"], grouped["rng"]["cpu"])
     assert [log["metrics"] for log in alone["epochs"]] == [log["metrics"] for log in grouped["epochs"]]
     assert (alone["best_epoch"], alone["stale"]) == (grouped["best_epoch"], grouped["stale"])
+
+
+def test_a_failed_member_keeps_its_checkpoint_the_completed_ones_do_not(planted_dir, tmp_path, monkeypatch):
+    results, real, calls = tmp_path / "group", GroupStep.run_epoch, []
+
+    def diverge_at_three(self):
+        calls.append(1)
+        means = real(self)
+        return [(float("nan"), 0.0) if m.config.loss == "mmcl" and len(calls) == 3 else pair for m, pair in zip(self.members, means)]
+
+    monkeypatch.setattr(GroupStep, "run_epoch", diverge_at_three)
+    outcomes = train_group(_three(), _options(planted_dir, results))
+    assert "diverged at epoch 3" in str(outcomes[1])
+    assert [resume.folder(results, outcome.row["run_id"]).exists() for outcome in (outcomes[0], outcomes[2])] == [False, False]
+    failed = store.read_runs(results).query("status == 'failed'")["run_id"].tolist()
+    assert len(failed) == 1 and (resume.folder(results, failed[0]) / resume.STATE_FILE).is_file()  # epoch 2's
