@@ -130,7 +130,7 @@ def test_incompatible_configs_train_alone(planted_dir, tmp_path):
         RunConfig("planted", loss="ccl", seed=5, **BASE),
     ]
     options = _options(planted_dir, tmp_path / "results")
-    assert plan_groups(configs, options) == [[0, 3], [1], [2]]
+    assert plan_groups(configs) == [[0, 3], [1], [2]]
     assert group_key(configs[2].resolved()) is None
     assert group_key(RunConfig("planted", loss="directau", **BASE).resolved()) is None  # vectors, not scores
     entries = run_sweep(configs, options, executor=get_executor("lockstep"))
@@ -201,7 +201,9 @@ def test_ctrl_c_stores_every_run_of_the_group_as_interrupted(planted_dir, tmp_pa
     assert [entry.status for entry in entries] == [store.STATUS_INTERRUPTED] * 3
     assert all(entry.outcome.row["epochs_run"] == 2 and entry.outcome.row["recall@10"] > 0 for entry in entries)
     again = run_sweep(_three(), _options(planted_dir, tmp_path / "results"), executor=get_executor("lockstep"))
-    assert [entry.status for entry in again] == ["completed"] * 3  # from scratch: no resume checkpoint
+    assert [entry.status for entry in again] == ["completed"] * 3
+    assert [entry.outcome.row["resumed_from_epoch"] for entry in again] == [2, 2, 2]  # in their group again
+    assert [entry.outcome.row["execution"] for entry in again] == ["lockstep"] * 3
 
 
 def test_a_diverging_run_fails_alone_and_the_others_finish(planted_dir, tmp_path, monkeypatch):

@@ -319,34 +319,45 @@ class GroupStep(GraphedSteps):
 def fit_group(members: list[Member], step: GroupStep, on_leave: Callable[[Member], None]) -> None:
     """Train the members together until each has finished; `on_leave` stores each as it leaves.
 
+    Each member counts its own epochs (`member.result`, resumed or fresh). One resumed after
+    its last epoch leaves before any training: only its test evaluation is left, as alone.
     A member whose loss diverges leaves with its `error`, the others go on. Ctrl-C ends the
     fit of every member still training (interrupted, with its best weights so far).
     """
     active = list(members)
+    leaving = [m for m in active if m.trainer.finished(m.result)]
     while active:
-        leaving: list[Member] = []
-        try:
-            started = time.perf_counter()
-            means = step.run_epoch()
-            synchronize(step.device)
-            share = (time.perf_counter() - started) / len(active)  # each run's share of the group's epoch
-            for member, (loss, violations) in zip(active, means):
-                epoch = len(member.result.epochs) + 1
-                try:
-                    check_finite(loss, epoch)
-                except MMLBenchError as exc:
-                    member.error = exc
-                else:
-                    member.trainer.close_epoch(EpochLog(epoch, loss, violations, share, member.trainer.step.lr), member.result)
-                if member.error is not None or member.trainer.finished(member.result):
-                    leaving.append(member)
-        except KeyboardInterrupt:
-            for member in active:
-                member.result.interrupted = True
-            leaving = active
+        if not leaving:
+            leaving = _group_epoch(active, step)
         active = [m for m in active if m not in leaving]
         step.release(leaving)
         if active and leaving:
             step.regroup(active)
         for member in leaving:
             on_leave(member)
+        leaving = []
+
+
+def _group_epoch(active: list[Member], step: GroupStep) -> list[Member]:
+    """One epoch of the group, closed for each member (evaluation, checkpoint, ...): the members that leave."""
+    leaving: list[Member] = []
+    try:
+        started = time.perf_counter()
+        means = step.run_epoch()
+        synchronize(step.device)
+        share = (time.perf_counter() - started) / len(active)  # each run's share of the group's epoch
+        for member, (loss, violations) in zip(active, means):
+            epoch = len(member.result.epochs) + 1
+            try:
+                check_finite(loss, epoch)
+            except MMLBenchError as exc:
+                member.error = exc
+            else:
+                member.trainer.close_epoch(EpochLog(epoch, loss, violations, share, member.trainer.step.lr), member.result)
+            if member.error is not None or member.trainer.finished(member.result):
+                leaving.append(member)
+    except KeyboardInterrupt:
+        for member in active:
+            member.result.interrupted = True
+        leaving = active
+    return leaving

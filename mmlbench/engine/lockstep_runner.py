@@ -4,8 +4,11 @@ The single-run path's pieces (runner.reuse, run_row, finish_run, store_failure) 
 storing, so a run trained in a group leaves the same run folder (row, curve, per-user
 metrics, checkpoint) as alone, its row saying `execution = lockstep` and the group's size.
 
-No per-epoch resume checkpoints: an interrupted group member is stored as interrupted
-with its best weights so far, and trains again from scratch (bit-identical on the CPU).
+Resume checkpoints as alone: each run saves one after every epoch, in the format of a run
+alone (engine.lockstep_resume), and a run with one (unless --force or --no-resume) starts in
+its group from it; runs resumed from different epochs train together, each counting its own.
+An interrupted or failed run is stored as such with its best weights so far and keeps its
+checkpoint; a completed run's is removed once its folder is written (finish_run).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import torch
 from mmlbench import claims, store
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import InteractionData
-from mmlbench.engine import resume
+from mmlbench.engine import lockstep_resume, resume
 from mmlbench.engine.device import reset_peak_memory
 from mmlbench.engine.lockstep import GroupStep, Member, fit_group, make_member
 from mmlbench.engine.progress import TrainingProgress
@@ -72,13 +75,13 @@ def train_group(configs: list[RunConfig], options: TrainOptions) -> list[Outcome
 def _train_together(
     configs: list[RunConfig], options: TrainOptions, device: torch.device, data: InteractionData, results_dir: Path
 ) -> list[Outcome]:
-    for config in configs:
-        if options.force or not options.resume:
-            resume.discard(resume.folder(results_dir, config.run_id(config.hash(data.fingerprint))))
     reset_peak_memory(device)
     started_at, started = now(), time.perf_counter()
-    members = [_member(config, options, device, data) for config in configs]
-    rows = {id(m): run_row(m.config, data, device, started_at, lockstep_group=len(members)) | {"resumed_from_epoch": 0} for m in members}
+    members = [_member(config, options, device, data, results_dir) for config in configs]
+    rows = {
+        id(m): run_row(m.config, data, device, started_at, lockstep_group=len(members)) | {"resumed_from_epoch": len(m.result.epochs)}
+        for m in members
+    }
     step = GroupStep(members, data, device, use_graph=options.cuda_graphs)
     outcomes: dict[int, Outcome] = {}
 
@@ -102,9 +105,20 @@ def _train_together(
     return [outcomes[id(member)] for member in members]
 
 
-def _member(config: RunConfig, options: TrainOptions, device: torch.device, data: InteractionData) -> Member:
-    """A member with its progress lines (one per epoch; several bars at once would interleave)."""
+def _member(config: RunConfig, options: TrainOptions, device: torch.device, data: InteractionData, results_dir: Path) -> Member:
+    """A member, resumed from its checkpoint where it has one, saving one after every epoch,
+    with its progress lines (one per epoch; several bars at once would interleave)."""
+    config_hash = config.hash(data.fingerprint)
+    run_id = config.run_id(config_hash)
+    resume_folder = resume.folder(results_dir, run_id)
+    if options.force or not options.resume:
+        resume.discard(resume_folder)
     progress = TrainingProgress(config, quiet=options.quiet)
-    member = make_member(config, data, device, eval_batch_users=options.eval_batch_users, on_epoch=progress.epoch_done)
-    progress.start(member.trainer.batches_per_epoch)
+    member = make_member(
+        config, data, device, eval_batch_users=options.eval_batch_users, on_epoch=progress.epoch_done,
+        on_checkpoint=lambda fit: lockstep_resume.save(resume_folder, member, fit, config_hash),
+    )
+    resumed_from = lockstep_resume.load(resume_folder, member, config_hash)  # after seeding and building: overrides both
+    resume.announce(run_id, resumed_from, quiet=options.quiet)
+    progress.start(member.trainer.batches_per_epoch, first_epoch=resumed_from + 1)
     return member

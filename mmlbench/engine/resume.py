@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from mmlbench.console import warn
+from mmlbench.console import info, warn
 from mmlbench.engine.trainer import EpochLog, FitResult, Trainer
 from mmlbench.fsutil import atomic_file, is_disk_full
 from mmlbench.store import StoreUnwritable, runs_dir
@@ -38,16 +38,31 @@ def folder(results_dir: Path, run_id: str) -> Path:
     return runs_dir(results_dir) / f".{run_id}.resume"
 
 
-def save(resume_folder: Path, trainer: Trainer, result: FitResult, config_hash: str) -> None:
-    """Write the trainer's state after the epoch just finished (atomically)."""
+def save(
+    resume_folder: Path,
+    trainer: Trainer,
+    result: FitResult,
+    config_hash: str,
+    *,
+    optimizer: dict[str, Any] | None = None,
+    rng: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write the trainer's state after the epoch just finished (atomically).
+
+    `optimizer` and `rng` stand in for the state dict of the trainer's optimizer and the
+    device's generator states: a run trained in lockstep keeps both elsewhere and passes
+    them as its run alone would have them (engine.lockstep.Member), so a checkpoint written
+    either way resumes either way.
+    """
     best_is_current = bool(result.epochs) and result.best_epoch == result.epochs[-1].epoch
+    optimizer = optimizer if optimizer is not None else trainer.step.optimizer.state_dict()
     state = {
         "format": FORMAT,
         "config_hash": config_hash,
         "device": trainer.device.type,
-        "model": trainer.model.state_dict(),
-        "optimizer": trainer.step.optimizer.state_dict(),
-        "rng": _rng_states(trainer.device),
+        "model": {name: _owned(tensor) for name, tensor in trainer.model.state_dict().items()},
+        "optimizer": {**optimizer, "state": {i: {k: _owned(v) for k, v in s.items()} for i, s in optimizer["state"].items()}},
+        "rng": rng if rng is not None else _rng_states(trainer.device),
         "epochs": [dataclasses.asdict(log) for log in result.epochs],
         "best_epoch": result.best_epoch,
         "best_value": result.best_value,
@@ -69,23 +84,36 @@ def save(resume_folder: Path, trainer: Trainer, result: FitResult, config_hash: 
 
 
 def load(resume_folder: Path, trainer: Trainer, config_hash: str) -> FitResult | None:
-    """Put the trainer back in the saved state and return the fit so far; None: start over."""
+    """Put the trainer and the device's generators back in the saved state and return the fit so far; None: start over."""
+    state = read(resume_folder, trainer.device, config_hash)
+    if state is None:
+        return None
+    _set_rng_states(state["rng"], trainer.device)
+    return restore(state, trainer)
+
+
+def read(resume_folder: Path, device: torch.device, config_hash: str) -> dict[str, Any] | None:
+    """The saved state of this config, or None (with a warning when one is there but unusable): start over."""
     path = resume_folder / STATE_FILE
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location=trainer.device, weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a damaged checkpoint costs the progress, never the run
         warn(f"cannot read the resume checkpoint {path} ({type(exc).__name__}); starting over")
         return None
     if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("config_hash") != config_hash:
         warn(f"the resume checkpoint {path} belongs to another version or config; starting over")
         return None
-    if state["device"] != trainer.device.type:
-        warn(f"resuming on {trainer.device.type} a run started on {state['device']}: its random stream differs")
+    if state["device"] != device.type:
+        warn(f"resuming on {device.type} a run started on {state['device']}: its random stream differs")
+    return state
+
+
+def restore(state: dict[str, Any], trainer: Trainer) -> FitResult:
+    """Weights and optimizer from a `read` state into the trainer, and the fit so far (the generators are the caller's)."""
     trainer.model.load_state_dict(state["model"])
     _load_optimizer(trainer.step.optimizer, state["optimizer"])
-    _set_rng_states(state["rng"], trainer.device)
     best_state = state["best_state"]
     if state["best_is_current"]:
         best_state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
@@ -93,8 +121,19 @@ def load(resume_folder: Path, trainer: Trainer, config_hash: str) -> FitResult |
     return FitResult(best_state, state["best_epoch"], state["best_value"], epochs, stale=state["stale"])
 
 
+def announce(run_id: str, resumed_from: int, *, quiet: bool) -> None:
+    if resumed_from and not quiet:
+        info(f"{run_id}: resuming after epoch {resumed_from} (--no-resume starts over)")
+
+
 def discard(resume_folder: Path) -> None:
     shutil.rmtree(resume_folder, ignore_errors=True)
+
+
+def _owned(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor, or a copy of it when it views a larger storage (a lockstep run's slice of
+    the group's stacked tables): torch.save writes a view's whole storage."""
+    return tensor if tensor.untyped_storage().nbytes() == tensor.nbytes else tensor.clone()
 
 
 def _rng_states(device: torch.device) -> dict[str, torch.Tensor]:

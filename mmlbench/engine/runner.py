@@ -14,7 +14,6 @@ import torch
 
 from mmlbench import claims, store
 from mmlbench.config import RunConfig
-from mmlbench.console import info
 from mmlbench.data.dataset import InteractionData, load_dataset
 from mmlbench.engine import resume
 from mmlbench.engine.allocator import reuse_freed_memory
@@ -130,8 +129,7 @@ def train_claimed(
             )
             resumed = resume.load(resume_folder, trainer, config_hash)  # after seeding and building: overrides both
             resumed_from = len(resumed.epochs) if resumed is not None else 0
-            if resumed_from and not options.quiet:
-                info(f"{run_id}: resuming after epoch {resumed_from} (--no-resume starts over)")
+            resume.announce(run_id, resumed_from, quiet=options.quiet)
             progress.start(trainer.batches_per_epoch, first_epoch=resumed_from + 1)
             row = run_row(config, data, device, started_at) | {"resumed_from_epoch": resumed_from}
             try:

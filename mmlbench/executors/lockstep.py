@@ -4,9 +4,10 @@ The configs are grouped by `engine.lockstep.group_key` (same data, model, batch 
 negatives; any loss, seed, lr, l2, dropout, clipping); each group trains in this process as
 one batched step and each of its runs is stored as alone, its row saying `execution =
 lockstep`. Configs that fit no group (another model, a sampler needing the model or the
-batch), groups of one, and interrupted runs with a resume checkpoint (resumed where they
-stopped) go through the single-run path, `run_task`. Groups run one after another, in the
-order of their first config; the entries come back in the order given.
+batch) and groups of one go through the single-run path, `run_task`. A run interrupted
+alone or in a group resumes in its group from its checkpoint (engine.lockstep_resume).
+Groups run one after another, in the order of their first config; the entries come back
+in the order given.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class LockstepExecutor:
     def run(self, configs: list[RunConfig], options: TrainOptions) -> list[SweepEntry]:
         entries: dict[int, SweepEntry] = {}
         try:
-            for positions in plan_groups(configs, options):
+            for positions in plan_groups(configs):
                 for position, entry in zip(positions, _run_group([configs[p] for p in positions], options)):
                     entries[position] = entry
                 if any(entry.status == store.STATUS_INTERRUPTED for entry in entries.values()):
@@ -36,7 +37,7 @@ class LockstepExecutor:
         return [entries.get(position, SweepEntry(config, state=CANCELLED)) for position, config in enumerate(configs)]
 
 
-def plan_groups(configs: list[RunConfig], options: TrainOptions) -> list[list[int]]:
+def plan_groups(configs: list[RunConfig]) -> list[list[int]]:
     """Positions of the configs, grouped: one list per group, in the order of first appearance."""
     from mmlbench.engine.lockstep import group_key  # the engine imports torch
 
@@ -46,28 +47,10 @@ def plan_groups(configs: list[RunConfig], options: TrainOptions) -> list[list[in
             key = group_key(config.resolved())
         except MMLBenchError:
             key = None  # run_task reports the error
-        if key is None or _resumable(config, options):
+        if key is None:
             key = ("alone", position)
         groups.setdefault(key, []).append(position)
     return list(groups.values())
-
-
-def _resumable(config: RunConfig, options: TrainOptions) -> bool:
-    """An interrupted run with a resume checkpoint: resumed alone rather than restarted in a group."""
-    if options.force or not options.resume:
-        return False
-    from mmlbench.data.dataset import require_processed
-    from mmlbench.data.processed import read_meta
-    from mmlbench.engine import resume
-    from mmlbench.paths import results_home
-
-    try:
-        fingerprint = read_meta(require_processed(config.dataset, options.data_dir)).get("fingerprint", "")
-        resolved = config.resolved()
-    except MMLBenchError:
-        return False
-    run_id = resolved.run_id(resolved.hash(fingerprint))
-    return (resume.folder(results_home(options.results_dir), run_id) / resume.STATE_FILE).is_file()
 
 
 def _run_group(configs: list[RunConfig], options: TrainOptions) -> list[SweepEntry]:

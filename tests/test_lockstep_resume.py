@@ -1,0 +1,191 @@
+"""Runs trained in lockstep save resume checkpoints every epoch and resume from them, exactly.
+
+The checkpoint is the one a run alone writes, so a run interrupted in a group resumes alone
+and the other way round; every comparison is with the same run trained alone without a
+break, bit for bit (==) on the CPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_lockstep import _options, _same_run, _three
+
+from mmlbench import store
+from mmlbench.engine import resume
+from mmlbench.engine.lockstep import GroupStep
+from mmlbench.engine.lockstep_runner import train_group
+from mmlbench.engine.progress import TrainingProgress
+from mmlbench.engine.runner import train_run
+from mmlbench.executors.lockstep import plan_groups
+
+
+def _checkpoint(results, outcome) -> bool:
+    return (resume.folder(results, outcome.row["run_id"]) / resume.STATE_FILE).is_file()
+
+
+def _interrupt_group_after(monkeypatch, epochs: int) -> list[int]:
+    """Ctrl-C at the start of the group's epoch `epochs + 1`; returns the group epochs run (a list that grows)."""
+    calls: list[int] = []
+    original = GroupStep.run_epoch
+
+    def run_epoch(self):
+        calls.append(len(self.members))
+        if len(calls) == epochs + 1:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(GroupStep, "run_epoch", run_epoch)
+    return calls
+
+
+def _count_group_epochs(monkeypatch) -> list[int]:
+    """How many members each group epoch trained."""
+    return _interrupt_group_after(monkeypatch, -2)  # never interrupts
+
+
+def _interrupt_after_epoch(monkeypatch, epoch: int, times: int = 1) -> None:
+    """Ctrl-C as the `times`-th run reports `epoch` (after its checkpoint)."""
+    original, seen = TrainingProgress.epoch_done, []
+
+    def epoch_done(self, log):
+        original(self, log)
+        if log.epoch == epoch:
+            seen.append(log)
+            if len(seen) == times:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(TrainingProgress, "epoch_done", epoch_done)
+
+
+@pytest.fixture
+def alone(planted_dir, tmp_path):
+    """The three runs of `_three()` trained alone, without a break."""
+    return [train_run(config, _options(planted_dir, tmp_path / "alone")) for config in _three()]
+
+
+def test_a_group_interrupted_after_epoch_two_resumes_and_equals_each_run_alone(planted_dir, tmp_path, monkeypatch, alone):
+    results = tmp_path / "group"
+    with monkeypatch.context() as patch:
+        _interrupt_group_after(patch, 2)
+        interrupted = train_group(_three(), _options(planted_dir, results))
+    assert [outcome.status for outcome in interrupted] == [store.STATUS_INTERRUPTED] * 3
+    assert all(_checkpoint(results, outcome) for outcome in interrupted)  # kept while not completed
+
+    group_epochs = _count_group_epochs(monkeypatch)
+    resumed = train_group(_three(), _options(planted_dir, results))
+    assert group_epochs == [3, 3, 3]  # epochs 3-5 only
+    for one, together in zip(alone, resumed):
+        _same_run(one, together)
+        assert together.row["resumed_from_epoch"] == 2 and together.row["execution"] == "lockstep"
+        assert together.status == store.STATUS_COMPLETED and not resume.folder(results, together.row["run_id"]).exists()
+
+
+def test_members_resume_from_different_epochs_one_after_its_last(planted_dir, tmp_path, monkeypatch, alone):
+    """Ctrl-C as the first run reports its last epoch: it saved epoch 5, the others epoch 4."""
+    results = tmp_path / "group"
+    with monkeypatch.context() as patch:
+        _interrupt_after_epoch(patch, 5)
+        train_group(_three(), _options(planted_dir, results))
+    group_epochs = _count_group_epochs(monkeypatch)
+    resumed = train_group(_three(), _options(planted_dir, results))
+    assert [outcome.row["resumed_from_epoch"] for outcome in resumed] == [5, 4, 4]
+    assert group_epochs == [2]  # the first only re-does its test evaluation
+    for one, together in zip(alone, resumed):
+        _same_run(one, together)
+
+
+def test_a_run_interrupted_in_a_group_resumes_alone(planted_dir, tmp_path, monkeypatch, alone):
+    results = tmp_path / "group"
+    with monkeypatch.context() as patch:
+        _interrupt_group_after(patch, 2)
+        train_group(_three(), _options(planted_dir, results))
+    dropout_run = _three()[1]  # dropout and its own lr: its random stream and Adam's lr matter
+    resumed = train_run(dropout_run, _options(planted_dir, results))
+    assert resumed.row["resumed_from_epoch"] == 2 and resumed.row["execution"] == "alone"
+    _same_run(alone[1], resumed)
+
+
+def test_a_run_interrupted_alone_resumes_in_a_group(planted_dir, tmp_path, monkeypatch, alone):
+    results = tmp_path / "group"
+    with monkeypatch.context() as patch:
+        _interrupt_after_epoch(patch, 3)
+        assert train_run(_three()[1], _options(planted_dir, results)).status == store.STATUS_INTERRUPTED
+    resumed = train_group(_three(), _options(planted_dir, results))
+    assert [outcome.row["resumed_from_epoch"] for outcome in resumed] == [0, 3, 0]
+    for one, together in zip(alone, resumed):
+        _same_run(one, together)
+        assert together.row["execution"] == "lockstep"
+
+
+@pytest.mark.parametrize("start_over", [{"resume": False}, {"force": True}])
+def test_no_resume_and_force_start_a_group_over(planted_dir, tmp_path, monkeypatch, alone, start_over):
+    results = tmp_path / "group"
+    with monkeypatch.context() as patch:
+        _interrupt_group_after(patch, 2)
+        interrupted = train_group(_three(), _options(planted_dir, results))
+    assert all(_checkpoint(results, outcome) for outcome in interrupted)
+    group_epochs = _count_group_epochs(monkeypatch)
+    again = train_group(_three(), _options(planted_dir, results, **start_over))
+    assert [outcome.row["resumed_from_epoch"] for outcome in again] == [0, 0, 0] and len(group_epochs) == 5
+    for one, together in zip(alone, again):
+        _same_run(one, together)
+
+
+def test_a_resumed_group_says_so_unless_quiet(planted_dir, tmp_path, monkeypatch, capsys):
+    results = tmp_path / "group"
+    with monkeypatch.context() as patch:
+        _interrupt_group_after(patch, 2)
+        interrupted = train_group(_three(), _options(planted_dir, results))
+    capsys.readouterr()
+    options = _options(planted_dir, results)
+    train_group(_three(), type(options)(**{**options.__dict__, "quiet": False}))
+    err = capsys.readouterr().err
+    assert all(f"{outcome.row['run_id']}: resuming after epoch 2" in err for outcome in interrupted)
+
+
+def test_the_executor_keeps_a_resumable_config_in_its_group(planted_dir, tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    configs = _three()
+    with monkeypatch.context() as patch:
+        _interrupt_after_epoch(patch, 2)
+        assert train_run(configs[0], _options(planted_dir, results)).status == store.STATUS_INTERRUPTED
+    assert plan_groups(configs) == [[0, 1, 2]]
+
+
+def test_a_members_checkpoint_is_the_one_its_run_alone_writes(planted_dir, tmp_path, monkeypatch):
+    config = _three()[1]
+    with monkeypatch.context() as patch:
+        _interrupt_after_epoch(patch, 2)
+        run_id = train_run(config, _options(planted_dir, tmp_path / "alone")).row["run_id"]
+    with monkeypatch.context() as patch:
+        _interrupt_group_after(patch, 2)
+        train_group(_three(), _options(planted_dir, tmp_path / "group"))
+    alone, grouped = (torch.load(resume.folder(tmp_path / where, run_id) / resume.STATE_FILE) for where in ("alone", "group"))
+    assert alone.keys() == grouped.keys()
+    for name, weights in alone["model"].items():
+        assert torch.equal(weights, grouped["model"][name])
+        assert grouped["model"][name].untyped_storage().nbytes() == weights.nbytes  # its slice, not the group's stack
+    assert alone["optimizer"]["state"].keys() == grouped["optimizer"]["state"].keys()
+    for index, moments in alone["optimizer"]["state"].items():
+        assert all(torch.equal(value, grouped["optimizer"]["state"][index][key]) for key, value in moments.items())
+    assert alone["optimizer"]["param_groups"][0]["lr"] == grouped["optimizer"]["param_groups"][0]["lr"] == 0.02
+    assert torch.equal(alone["rng"]["cpu"], grouped["rng"]["cpu"])
+    assert [log["metrics"] for log in alone["epochs"]] == [log["metrics"] for log in grouped["epochs"]]
+    assert (alone["best_epoch"], alone["stale"]) == (grouped["best_epoch"], grouped["stale"])
+
+
+def test_a_failed_member_keeps_its_checkpoint_the_completed_ones_do_not(planted_dir, tmp_path, monkeypatch):
+    results, real, calls = tmp_path / "group", GroupStep.run_epoch, []
+
+    def diverge_at_three(self):
+        calls.append(1)
+        means = real(self)
+        return [(float("nan"), 0.0) if m.config.loss == "mmcl" and len(calls) == 3 else pair for m, pair in zip(self.members, means)]
+
+    monkeypatch.setattr(GroupStep, "run_epoch", diverge_at_three)
+    outcomes = train_group(_three(), _options(planted_dir, results))
+    assert "diverged at epoch 3" in str(outcomes[1])
+    assert [resume.folder(results, outcome.row["run_id"]).exists() for outcome in (outcomes[0], outcomes[2])] == [False, False]
+    failed = store.read_runs(results).query("status == 'failed'")["run_id"].tolist()
+    assert len(failed) == 1 and (resume.folder(results, failed[0]) / resume.STATE_FILE).is_file()  # epoch 2's
