@@ -23,7 +23,7 @@ from mmlbench import claims, store
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine import lockstep_resume, resume
-from mmlbench.engine.device import reset_peak_memory
+from mmlbench.engine.device import matmul_precision, reset_peak_memory
 from mmlbench.engine.lockstep import GroupStep, Member, fit_group, make_member
 from mmlbench.engine.progress import TrainingProgress
 from mmlbench.engine.runner import (
@@ -94,7 +94,8 @@ def _train_together(
             outcomes[id(member)] = finish_run(results_dir, row, member.trainer, member.result, started, cuda_graphs=step.use_graph)
 
     try:
-        fit_group(members, step, leave)
+        with matmul_precision(configs[0].precision):  # one group, one precision (lockstep.SHARED)
+            fit_group(members, step, leave)
     except store.StoreUnwritable:
         raise
     except Exception as exc:  # noqa: BLE001 - out of memory, ...: every run still training failed with it
