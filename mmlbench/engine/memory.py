@@ -68,6 +68,20 @@ def check_fits(config: RunConfig, n_users: int, n_items: int, device: torch.devi
         )
 
 
+def lockstep_size_limit(config: RunConfig, device_name: str, data_dir: Path | None) -> int | None:
+    """How many runs of `config`'s shape one lockstep group may stack on the device, or None
+    when the data or device is not known yet (its runs will say why). Each run of a group
+    holds its own tables, Adam moments and step tensors, so a group needs about K times a run."""
+    try:
+        device = resolve_device(device_name)
+    except MMLBenchError:
+        return None
+    sizes = _dataset_sizes(config.dataset, data_dir)
+    if sizes is None:
+        return None
+    return max(1, device_bytes(device) // training_bytes(config, *sizes))
+
+
 def check_sweep_fits(configs: list[RunConfig], device_name: str, data_dir: Path | None) -> None:
     """check_fits for every config before a sweep starts, from the datasets' meta.json.
 

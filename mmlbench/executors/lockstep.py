@@ -6,6 +6,8 @@ one batched step and each of its runs is stored as alone, its row saying `execut
 lockstep`. Configs that fit no group (another model, a sampler needing the model or the
 batch) and groups of one go through the single-run path, `run_task`. A run interrupted
 alone or in a group resumes in its group from its checkpoint (engine.lockstep_resume).
+A group holds K runs' tables and step tensors at once, so one larger than the device's
+memory allows (engine.memory.lockstep_size_limit) is cut into groups that fit.
 Groups run one after another, in the order of their first config; the entries come back
 in the order given.
 """
@@ -13,9 +15,11 @@ in the order given.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 
 from mmlbench import claims, store
 from mmlbench.config import RunConfig
+from mmlbench.engine.memory import lockstep_size_limit
 from mmlbench.engine.runner import RunOutcome, TrainOptions
 from mmlbench.errors import MMLBenchError
 from mmlbench.executors.base import CANCELLED, CLAIMED, SweepEntry, run_task
@@ -27,7 +31,7 @@ class LockstepExecutor:
     def run(self, configs: list[RunConfig], options: TrainOptions) -> list[SweepEntry]:
         entries: dict[int, SweepEntry] = {}
         try:
-            for positions in plan_groups(configs):
+            for positions in plan_groups(configs, lambda config: lockstep_size_limit(config, options.device, options.data_dir)):
                 for position, entry in zip(positions, _run_group([configs[p] for p in positions], options)):
                     entries[position] = entry
                 if any(entry.status == store.STATUS_INTERRUPTED for entry in entries.values()):
@@ -37,8 +41,12 @@ class LockstepExecutor:
         return [entries.get(position, SweepEntry(config, state=CANCELLED)) for position, config in enumerate(configs)]
 
 
-def plan_groups(configs: list[RunConfig]) -> list[list[int]]:
-    """Positions of the configs, grouped: one list per group, in the order of first appearance."""
+def plan_groups(configs: list[RunConfig], size_limit: Callable[[RunConfig], int | None] = lambda _: None) -> list[list[int]]:
+    """Positions of the configs, grouped: one list per group, in the order of first appearance.
+
+    A group larger than `size_limit` of its first config (the runs that fit in the device's
+    memory at once) is cut into consecutive groups of at most that many runs.
+    """
     from mmlbench.engine.lockstep import group_key  # the engine imports torch
 
     groups: dict[object, list[int]] = {}
@@ -50,7 +58,12 @@ def plan_groups(configs: list[RunConfig]) -> list[list[int]]:
         if key is None:
             key = ("alone", position)
         groups.setdefault(key, []).append(position)
-    return list(groups.values())
+    planned = []
+    for positions in groups.values():
+        limit = size_limit(configs[positions[0]].resolved()) if len(positions) > 1 else None
+        step = limit or len(positions)
+        planned += [positions[start : start + step] for start in range(0, len(positions), step)]
+    return planned
 
 
 def _run_group(configs: list[RunConfig], options: TrainOptions) -> list[SweepEntry]:
