@@ -95,8 +95,10 @@ def test_ctrl_c_then_rerun_resumes_and_equals_the_uninterrupted_run(planted_dir,
     assert len(store.read_runs(results)) == 1  # the interrupted folder was replaced
 
 
-def test_killed_run_leaves_only_the_checkpoint_and_resumes(planted_dir, tmp_path, reference):
-    """A real kill -9 of a `mmlbench train` process, right after the checkpoint of epoch 2."""
+@pytest.mark.parametrize("every, resumed_from", [("0", 2), ("3600", 0)])
+def test_killed_run_leaves_only_the_checkpoint_and_resumes(planted_dir, tmp_path, reference, every, resumed_from):
+    """A real kill -9 of a `mmlbench train` process, right after epoch 2: it loses what was
+    not written yet (with --checkpoint-every 3600, everything)."""
     results = tmp_path / "r"
     script = textwrap.dedent(
         f"""
@@ -112,7 +114,7 @@ def test_killed_run_leaves_only_the_checkpoint_and_resumes(planted_dir, tmp_path
         sys.argv = ["mmlbench", "train", "--dataset", "planted", "--data-dir", {str(planted_dir)!r},
                     "--results-dir", {str(results)!r}, "--negatives", "10", "--batch-size", "48",
                     "--lr", "0.01", "--epochs", "6", "--patience", "10", "--dropout", "0.2",
-                    "--device", "cpu", "-q"]
+                    "--device", "cpu", "-q", "--checkpoint-every", {every!r}]
         app()
         """
     )
@@ -120,10 +122,10 @@ def test_killed_run_leaves_only_the_checkpoint_and_resumes(planted_dir, tmp_path
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == -9, proc.stderr
     assert list(store.iter_run_dirs(results)) == []
-    assert _resume_file(results, reference.row["run_id"]).is_file()
+    assert _resume_file(results, reference.row["run_id"]).is_file() == bool(resumed_from)
 
     resumed = train_run(CONFIG, _options(planted_dir, results))
-    assert resumed.row["resumed_from_epoch"] == 2
+    assert resumed.row["resumed_from_epoch"] == resumed_from
     _assert_same_run(resumed, reference)
 
 
