@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
-from mmlbench.engine import resume
+from mmlbench.engine import resume, runner
 from mmlbench.engine.evaluator import Evaluation
 from mmlbench.engine.progress import TrainingProgress
 from mmlbench.engine.runner import TrainOptions, train_run
@@ -225,6 +225,19 @@ def test_killed_after_the_last_epoch_only_redoes_the_test_evaluation(planted_dir
     with monkeypatch.context() as patch:
         _interrupt_after(patch, CONFIG.epochs)
         train_run(CONFIG, _options(planted_dir, results))
+    trained = _count_epochs(monkeypatch)
+    resumed = train_run(CONFIG, _options(planted_dir, results))
+    assert trained == [] and resumed.row["resumed_from_epoch"] == CONFIG.epochs
+    _assert_same_run(resumed, reference)
+
+
+def test_ctrl_c_at_the_test_evaluation_keeps_the_last_epoch(planted_dir, tmp_path, monkeypatch, reference):
+    results = tmp_path / "r"
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "finish_run", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            train_run(CONFIG, _options(planted_dir, results, checkpoint_every=3600))
+    assert list(store.iter_run_dirs(results)) == []
     trained = _count_epochs(monkeypatch)
     resumed = train_run(CONFIG, _options(planted_dir, results))
     assert trained == [] and resumed.row["resumed_from_epoch"] == CONFIG.epochs

@@ -151,7 +151,11 @@ def train_claimed(
                 raise
         if fit.interrupted:
             checkpoints.flush()
-        return finish_run(results_dir, row, trainer, fit, started, cuda_graphs=trainer.step.use_graph)
+        try:
+            return finish_run(results_dir, row, trainer, fit, started, cuda_graphs=trainer.step.use_graph)
+        except KeyboardInterrupt:  # at the test evaluation: not stored, resumable after its last epoch
+            checkpoints.flush()
+            raise
 
 
 def run_row(
