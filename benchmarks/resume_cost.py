@@ -1,4 +1,4 @@
-"""Time the per-epoch resume checkpoint at Gowalla's size (no data needed).
+"""Time one write of a resume checkpoint, and the per-epoch snapshot, at Gowalla's size (no data needed).
 
     python benchmarks/resume_cost.py --dir /tmp/resume-cost --repeats 10 --epoch-seconds 22
     python benchmarks/resume_cost.py --dir /tmp/resume-cost --repeats 3 --members 5
@@ -7,11 +7,14 @@
 MF with 29,858 users and 40,981 items at dim 64, Adam's moments filled by one step, 30
 epochs of curve. Two cases: the epoch just evaluated is the best (its weights are the
 model's, stored once) and an older epoch is the best (its weights stored beside the model's).
-Prints one JSON line per case: checkpoint bytes, median and max seconds of `resume.save`
-(torch.save + fsync + rename) and the median as a share of an epoch of `--epoch-seconds`.
+Prints one JSON line per case: checkpoint bytes, median and max seconds of one write
+(`resume.save`: torch.save + fsync + rename), paid once per `--checkpoint-every` interval
+and at a stop, and `snapshot_s`, the median seconds of the copy kept in memory after every
+other epoch (`resume.capture`, on the device); `share_of_epoch` is the write's median over
+an epoch of `--epoch-seconds`, i.e. its cost were it written every epoch (--checkpoint-every 0).
 With `--members K`: a lockstep group of K such runs (tables and Adam moments views into
 stacks, as GroupStep leaves them); the seconds are those of all K members' checkpoints
-(`lockstep_resume.save`), i.e. what one group epoch pays, and the bytes one member's file.
+(`lockstep_resume.save` / `capture`), i.e. what one group epoch pays, and the bytes one member's file.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     trainers = [_trainer(device, args.dim) for _ in range(max(args.members, 1))]
-    save = _group_saver(trainers) if args.members else lambda folders, fit: resume.save(folders[0], trainers[0], fit, "hash")
+    save, capture = _group_saver(trainers) if args.members else _alone_saver(trainers[0])
     curve = [EpochLog(e, 0.5, 0.1, args.epoch_seconds, 1e-4, 1.0, {"recall@20": 0.1}) for e in range(1, 31)]
     best = {k: v.detach().clone() for k, v in trainers[0].model.state_dict().items()}
     folders = [resume.folder(args.dir, f"gowalla-size-{k}") for k in range(len(trainers))]
@@ -56,18 +59,37 @@ def main() -> None:
             save(folders, fit)
             seconds.append(time.perf_counter() - started)
         median = statistics.median(seconds)
+        snapshots = []
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            capture(fit)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            snapshots.append(time.perf_counter() - started)
         print(json.dumps({
             "case": case, "device": device.type, "members": args.members,
             "bytes": (folders[0] / resume.STATE_FILE).stat().st_size,
             "median_s": round(median, 4), "max_s": round(max(seconds), 4),
+            "snapshot_s": round(statistics.median(snapshots), 4),
             "share_of_epoch": round(median / args.epoch_seconds, 5),
         }))
     for folder in folders:
         resume.discard(folder)
 
 
+def _alone_saver(trainer: SimpleNamespace):
+    """Functions saving and capturing the run alone."""
+
+    def save(folders: list, fit: FitResult) -> None:
+        resume.save(folders[0], trainer, fit, "hash")
+
+    def capture(fit: FitResult) -> dict:
+        return resume.capture(trainer, fit, "hash")
+    return save, capture
+
+
 def _group_saver(trainers: list[SimpleNamespace]):
-    """The trainers as members of a group (views into stacked tables and moments): a function saving them all."""
+    """The trainers as members of a group (views into stacked tables and moments): functions saving and capturing them all."""
     from mmlbench.engine import lockstep_resume
     from mmlbench.engine.lockstep import Member
 
@@ -86,7 +108,10 @@ def _group_saver(trainers: list[SimpleNamespace]):
     def save(folders: list, fit: FitResult) -> None:
         for member, folder in zip(members, folders):
             lockstep_resume.save(folder, member, fit, "hash")
-    return save
+
+    def capture(fit: FitResult) -> list:
+        return [lockstep_resume.capture(member, fit, "hash") for member in members]
+    return save, capture
 
 
 def _trainer(device: torch.device, dim: int) -> SimpleNamespace:

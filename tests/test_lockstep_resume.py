@@ -1,4 +1,8 @@
-"""Runs trained in lockstep save resume checkpoints every epoch and resume from them, exactly.
+"""Runs trained in lockstep save resume checkpoints and resume from them, exactly.
+
+Each member writes on its own clock (`checkpoint_every`, default 60 s: longer than any group
+here, so the files below are those written at the stop, from the snapshot of each member's
+last closed epoch).
 
 The checkpoint is the one a run alone writes, so a run interrupted in a group resumes alone
 and the other way round; every comparison is with the same run trained alone without a
@@ -12,7 +16,7 @@ import torch
 from test_lockstep import _options, _same_run, _three
 
 from mmlbench import store
-from mmlbench.engine import resume
+from mmlbench.engine import lockstep_runner, resume
 from mmlbench.engine.lockstep import GroupStep
 from mmlbench.engine.lockstep_runner import train_group
 from mmlbench.engine.progress import TrainingProgress
@@ -37,6 +41,25 @@ def _interrupt_group_after(monkeypatch, epochs: int) -> list[int]:
 
     monkeypatch.setattr(GroupStep, "run_epoch", run_epoch)
     return calls
+
+
+def _interrupt_group_training(monkeypatch, epoch: int) -> None:
+    """Ctrl-C once the group has trained its epoch `epoch`, before any member closes it: what
+    that epoch changed in place (the stacks, Adam's moments and steps, the generators) is lost."""
+    original, calls = GroupStep.run_epoch, []
+
+    def run_epoch(self):
+        means = original(self)
+        calls.append(1)
+        if len(calls) == epoch:
+            raise KeyboardInterrupt
+        return means
+
+    monkeypatch.setattr(GroupStep, "run_epoch", run_epoch)
+
+
+def _saved_epochs(results, outcome) -> int:
+    return len(torch.load(resume.folder(results, outcome.row["run_id"]) / resume.STATE_FILE)["epochs"])
 
 
 def _count_group_epochs(monkeypatch) -> list[int]:
@@ -79,6 +102,55 @@ def test_a_group_interrupted_after_epoch_two_resumes_and_equals_each_run_alone(p
         _same_run(one, together)
         assert together.row["resumed_from_epoch"] == 2 and together.row["execution"] == "lockstep"
         assert together.status == store.STATUS_COMPLETED and not resume.folder(results, together.row["run_id"]).exists()
+
+
+@pytest.mark.parametrize("every", [0, 3600])
+def test_ctrl_c_during_a_group_epoch_resumes_from_the_last_one_closed(planted_dir, tmp_path, monkeypatch, alone, every):
+    results = tmp_path / "group"
+    with monkeypatch.context() as patch:
+        _interrupt_group_training(patch, 3)
+        interrupted = train_group(_three(), _options(planted_dir, results, checkpoint_every=every))
+    assert [outcome.row["epochs_run"] for outcome in interrupted] == [2, 2, 2]
+    assert [_saved_epochs(results, outcome) for outcome in interrupted] == [2, 2, 2]
+    resumed = train_group(_three(), _options(planted_dir, results))
+    for one, together in zip(alone, resumed):
+        assert together.row["resumed_from_epoch"] == 2
+        _same_run(one, together)
+
+
+@pytest.mark.parametrize("every", [0, 3600])
+def test_each_member_writes_after_an_epoch_only_when_its_interval_has_passed(planted_dir, tmp_path, monkeypatch, every):
+    results, seen = tmp_path / "group", []
+    original = TrainingProgress.epoch_done
+
+    def epoch_done(self, log):  # as each member reports an epoch: (the epoch, the epochs in the files on disk)
+        original(self, log)
+        files = store.runs_dir(results).glob(f".*.resume/{resume.STATE_FILE}")
+        seen.append((log.epoch, sorted(len(torch.load(path)["epochs"]) for path in files)))
+
+    monkeypatch.setattr(TrainingProgress, "epoch_done", epoch_done)
+    outcomes = train_group(_three(), _options(planted_dir, results, checkpoint_every=every))
+    assert len(seen) >= 9 and all(outcome.status == store.STATUS_COMPLETED for outcome in outcomes)
+    if every:
+        assert all(on_disk == [] for _, on_disk in seen)
+    else:  # the member reporting has just written its epoch; the others theirs, up to one epoch before
+        assert all(on_disk and max(on_disk) == epoch for epoch, on_disk in seen)
+        assert [on_disk for _, on_disk in seen[:3]] == [[1], [1, 1], [1, 1, 1]]
+
+
+def test_ctrl_c_at_a_leaving_runs_test_evaluation_saves_every_run_not_stored(planted_dir, tmp_path, monkeypatch, alone):
+    results = tmp_path / "group"
+    with monkeypatch.context() as patch:
+        patch.setattr(lockstep_runner, "finish_run", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            train_group(_three(), _options(planted_dir, results, checkpoint_every=3600))
+    assert list(store.iter_run_dirs(results)) == []
+    group_epochs = _count_group_epochs(monkeypatch)
+    resumed = train_group(_three(), _options(planted_dir, results))
+    assert group_epochs == []  # every run resumed after its last epoch: only the test evaluations are left
+    for one, together in zip(alone, resumed):
+        assert together.row["resumed_from_epoch"] == one.row["epochs_run"]
+        _same_run(one, together)
 
 
 def test_members_resume_from_different_epochs_one_after_its_last(planted_dir, tmp_path, monkeypatch, alone):
@@ -183,9 +255,33 @@ def test_a_failed_member_keeps_its_checkpoint_the_completed_ones_do_not(planted_
         means = real(self)
         return [(float("nan"), 0.0) if m.config.loss == "mmcl" and len(calls) == 3 else pair for m, pair in zip(self.members, means)]
 
-    monkeypatch.setattr(GroupStep, "run_epoch", diverge_at_three)
-    outcomes = train_group(_three(), _options(planted_dir, results))
+    with monkeypatch.context() as patch:
+        patch.setattr(GroupStep, "run_epoch", diverge_at_three)
+        outcomes = train_group(_three(), _options(planted_dir, results, checkpoint_every=3600))
     assert "diverged at epoch 3" in str(outcomes[1])
     assert [resume.folder(results, outcome.row["run_id"]).exists() for outcome in (outcomes[0], outcomes[2])] == [False, False]
     failed = store.read_runs(results).query("status == 'failed'")["run_id"].tolist()
-    assert len(failed) == 1 and (resume.folder(results, failed[0]) / resume.STATE_FILE).is_file()  # epoch 2's
+    assert len(failed) == 1
+    assert len(torch.load(resume.folder(results, failed[0]) / resume.STATE_FILE)["epochs"]) == 2  # written at the failure
+    config = _three()[1]
+    resumed = train_run(config, _options(planted_dir, results))  # epoch 2's state, not the one epoch 3 left
+    assert resumed.row["resumed_from_epoch"] == 2
+    _same_run(train_run(config, _options(planted_dir, tmp_path / "alone")), resumed)
+
+
+def test_a_group_that_fails_as_a_whole_saves_every_member(planted_dir, tmp_path, monkeypatch):
+    results, real, calls = tmp_path / "group", GroupStep.run_epoch, []
+
+    def out_of_memory_at_three(self):
+        calls.append(1)
+        means = real(self)
+        if len(calls) == 3:
+            raise RuntimeError("CUDA out of memory")
+        return means
+
+    monkeypatch.setattr(GroupStep, "run_epoch", out_of_memory_at_three)
+    outcomes = train_group(_three(), _options(planted_dir, results, checkpoint_every=3600))
+    assert all("out of memory" in str(outcome) for outcome in outcomes)
+    runs = store.read_runs(results)
+    assert runs["status"].tolist() == [store.STATUS_FAILED] * 3
+    assert [len(torch.load(resume.folder(results, run_id) / resume.STATE_FILE)["epochs"]) for run_id in runs["run_id"]] == [2, 2, 2]

@@ -142,12 +142,13 @@ def test_a_worker_with_other_data_fails_its_cell_clearly(planted_dir, tmp_path):
     assert not (tmp_path / "r").exists()  # nothing trained
 
 
-# A run long enough to be killed mid-way: the resume checkpoint is written after every epoch.
+# A run long enough to be killed mid-way, its resume checkpoint written after every epoch
+# (checkpoint_every=0): `_worker_training` waits for the first one.
 SLOW = dict(loss="bpr", negatives=5, batch_size=64, epochs=150, patience=150, eval_every=150)
 
 
 def _sweep_in_background(planted_dir: Path, results: Path, configs: list[RunConfig]):
-    options = TrainOptions(device="cpu", data_dir=planted_dir, results_dir=results, quiet=True)
+    options = TrainOptions(device="cpu", data_dir=planted_dir, results_dir=results, quiet=True, checkpoint_every=0)
     entries: list = []
     thread = threading.Thread(target=lambda: entries.extend(run_sweep(configs, options, executor=get_executor("ray"))))
     thread.start()
@@ -179,7 +180,7 @@ def _worker_training(results: Path, config: RunConfig, planted_dir: Path, other_
 def test_ctrl_c_interrupts_the_running_cells_and_cancels_the_queued_one(local_ray, planted_dir, tmp_path):
     results = tmp_path / "r"
     configs = [RunConfig("planted", **{**SLOW, "epochs": 100_000, "patience": 100_000, "seed": seed}) for seed in (1, 2, 3)]
-    options = TrainOptions(device="cpu", data_dir=planted_dir, results_dir=results, quiet=True)
+    options = TrainOptions(device="cpu", data_dir=planted_dir, results_dir=results, quiet=True, checkpoint_every=0)
     claimed = store.runs_dir(results) / claims.CLAIMS_DIR
 
     def interrupt_once_two_train() -> None:  # 2 CPUs: two cells run, one waits

@@ -1,7 +1,13 @@
-"""Interrupted (Ctrl-C) and killed (kill -9) runs resume from their last finished epoch, exactly."""
+"""Interrupted (Ctrl-C), failed and killed (kill -9) runs resume from their last finished epoch, exactly.
+
+Checkpoints are written at most every `checkpoint_every` seconds (default 60, longer than
+any run here) and at a stop short of completion, from a snapshot of the last epoch: so an
+interrupted or failed run loses nothing, a killed one what was not written yet.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -15,11 +21,12 @@ from typer.testing import CliRunner
 from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
-from mmlbench.engine import resume
+from mmlbench.engine import resume, runner
 from mmlbench.engine.evaluator import Evaluation
 from mmlbench.engine.progress import TrainingProgress
 from mmlbench.engine.runner import TrainOptions, train_run
 from mmlbench.engine.trainer import Trainer
+from mmlbench.errors import MMLBenchError
 from mmlbench.metrics import is_metric_column
 
 # Dropout, a random permutation and sampled negatives every epoch: the RNG state matters.
@@ -45,6 +52,20 @@ def _interrupt_after(monkeypatch, epoch: int) -> None:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(TrainingProgress, "epoch_done", epoch_done)
+
+
+def _interrupt_training(monkeypatch, epoch: int) -> None:
+    """Ctrl-C once `epoch` is trained, before it is closed: what it changed in place (weights,
+    Adam's moments and steps, the generator) belongs to no checkpoint."""
+    original = Trainer._train_epoch
+
+    def interrupted(self, number):
+        log = original(self, number)
+        if number == epoch:
+            raise KeyboardInterrupt
+        return log
+
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
 
 
 def _count_epochs(monkeypatch) -> list[int]:
@@ -95,8 +116,10 @@ def test_ctrl_c_then_rerun_resumes_and_equals_the_uninterrupted_run(planted_dir,
     assert len(store.read_runs(results)) == 1  # the interrupted folder was replaced
 
 
-def test_killed_run_leaves_only_the_checkpoint_and_resumes(planted_dir, tmp_path, reference):
-    """A real kill -9 of a `mmlbench train` process, right after the checkpoint of epoch 2."""
+@pytest.mark.parametrize("every, resumed_from", [("0", 2), ("3600", 0)])
+def test_killed_run_leaves_only_the_checkpoint_and_resumes(planted_dir, tmp_path, reference, every, resumed_from):
+    """A real kill -9 of a `mmlbench train` process, right after epoch 2: it loses what was
+    not written yet (with --checkpoint-every 3600, everything)."""
     results = tmp_path / "r"
     script = textwrap.dedent(
         f"""
@@ -112,7 +135,7 @@ def test_killed_run_leaves_only_the_checkpoint_and_resumes(planted_dir, tmp_path
         sys.argv = ["mmlbench", "train", "--dataset", "planted", "--data-dir", {str(planted_dir)!r},
                     "--results-dir", {str(results)!r}, "--negatives", "10", "--batch-size", "48",
                     "--lr", "0.01", "--epochs", "6", "--patience", "10", "--dropout", "0.2",
-                    "--device", "cpu", "-q"]
+                    "--device", "cpu", "-q", "--checkpoint-every", {every!r}]
         app()
         """
     )
@@ -120,11 +143,81 @@ def test_killed_run_leaves_only_the_checkpoint_and_resumes(planted_dir, tmp_path
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == -9, proc.stderr
     assert list(store.iter_run_dirs(results)) == []
-    assert _resume_file(results, reference.row["run_id"]).is_file()
+    assert _resume_file(results, reference.row["run_id"]).is_file() == bool(resumed_from)
 
+    resumed = train_run(CONFIG, _options(planted_dir, results))
+    assert resumed.row["resumed_from_epoch"] == resumed_from
+    _assert_same_run(resumed, reference)
+
+
+@pytest.mark.parametrize("every", [0, 3600])
+def test_ctrl_c_during_an_epoch_resumes_from_the_last_one_closed(planted_dir, tmp_path, monkeypatch, reference, every):
+    """With 3600 nothing is on disk at the stop: epoch 2's snapshot is written then, as it was
+    before epoch 3 changed the weights, the moments and the generator."""
+    results = tmp_path / "r"
+    with monkeypatch.context() as patch:
+        _interrupt_training(patch, 3)
+        interrupted = train_run(CONFIG, _options(planted_dir, results, checkpoint_every=every))
+    assert interrupted.status == store.STATUS_INTERRUPTED and interrupted.row["epochs_run"] == 2
+    assert len(torch.load(_resume_file(results, interrupted.row["run_id"]))["epochs"]) == 2
     resumed = train_run(CONFIG, _options(planted_dir, results))
     assert resumed.row["resumed_from_epoch"] == 2
     _assert_same_run(resumed, reference)
+
+
+@pytest.mark.parametrize("every, on_disk", [(0, [1, 2, 3]), (3600, [0, 0, 0])])
+def test_the_checkpoint_is_written_after_an_epoch_only_when_the_interval_has_passed(planted_dir, tmp_path, monkeypatch, every, on_disk):
+    results, seen = tmp_path / "r", []
+    original = TrainingProgress.epoch_done
+
+    def epoch_done(self, log):  # the epochs in the file on disk as each epoch is reported
+        original(self, log)
+        files = list(store.runs_dir(results).glob(f".*.resume/{resume.STATE_FILE}"))
+        seen.append(len(torch.load(files[0])["epochs"]) if files else 0)
+
+    monkeypatch.setattr(TrainingProgress, "epoch_done", epoch_done)
+    config = RunConfig("planted", negatives=5, batch_size=64, epochs=3, patience=10)
+    outcome = train_run(config, _options(planted_dir, results, checkpoint_every=every))
+    assert seen == on_disk
+    assert outcome.status == store.STATUS_COMPLETED and not resume.folder(results, outcome.row["run_id"]).exists()
+
+
+def test_checkpoints_write_once_the_interval_has_passed_since_the_last_write(tmp_path, monkeypatch):
+    clock, written = [0.0], []
+    monkeypatch.setattr(resume.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(resume, "write", lambda folder, state: written.append(state))
+    checkpoints = resume.Checkpoints(tmp_path, 60, lambda epoch, snapshot: {"epoch": epoch, "snapshot": snapshot})
+    for epoch, seconds in enumerate([30, 59, 61, 100, 120.9, 121], start=1):
+        clock[0] = seconds
+        checkpoints.epoch_closed(epoch)
+    assert written == [{"epoch": 3, "snapshot": False}, {"epoch": 6, "snapshot": False}]  # 61 s from the start, 60 s later
+    checkpoints.flush()
+    assert len(written) == 2  # nothing left unwritten
+    clock[0] = 130
+    checkpoints.epoch_closed(7)
+    checkpoints.flush()  # a stop: the snapshot (a copy) of epoch 7
+    assert written[2:] == [{"epoch": 7, "snapshot": True}]
+
+
+def test_a_run_that_diverges_keeps_the_checkpoint_of_its_last_finished_epoch(planted_dir, tmp_path, monkeypatch, reference):
+    results = tmp_path / "r"
+    real = Trainer._train_epoch.__globals__["check_finite"]
+    with monkeypatch.context() as patch:
+        patch.setattr("mmlbench.engine.trainer.check_finite", lambda loss, epoch: real(math.nan if epoch == 3 else loss, epoch))
+        with pytest.raises(MMLBenchError, match="diverged at epoch 3"):
+            train_run(CONFIG, _options(planted_dir, results, checkpoint_every=3600))
+    assert store.read_runs(results)["status"].tolist() == [store.STATUS_FAILED]
+    assert len(torch.load(_resume_file(results, reference.row["run_id"]))["epochs"]) == 2
+    resumed = train_run(CONFIG, _options(planted_dir, results))
+    assert resumed.row["resumed_from_epoch"] == 2
+    _assert_same_run(resumed, reference)
+
+
+def test_a_negative_checkpoint_interval_is_refused():
+    with pytest.raises(MMLBenchError, match=r"--checkpoint-every must be 0 or more seconds, not -1$"):
+        TrainOptions(checkpoint_every=-1)
+    with pytest.raises(MMLBenchError, match="not nan"):
+        TrainOptions(checkpoint_every=math.nan)
 
 
 def test_killed_after_the_last_epoch_only_redoes_the_test_evaluation(planted_dir, tmp_path, monkeypatch, reference):
@@ -132,6 +225,19 @@ def test_killed_after_the_last_epoch_only_redoes_the_test_evaluation(planted_dir
     with monkeypatch.context() as patch:
         _interrupt_after(patch, CONFIG.epochs)
         train_run(CONFIG, _options(planted_dir, results))
+    trained = _count_epochs(monkeypatch)
+    resumed = train_run(CONFIG, _options(planted_dir, results))
+    assert trained == [] and resumed.row["resumed_from_epoch"] == CONFIG.epochs
+    _assert_same_run(resumed, reference)
+
+
+def test_ctrl_c_at_the_test_evaluation_keeps_the_last_epoch(planted_dir, tmp_path, monkeypatch, reference):
+    results = tmp_path / "r"
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "finish_run", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            train_run(CONFIG, _options(planted_dir, results, checkpoint_every=3600))
+    assert list(store.iter_run_dirs(results)) == []
     trained = _count_epochs(monkeypatch)
     resumed = train_run(CONFIG, _options(planted_dir, results))
     assert trained == [] and resumed.row["resumed_from_epoch"] == CONFIG.epochs

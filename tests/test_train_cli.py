@@ -224,9 +224,9 @@ def test_full_disk_at_the_final_write_is_one_line_and_stops_the_sweep(planted_di
 
     monkeypatch.setattr(writer, write_to_full_disk)
     results = tmp_path / "r"
-    result = _train(planted_dir, results, "--loss", "ccl,bpr")
+    result = _train(planted_dir, results, "--loss", "ccl,bpr", "--checkpoint-every", "0")
     assert result.exit_code == 1
-    # torch.save first writes the epoch's resume checkpoint; to_parquet only the final run folder.
+    # torch.save first writes epoch 1's resume checkpoint (--checkpoint-every 0); to_parquet only the final run folder.
     assert "disk full while writing planted-mf-ccl-n5-s2019-" in _one_line(result.stderr)
     assert len(calls) == 1  # the second run was not trained for nothing
     runs = store.runs_dir(results)
@@ -234,6 +234,15 @@ def test_full_disk_at_the_final_write_is_one_line_and_stops_the_sweep(planted_di
     # same command stores it once there is room again.
     assert [p.name for p in runs.iterdir() if not p.name.endswith(".resume")] == [".claims"]
     assert list((runs / ".claims").iterdir()) == []
+
+
+@pytest.mark.parametrize("every", ["-1", "nan"])
+def test_a_negative_checkpoint_interval_is_one_line_and_writes_nothing(planted_dir, tmp_path, every):
+    results = tmp_path / "r"
+    result = _train(planted_dir, results, "--checkpoint-every", every)
+    assert result.exit_code == 1
+    assert _one_line(result.stderr) == f"error: --checkpoint-every must be 0 or more seconds, not {every}"
+    assert not results.exists()
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])

@@ -31,6 +31,7 @@ def _train(
     dry_run: Annotated[bool, typer.Option(help="Print the runs a sweep would do, then exit.")] = False,
     force: Annotated[bool, typer.Option(help="Re-run configs that already completed (from scratch).")] = False,
     no_resume: Annotated[bool, typer.Option(help="Start interrupted runs over instead of resuming them.")] = False,
+    checkpoint_every: Annotated[float, typer.Option(metavar="SECONDS", help="Write a run's resume checkpoint after an epoch at most every SECONDS (0: every epoch), and whenever it stops short of completion.")] = 60.0,
     jobs: Annotated[int, typer.Option(help="Runs at once (worker processes; for one GPU). --backend local.", min=1)] = 1,
     backend: Annotated[str, typer.Option(help="Where the runs go: local (this machine, --jobs), lockstep (this process; runs differing only in loss, seed, lr, l2, dropout or clipping train together in one batched step) or ray (a Ray cluster, or a local Ray instance; the ray extra).")] = "local",
     address: Annotated[str | None, typer.Option(help="--backend ray: the cluster to join, auto or HOST:PORT [default: start a local Ray instance].", show_default=False)] = None,
@@ -64,7 +65,7 @@ def _train(
     configs = experiment.configs()
     options = TrainOptions(
         device=device, data_dir=data_dir, results_dir=results_dir, quiet=quiet, force=force, resume=not no_resume,
-        eval_batch_users=eval_batch_users, cuda_graphs=not no_cuda_graphs,
+        checkpoint_every=checkpoint_every, eval_batch_users=eval_batch_users, cuda_graphs=not no_cuda_graphs,
     )
     fetching = fetch_missing([c.dataset for c in configs], data_dir, source=source, fetch=not no_fetch, dry_run=dry_run, quiet=quiet)
     check_sweep_fits(configs, device, data_dir)

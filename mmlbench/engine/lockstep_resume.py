@@ -23,8 +23,19 @@ from mmlbench.engine.trainer import FitResult
 
 
 def save(resume_folder: Path, member: Member, fit: FitResult, config_hash: str) -> None:
-    """The member's state after the epoch just closed, as `resume.save` writes it for the run alone."""
-    resume.save(resume_folder, member.trainer, fit, config_hash, optimizer=_adam_state(member), rng=_rng_states(member))
+    """Write the member's state after the epoch just closed, now, as `resume.save` writes the run alone's."""
+    resume.write(resume_folder, capture(member, fit, config_hash, snapshot=False))
+
+
+def capture(member: Member, fit: FitResult, config_hash: str, *, snapshot: bool = True) -> dict[str, Any]:
+    """The member's state after the epoch just closed, as `resume.capture` takes the run alone's.
+
+    Its tables and moments are views into the group's stacks: copied either way (`snapshot`
+    or `resume._owned`), so a member's snapshot holds its own slices, never the group's.
+    """
+    return resume.capture(
+        member.trainer, fit, config_hash, optimizer=_adam_state(member), rng=_rng_states(member), snapshot=snapshot
+    )
 
 
 def load(resume_folder: Path, member: Member, config_hash: str) -> int:

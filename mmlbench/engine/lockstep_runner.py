@@ -4,11 +4,13 @@ The single-run path's pieces (runner.reuse, run_row, finish_run, store_failure) 
 storing, so a run trained in a group leaves the same run folder (row, curve, per-user
 metrics, checkpoint) as alone, its row saying `execution = lockstep` and the group's size.
 
-Resume checkpoints as alone: each run saves one after every epoch, in the format of a run
-alone (engine.lockstep_resume), and a run with one (unless --force or --no-resume) starts in
-its group from it; runs resumed from different epochs train together, each counting its own.
-An interrupted or failed run is stored as such with its best weights so far and keeps its
-checkpoint; a completed run's is removed once its folder is written (finish_run).
+Resume checkpoints as alone: each run writes one on its own clock (`--checkpoint-every`,
+engine.resume.Checkpoints), in the format of a run alone (engine.lockstep_resume), and a run
+with one (unless --force or --no-resume) starts in its group from it; runs resumed from
+different epochs train together, each counting its own. An interrupted or failed run first
+writes its last epoch's state if not yet written, then is stored as such with its best
+weights so far, and keeps its checkpoint; a completed run's is removed once its folder is
+written (finish_run).
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ def _train_together(
 ) -> list[Outcome]:
     reset_peak_memory(device)
     started_at, started = now(), time.perf_counter()
-    members = [_member(config, options, device, data, results_dir) for config in configs]
+    checkpoints: dict[int, resume.Checkpoints] = {}  # per member, by id
+    members = [_member(config, options, device, data, results_dir, checkpoints) for config in configs]
     rows = {
         id(m): run_row(m.config, data, device, started_at, lockstep_group=len(members)) | {"resumed_from_epoch": len(m.result.epochs)}
         for m in members
@@ -87,6 +90,8 @@ def _train_together(
 
     def leave(member: Member) -> None:
         row = rows[id(member)]
+        if member.error is not None or member.result.interrupted:
+            checkpoints[id(member)].flush()
         if member.error is not None:
             store_failure(results_dir, row, member.error)
             outcomes[id(member)] = member.error
@@ -98,27 +103,41 @@ def _train_together(
             fit_group(members, step, leave)
     except store.StoreUnwritable:
         raise
+    except KeyboardInterrupt:  # outside the group's epochs (a leaving run's test evaluation): not stored, resumable
+        for member in members:
+            if id(member) not in outcomes:
+                checkpoints[id(member)].flush()
+        raise
     except Exception as exc:  # noqa: BLE001 - out of memory, ...: every run still training failed with it
         for member in members:
             if id(member) not in outcomes:
+                checkpoints[id(member)].flush()
                 store_failure(results_dir, rows[id(member)], exc)
                 outcomes[id(member)] = exc
     return [outcomes[id(member)] for member in members]
 
 
-def _member(config: RunConfig, options: TrainOptions, device: torch.device, data: InteractionData, results_dir: Path) -> Member:
-    """A member, resumed from its checkpoint where it has one, saving one after every epoch,
-    with its progress lines (one per epoch; several bars at once would interleave)."""
+def _member(
+    config: RunConfig, options: TrainOptions, device: torch.device, data: InteractionData, results_dir: Path,
+    checkpoints: dict[int, resume.Checkpoints],
+) -> Member:
+    """A member, resumed from its checkpoint where it has one, its own `Checkpoints` put in
+    `checkpoints`, with its progress lines (one per epoch; several bars at once would interleave)."""
     config_hash = config.hash(data.fingerprint)
     run_id = config.run_id(config_hash)
     resume_folder = resume.folder(results_dir, run_id)
     if options.force or not options.resume:
         resume.discard(resume_folder)
     progress = TrainingProgress(config, quiet=options.quiet)
+    saving = resume.Checkpoints(
+        resume_folder, options.checkpoint_every,
+        lambda fit, snapshot: lockstep_resume.capture(member, fit, config_hash, snapshot=snapshot),
+    )
     member = make_member(
         config, data, device, eval_batch_users=options.eval_batch_users, on_epoch=progress.epoch_done,
-        on_checkpoint=lambda fit: lockstep_resume.save(resume_folder, member, fit, config_hash),
+        on_checkpoint=saving.epoch_closed,
     )
+    checkpoints[id(member)] = saving
     resumed_from = lockstep_resume.load(resume_folder, member, config_hash)  # after seeding and building: overrides both
     resume.announce(run_id, resumed_from, quiet=options.quiet)
     progress.start(member.trainer.batches_per_epoch, first_epoch=resumed_from + 1)

@@ -1,9 +1,16 @@
 """Resume checkpoints: a run's whole training state at its last finished epoch.
 
-Written after every epoch to `<results>/runs/.<run_id>.resume/state.pt` (hidden, so never
-read as a run) through an atomic replace: a kill leaves the previous epoch's file whole.
-Re-running the same config (same run id and config hash) continues from it; once the
-completed run's folder is written it is removed. An interrupted or failed run keeps it.
+Written to `<results>/runs/.<run_id>.resume/state.pt` (hidden, so never read as a run)
+through an atomic replace: a kill leaves the previous file whole. Re-running the same config
+(same run id and config hash) continues from it; once the completed run's folder is written
+it is removed. An interrupted or failed run keeps it.
+
+When (`Checkpoints`): after an epoch once `--checkpoint-every` seconds have passed since the
+run's last write (0: after every epoch), and when the run stops short of completion (Ctrl-C,
+SIGTERM, divergence, ...). Between writes the last epoch's state is kept in memory, a copy
+taken on the device (`capture`), so such a stop loses nothing; a hard kill (SIGKILL, power)
+loses at most the interval. Why: one write of a Gowalla-size MF run takes ~0.14 s (54 MB),
+a lockstep group of 15 runs ~1.8 s, against GPU epochs of one to a few seconds.
 
 Exactness: the state holds everything the next epoch reads — weights, Adam's moments and
 step, the learning rate, the early-stopping state, the curve so far — and the random
@@ -19,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,21 +56,41 @@ def save(
     optimizer: dict[str, Any] | None = None,
     rng: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write the trainer's state after the epoch just finished (atomically).
+    """Write the trainer's state after the epoch just finished (atomically), now."""
+    write(resume_folder, capture(trainer, result, config_hash, optimizer=optimizer, rng=rng, snapshot=False))
+
+
+def capture(
+    trainer: Trainer,
+    result: FitResult,
+    config_hash: str,
+    *,
+    optimizer: dict[str, Any] | None = None,
+    rng: dict[str, torch.Tensor] | None = None,
+    snapshot: bool = True,
+) -> dict[str, Any]:
+    """The trainer's state after the epoch just finished, as `write` stores it.
+
+    `snapshot`: the weights and Adam's moments and steps, which the next epochs change in
+    place, are copied (on their device), so the state stays this epoch's while training goes
+    on; else only views into a larger storage are (`_owned`): for a state written at once.
+    The rng states, the curve (`asdict`) and the best weights (replaced, never changed in
+    place) are copies or safe to hold already.
 
     `optimizer` and `rng` stand in for the state dict of the trainer's optimizer and the
     device's generator states: a run trained in lockstep keeps both elsewhere and passes
     them as its run alone would have them (engine.lockstep.Member), so a checkpoint written
     either way resumes either way.
     """
+    own = torch.Tensor.clone if snapshot else _owned
     best_is_current = bool(result.epochs) and result.best_epoch == result.epochs[-1].epoch
     optimizer = optimizer if optimizer is not None else trainer.step.optimizer.state_dict()
-    state = {
+    return {
         "format": FORMAT,
         "config_hash": config_hash,
         "device": trainer.device.type,
-        "model": {name: _owned(tensor) for name, tensor in trainer.model.state_dict().items()},
-        "optimizer": {**optimizer, "state": {i: {k: _owned(v) for k, v in s.items()} for i, s in optimizer["state"].items()}},
+        "model": {name: own(tensor) for name, tensor in trainer.model.state_dict().items()},
+        "optimizer": {**optimizer, "state": {i: {k: own(v) for k, v in s.items()} for i, s in optimizer["state"].items()}},
         "rng": rng if rng is not None else _rng_states(trainer.device),
         "epochs": [dataclasses.asdict(log) for log in result.epochs],
         "best_epoch": result.best_epoch,
@@ -71,6 +100,10 @@ def save(
         "best_state": None if best_is_current else result.best_state,
         "best_is_current": best_is_current,
     }
+
+
+def write(resume_folder: Path, state: dict[str, Any]) -> None:
+    """Store a `capture`d state as the run's checkpoint (atomically); a full disk is StoreUnwritable."""
     try:
         with atomic_file(resume_folder / STATE_FILE) as tmp, open(tmp, "wb") as handle:
             torch.save(state, handle)  # a file object: a full disk is OSError(ENOSPC), as in the store
@@ -81,6 +114,44 @@ def save(
             resume_folder.rmdir()  # only if empty: an earlier epoch's checkpoint stays usable
         run_id = resume_folder.name.removeprefix(".").removesuffix(".resume")
         raise StoreUnwritable(f"disk full while writing {run_id}'s resume checkpoint to {resume_folder.parent}") from exc
+
+
+class Checkpoints:
+    """When one run's state reaches its resume folder.
+
+    `epoch_closed` (a Trainer's `on_checkpoint`) writes the epoch's state once `every` seconds
+    have passed since the run's last write or its start (0: every epoch), and otherwise keeps
+    a snapshot of it; `flush` writes that snapshot when the run stops short of completion,
+    before its interrupted or failed row is stored. `capture(fit, snapshot)` is `capture`
+    bound to the run (a run alone's trainer, or a lockstep member's, engine.lockstep_resume).
+    """
+
+    def __init__(self, resume_folder: Path, every: float, capture: Callable[[FitResult, bool], dict[str, Any]]) -> None:
+        self.folder, self.every, self._capture = resume_folder, every, capture
+        self._unwritten: dict[str, Any] | None = None  # the last epoch's state when not on disk
+        self._written_at = time.monotonic()
+
+    def epoch_closed(self, fit: FitResult) -> None:
+        self._unwritten = None  # the previous snapshot's memory freed before the next is taken
+        due = time.monotonic() - self._written_at >= self.every
+        self._unwritten = self._capture(fit, not due)
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the last epoch's state if it is not on disk yet.
+
+        A write cut short by Ctrl-C leaves the state unwritten for the flush at the stop
+        (not copied if it was due, but training has stopped: nothing changed it since).
+        """
+        if self._unwritten is None:
+            return
+        try:
+            write(self.folder, self._unwritten)
+        except Exception:
+            self._unwritten = None  # not tried again at the stop: it would fail as this did
+            raise
+        self._unwritten, self._written_at = None, time.monotonic()
 
 
 def load(resume_folder: Path, trainer: Trainer, config_hash: str) -> FitResult | None:

@@ -42,8 +42,13 @@ class TrainOptions:
     quiet: bool = False
     force: bool = False  # re-run even when a completed run with the same config exists (from scratch)
     resume: bool = True  # continue an interrupted or killed run from its last finished epoch
+    checkpoint_every: float = 60.0  # seconds between resume checkpoint writes (0: every epoch); engine.resume
     eval_batch_users: int | None = None
     cuda_graphs: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.checkpoint_every >= 0:  # NaN too
+            raise MMLBenchError(f"--checkpoint-every must be 0 or more seconds, not {self.checkpoint_every:g}")
 
 
 @dataclass(frozen=True)
@@ -119,13 +124,17 @@ def train_claimed(
     reset_peak_memory(device)
     model = build_model(config, data).to(device)
     started_at, started = now(), time.perf_counter()
+    checkpoints = resume.Checkpoints(
+        resume_folder, options.checkpoint_every,
+        lambda fit, snapshot: resume.capture(trainer, fit, config_hash, snapshot=snapshot),
+    )
     with matmul_precision(config.precision):  # training and the test evaluation alike
         with TrainingProgress(config, quiet=options.quiet) as progress:
             trainer = Trainer(
                 config, data, model, device,
                 eval_batch_users=options.eval_batch_users, cuda_graphs=options.cuda_graphs,
                 on_epoch=progress.epoch_done, on_batch=progress.batch_done,
-                on_checkpoint=lambda fit: resume.save(resume_folder, trainer, fit, config_hash),
+                on_checkpoint=checkpoints.epoch_closed,
             )
             resumed = resume.load(resume_folder, trainer, config_hash)  # after seeding and building: overrides both
             resumed_from = len(resumed.epochs) if resumed is not None else 0
@@ -137,9 +146,16 @@ def train_claimed(
             except store.StoreUnwritable:
                 raise  # nothing more can be written: the sweep stops with this line
             except Exception as exc:  # divergence, out of memory, ...: leave a record of the failure
+                checkpoints.flush()  # the last epoch that finished
                 store_failure(results_dir, row, exc)
                 raise
-        return finish_run(results_dir, row, trainer, fit, started, cuda_graphs=trainer.step.use_graph)
+        if fit.interrupted:
+            checkpoints.flush()
+        try:
+            return finish_run(results_dir, row, trainer, fit, started, cuda_graphs=trainer.step.use_graph)
+        except KeyboardInterrupt:  # at the test evaluation: not stored, resumable after its last epoch
+            checkpoints.flush()
+            raise
 
 
 def run_row(
