@@ -21,7 +21,7 @@ from mmlbench.errors import MMLBenchError
 from mmlbench.plugins.models import get_model
 
 _FLOAT, _INDEX = 4, 8  # bytes: float32 values, int64 indices
-_TABLE_COPIES = 4  # weights, gradient, Adam's two moments
+_TABLE_COPIES = 8  # weights, gradient, Adam's two moments, the best weights, the resume snapshot (weights, moments)
 _GATHERED_COPIES = 3  # gathered rows [B, N+1, d], their gradient, one temporary
 _PER_SCORE = 6 * _INDEX  # per (user, item) score: sampled index, keys, scores, weights
 _CGROUP_LIMIT = Path("/sys/fs/cgroup/memory.max")
