@@ -3,7 +3,7 @@
     python benchmarks/lockstep_bench.py check WORKDIR [--device cuda]
     python benchmarks/lockstep_bench.py time --dataset gowalla --data-dir D --negatives 800 \
         --batch-size 256 --device cuda [--epochs 2] [--seeds 1] [--alone] [--no-cuda-graphs] \
-        [--count-ops STEPS] [--batched-losses auto|on|off] [--profile-steps STEPS]
+        [--time-steps N] [--count-ops STEPS] [--batched-losses auto|on|off] [--profile-steps STEPS]
 
 `check` trains three planted runs (ccl, mmcl, bpr; different seeds, lr, dropout) alone and in
 one group on the device and prints the largest per-epoch and test-metric differences (one
@@ -89,8 +89,11 @@ def time_group(args: argparse.Namespace) -> int:
     batched = {"auto": {}, "on": {"batched_losses": True}, "off": {"batched_losses": False}}[args.batched_losses]
     step = GroupStep(members, data, device, use_graph=not args.no_cuda_graphs, **batched)
     reset_peak_memory(device)
-    if args.count_ops:
+    if args.count_ops or args.time_steps:
         step._run_once()  # warm-up (and capture, with graphs)
+    if args.time_steps:
+        print(json.dumps({"measure": "group step", "runs": len(members), **_time_steps(step, device, args.time_steps)}))
+    if args.count_ops:
         print(json.dumps({"measure": "ops", "runs": len(members), "batched_losses": args.batched_losses, **count_step_ops(step, device, args.count_ops)}))
     seconds = []
     for epoch in range(args.epochs):
@@ -126,6 +129,18 @@ def time_group(args: argparse.Namespace) -> int:
     return 0
 
 
+def _time_steps(step: GroupStep, device: torch.device, steps: int) -> dict:
+    """Median and minimum wall time of single group steps (full batches of random pairs)."""
+    step.batch_index.copy_(torch.randint(step.data.train_items.numel(), step.batch_index.shape, device=device))
+    seconds = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        step._run_once()
+        synchronize(device)
+        seconds.append(time.perf_counter() - started)
+    return {"median_step_ms": 1000 * statistics.median(seconds), "min_step_ms": 1000 * min(seconds)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +159,7 @@ def main() -> int:
     timing.add_argument("--no-cuda-graphs", action="store_true")
     timing.add_argument("--precision", default="fp32", help="fp32 or tf32 (CUDA): the runs' --precision")
     timing.add_argument("--profile-steps", type=int, default=0, help="a torch.profiler table of N group steps, on stderr")
+    timing.add_argument("--time-steps", type=int, default=0, help="time N single group steps (median, min)")
     timing.add_argument("--count-ops", type=int, default=0, help="count the ops (CPU) / kernels (CUDA) of N group steps")
     timing.add_argument("--batched-losses", choices=["auto", "on", "off"], default="auto", help="GroupStep's batched_losses")
     args = parser.parse_args()
