@@ -2,6 +2,9 @@
 # One prepared GPU session (run through the device tool on an H200): correctness, timing,
 # profile, then as much of the Gowalla paper preset as the time allows.
 #   DATA=<data home with processed gowalla>  OUT=<folder for results>  bash benchmarks/gpu_session.sh
+# Each device call may run 600 s: stage L alone fits one (120 + 2 x 100 + 200 s + packing), e.g.
+#   cp -r <data home>/gowalla .device-data/   # untracked, so it travels with the working tree
+#   STAGES="0 L" OUT=$OUT bash benchmarks/gpu_session.sh      (then STAGES="2" and STAGES="1 P", one call each)
 # STAGES picks stages (default "0 1 2 3 4"; "L": lockstep groups, see benchmarks/lockstep_bench.py; "P": --precision tf32
 # against fp32); PRECISION=tf32 trains stage L's preset in TF32 (default fp32); RESULTS=<run store> resumes a preset sweep
 # from runs of an earlier session. Each stage has its own time limit (SIGINT first, so a
@@ -51,14 +54,14 @@ if has 4; then
 fi
 if has L; then
   log "stage L: lockstep groups (correctness vs alone on CUDA, group epoch vs alone, the preset over 3 seeds)"
-  timeout 200 python3 benchmarks/lockstep_bench.py check "$WORK/lockstep-check" --device cuda 2>&1 | tee "$OUT/lockstep_check.jsonl"
+  timeout 120 python3 benchmarks/lockstep_bench.py check "$WORK/lockstep-check" --device cuda 2>&1 | tee "$OUT/lockstep_check.jsonl"
   for precision in fp32 tf32; do
-    timeout 200 python3 benchmarks/lockstep_bench.py time --dataset gowalla --data-dir "$DATA" --device cuda --precision $precision \
-      --negatives 800 --batch-size 256 --seeds 3 --epochs 3 --alone --count-ops 5 --profile-steps 40 \
+    timeout 100 python3 benchmarks/lockstep_bench.py time --dataset gowalla --data-dir "$DATA" --device cuda --precision $precision \
+      --negatives 800 --batch-size 256 --seeds 3 --epochs 2 --alone --count-ops 5 --profile-steps 40 \
       2>>"$OUT/lockstep_profile.txt" | tee -a "$OUT/lockstep_time.jsonl" | tail -3 | tee -a "$OUT/session.log"
   done
   # Completed cells are skipped, interrupted ones resume: RESULTS=<runs of an earlier session> goes on from there.
-  timeout -s INT -k 30 "${PRESET_SECONDS:-300}" python3 -m mmlbench train --preset paper-gowalla --seeds 3 --backend lockstep \
+  timeout -s INT -k 30 "${PRESET_SECONDS:-200}" python3 -m mmlbench train --preset paper-gowalla --seeds 3 --backend lockstep \
     --precision "${PRECISION:-fp32}" --data-dir "$DATA" --results-dir "$WORK/results" --device cuda 2>&1 \
     | grep -v "· epoch" | tail -60 | tee -a "$OUT/session.log"
 fi
