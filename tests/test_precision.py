@@ -77,6 +77,15 @@ def test_tf32_on_the_cpu_is_refused_in_one_line_before_anything_is_written(plant
     assert not list(store.iter_run_dirs(results))
 
 
+def test_a_tf32_sweep_on_the_cpu_is_refused_before_it_starts(planted_dir, tmp_path):
+    result = runner.invoke(app, [
+        "train", "--dataset", "planted", "--data-dir", str(planted_dir), "--results-dir", str(tmp_path / "r"),
+        "--device", "cpu", "--loss", "ccl,mmcl", "--precision", "tf32", "--dry-run",
+    ])
+    assert result.exit_code != 0 and "--precision tf32 is a CUDA setting" in result.output
+    assert "failed" not in result.output and "Traceback" not in result.output
+
+
 def test_an_unknown_precision_is_refused(planted_dir, tmp_path):
     result = runner.invoke(app, ["train", "--dataset", "planted", "--data-dir", str(planted_dir), "--precision", "bf16", "--dry-run"])
     assert result.exit_code != 0 and "bf16" in result.output and "fp32" in result.output

@@ -16,7 +16,7 @@ import torch
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import require_processed
 from mmlbench.data.processed import read_meta
-from mmlbench.engine.device import resolve_device
+from mmlbench.engine.device import check_precision, resolve_device
 from mmlbench.errors import MMLBenchError
 from mmlbench.plugins.models import get_model
 
@@ -83,13 +83,14 @@ def lockstep_size_limit(config: RunConfig, device_name: str, data_dir: Path | No
 
 
 def check_sweep_fits(configs: list[RunConfig], device_name: str, data_dir: Path | None) -> None:
-    """check_fits for every config before a sweep starts, from the datasets' meta.json.
-
-    A dataset that is not processed (or unreadable) is left to its runs, which say what to do.
+    """check_fits (and check_precision) for every config before a sweep starts, from the
+    datasets' meta.json. A dataset that is not processed (or unreadable) is left to its runs,
+    which say what to do.
     """
     device = resolve_device(device_name)
     sizes: dict[str, tuple[int, int] | None] = {}
     for config in configs:
+        check_precision(config.precision, device)
         if config.dataset not in sizes:
             sizes[config.dataset] = _dataset_sizes(config.dataset, data_dir)
         if sizes[config.dataset] is not None:
