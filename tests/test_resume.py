@@ -231,11 +231,12 @@ def test_killed_after_the_last_epoch_only_redoes_the_test_evaluation(planted_dir
     _assert_same_run(resumed, reference)
 
 
-def test_ctrl_c_at_the_test_evaluation_keeps_the_last_epoch(planted_dir, tmp_path, monkeypatch, reference):
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError("CUDA out of memory")], ids=["ctrl-c", "error"])
+def test_a_stop_at_the_test_evaluation_keeps_the_last_epoch(planted_dir, tmp_path, monkeypatch, reference, stop):
     results = tmp_path / "r"
     with monkeypatch.context() as patch:
-        patch.setattr(runner, "finish_run", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
-        with pytest.raises(KeyboardInterrupt):
+        patch.setattr(runner, "finish_run", lambda *args, **kwargs: (_ for _ in ()).throw(stop))
+        with pytest.raises(type(stop) if isinstance(stop, BaseException) else stop):
             train_run(CONFIG, _options(planted_dir, results, checkpoint_every=3600))
     assert list(store.iter_run_dirs(results)) == []
     trained = _count_epochs(monkeypatch)

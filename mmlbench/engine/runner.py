@@ -153,7 +153,7 @@ def train_claimed(
             checkpoints.flush()
         try:
             return finish_run(results_dir, row, trainer, fit, started, cuda_graphs=trainer.step.use_graph)
-        except KeyboardInterrupt:  # at the test evaluation: not stored, resumable after its last epoch
+        except BaseException:  # Ctrl-C or an error (out of memory) at the test evaluation: resumable after its last epoch
             checkpoints.flush()
             raise
 
