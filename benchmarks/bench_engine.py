@@ -26,7 +26,7 @@ from mmlbench.engine.runner import TrainOptions, prepare
 from mmlbench.engine.trainer import Trainer
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="gowalla")
     parser.add_argument("--data-dir", type=Path)
@@ -42,7 +42,11 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", help="fp32 or tf32 (CUDA): the run's --precision")
     parser.add_argument("--profile-steps", type=int, default=0)
     parser.add_argument("--json", type=Path, help="append the summary as a JSON line to this file")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     config = RunConfig(
         args.dataset, model=args.model, loss=args.loss, negatives=args.negatives,

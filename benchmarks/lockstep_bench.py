@@ -141,7 +141,7 @@ def _time_steps(step: GroupStep, device: torch.device, steps: int) -> dict:
     return {"median_step_ms": 1000 * statistics.median(seconds), "min_step_ms": 1000 * min(seconds)}
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     checking = sub.add_parser("check")
@@ -162,7 +162,11 @@ def main() -> int:
     timing.add_argument("--time-steps", type=int, default=0, help="time N single group steps (median, min)")
     timing.add_argument("--count-ops", type=int, default=0, help="count the ops (CPU) / kernels (CUDA) of N group steps")
     timing.add_argument("--batched-losses", choices=["auto", "on", "off"], default="auto", help="GroupStep's batched_losses")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = build_parser().parse_args()
     if args.command == "check":
         return check(args.workdir, args.device)
     with matmul_precision(args.precision):
