@@ -31,7 +31,8 @@ from synthetic import make_planted  # noqa: E402
 from mmlbench import store  # noqa: E402
 from mmlbench.config import RunConfig  # noqa: E402
 from mmlbench.engine.device import device_name, matmul_precision, peak_memory_bytes, reset_peak_memory, synchronize  # noqa: E402
-from mmlbench.engine.lockstep import GroupStep, make_member  # noqa: E402
+from mmlbench.engine.group_step import GroupStep  # noqa: E402
+from mmlbench.engine.lockstep import make_member  # noqa: E402
 from mmlbench.engine.lockstep_runner import train_group  # noqa: E402
 from mmlbench.engine.models import build_model  # noqa: E402
 from mmlbench.engine.runner import TrainOptions, prepare, train_run  # noqa: E402

@@ -13,6 +13,7 @@ import torch
 
 from mmlbench import claims, store
 from mmlbench.config import RunConfig
+from mmlbench.engine.group_step import GroupStep
 from mmlbench.engine.lockstep import group_key
 from mmlbench.engine.lockstep_runner import train_group
 from mmlbench.engine.runner import TrainOptions, train_run
@@ -75,7 +76,7 @@ def test_runs_sharing_a_loss_with_mixed_l2_scopes_and_dot_scores_equal_alone(pla
 def _group_weights(planted_dir, configs, epochs, **step_options):
     """Train `configs` as one GroupStep for `epochs` epochs: each run's losses and final tables."""
     from mmlbench.data.dataset import load_dataset
-    from mmlbench.engine.lockstep import GroupStep, make_member
+    from mmlbench.engine.lockstep import make_member
 
     device = torch.device("cpu")
     data = load_dataset("planted", planted_dir, device)
@@ -99,7 +100,7 @@ def test_batched_losses_and_the_dense_scores_keep_each_run_within_float_toleranc
     """The CUDA forms run on the CPU: one vmapped loss call per loss, and the batched dense cosine."""
     exact_losses, exact_tables = _group_weights(planted_dir, configs, 3, batched_losses=False)
     calls = []
-    monkeypatch.setattr("mmlbench.engine.lockstep.dense_is_cheaper", lambda table, index: calls.append("dense") or True)
+    monkeypatch.setattr("mmlbench.engine.group_step.dense_is_cheaper", lambda table, index: calls.append("dense") or True)
     real_vmap = torch.vmap
     monkeypatch.setattr(torch, "vmap", lambda fn: calls.append(fn) or real_vmap(fn))
     losses, tables = _group_weights(planted_dir, configs, 3, batched_losses=True)
@@ -156,7 +157,7 @@ def test_a_group_larger_than_the_memory_allows_is_cut_into_groups_that_fit(plant
 def test_group_adam_equals_torch_adam_on_a_slice(planted_dir, tmp_path):
     """The group's optimiser (torch's functional Adam on slices, one call per lr) against torch.optim.Adam."""
     from mmlbench.data.dataset import load_dataset
-    from mmlbench.engine.lockstep import GroupStep, make_member
+    from mmlbench.engine.lockstep import make_member
 
     data = load_dataset("planted", planted_dir, torch.device("cpu"))
     configs = [RunConfig("planted", lr=0.01, seed=1).resolved(), RunConfig("planted", lr=0.003, seed=2).resolved()]
@@ -200,8 +201,6 @@ def test_claims_every_run_of_the_group_and_skips_one_claimed_elsewhere(planted_d
 
 
 def test_ctrl_c_stores_every_run_of_the_group_as_interrupted(planted_dir, tmp_path, monkeypatch):
-    from mmlbench.engine.lockstep import GroupStep
-
     calls = {"n": 0}
     original = GroupStep.run_epoch
 
@@ -222,10 +221,8 @@ def test_ctrl_c_stores_every_run_of_the_group_as_interrupted(planted_dir, tmp_pa
 
 
 def test_a_diverging_run_fails_alone_and_the_others_finish(planted_dir, tmp_path, monkeypatch):
-    from mmlbench.engine import lockstep
-
-    real = lockstep.GroupStep.run_epoch
-    monkeypatch.setattr(lockstep.GroupStep, "run_epoch", lambda self: [(float("nan"), 0.0) if m.config.loss == "mmcl" else pair for m, pair in zip(self.members, real(self))])
+    real = GroupStep.run_epoch
+    monkeypatch.setattr(GroupStep, "run_epoch", lambda self: [(float("nan"), 0.0) if m.config.loss == "mmcl" else pair for m, pair in zip(self.members, real(self))])
     entries = run_sweep(_three(), _options(planted_dir, tmp_path / "results"), executor=get_executor("lockstep"))
     assert [entry.status for entry in entries] == ["completed", store.STATUS_FAILED, "completed"]
     assert "diverged at epoch 1" in entries[1].error

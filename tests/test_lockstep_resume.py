@@ -17,7 +17,7 @@ from test_lockstep import _options, _same_run, _three
 
 from mmlbench import store
 from mmlbench.engine import lockstep_runner, resume
-from mmlbench.engine.lockstep import GroupStep
+from mmlbench.engine.group_step import GroupStep
 from mmlbench.engine.lockstep_runner import train_group
 from mmlbench.engine.progress import TrainingProgress
 from mmlbench.engine.runner import train_run

@@ -26,7 +26,8 @@ from mmlbench.config import RunConfig
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine import lockstep_resume, resume
 from mmlbench.engine.device import matmul_precision, reset_peak_memory
-from mmlbench.engine.lockstep import GroupStep, Member, fit_group, make_member
+from mmlbench.engine.group_step import GroupStep
+from mmlbench.engine.lockstep import Member, fit_group, make_member
 from mmlbench.engine.progress import TrainingProgress
 from mmlbench.engine.runner import (
     RunOutcome, TrainOptions, check_against_data, finish_run, now, prepare, reuse, run_row, store_failure, train_claimed,
