@@ -67,6 +67,12 @@ def _count_group_epochs(monkeypatch) -> list[int]:
     return _interrupt_group_after(monkeypatch, -2)  # never interrupts
 
 
+def _group_again(planted_dir, results, monkeypatch, **options) -> tuple[list, list[int]]:
+    """The three runs trained as a group again: (their outcomes, how many members each group epoch trained)."""
+    group_epochs = _count_group_epochs(monkeypatch)
+    return train_group(_three(), _options(planted_dir, results, **options)), group_epochs
+
+
 def _interrupt_after_epoch(monkeypatch, epoch: int, times: int = 1) -> None:
     """Ctrl-C as the `times`-th run reports `epoch` (after its checkpoint)."""
     original, seen = TrainingProgress.epoch_done, []
@@ -95,8 +101,7 @@ def test_a_group_interrupted_after_epoch_two_resumes_and_equals_each_run_alone(p
     assert [outcome.status for outcome in interrupted] == [store.STATUS_INTERRUPTED] * 3
     assert all(_checkpoint(results, outcome) for outcome in interrupted)  # kept while not completed
 
-    group_epochs = _count_group_epochs(monkeypatch)
-    resumed = train_group(_three(), _options(planted_dir, results))
+    resumed, group_epochs = _group_again(planted_dir, results, monkeypatch)
     assert group_epochs == [3, 3, 3]  # epochs 3-5 only
     for one, together in zip(alone, resumed):
         _same_run(one, together)
@@ -145,8 +150,7 @@ def test_ctrl_c_at_a_leaving_runs_test_evaluation_saves_every_run_not_stored(pla
         with pytest.raises(KeyboardInterrupt):
             train_group(_three(), _options(planted_dir, results, checkpoint_every=3600))
     assert list(store.iter_run_dirs(results)) == []
-    group_epochs = _count_group_epochs(monkeypatch)
-    resumed = train_group(_three(), _options(planted_dir, results))
+    resumed, group_epochs = _group_again(planted_dir, results, monkeypatch)
     assert group_epochs == []  # every run resumed after its last epoch: only the test evaluations are left
     for one, together in zip(alone, resumed):
         assert together.row["resumed_from_epoch"] == one.row["epochs_run"]
@@ -159,8 +163,7 @@ def test_members_resume_from_different_epochs_one_after_its_last(planted_dir, tm
     with monkeypatch.context() as patch:
         _interrupt_after_epoch(patch, 5)
         train_group(_three(), _options(planted_dir, results))
-    group_epochs = _count_group_epochs(monkeypatch)
-    resumed = train_group(_three(), _options(planted_dir, results))
+    resumed, group_epochs = _group_again(planted_dir, results, monkeypatch)
     assert [outcome.row["resumed_from_epoch"] for outcome in resumed] == [5, 4, 4]
     assert group_epochs == [2]  # the first only re-does its test evaluation
     for one, together in zip(alone, resumed):
@@ -197,8 +200,7 @@ def test_no_resume_and_force_start_a_group_over(planted_dir, tmp_path, monkeypat
         _interrupt_group_after(patch, 2)
         interrupted = train_group(_three(), _options(planted_dir, results))
     assert all(_checkpoint(results, outcome) for outcome in interrupted)
-    group_epochs = _count_group_epochs(monkeypatch)
-    again = train_group(_three(), _options(planted_dir, results, **start_over))
+    again, group_epochs = _group_again(planted_dir, results, monkeypatch, **start_over)
     assert [outcome.row["resumed_from_epoch"] for outcome in again] == [0, 0, 0] and len(group_epochs) == 5
     for one, together in zip(alone, again):
         _same_run(one, together)
