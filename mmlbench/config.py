@@ -13,7 +13,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from mmlbench.errors import MMLBenchError, unknown_name
-from mmlbench.metrics import parse_metric
+from mmlbench.metrics import parse_monitor
 from mmlbench.plugins import Registry
 from mmlbench.plugins.losses import LOSSES
 from mmlbench.plugins.models import MODELS
@@ -25,7 +25,7 @@ LAST_BATCHES = ("partial", "wrap")
 PRECISIONS = ("fp32", "tf32")
 # Settings added after runs were stored, at the value those runs had: left out of the hash so
 # their hashes (and the reuse of completed runs) stay as they were.
-HASH_NEUTRAL = {"precision": "fp32"}
+HASH_NEUTRAL = {"precision": "fp32", "head_fraction": 0.2}
 # The plug-in registries, by the RunConfig field that names the run's entry.
 PLUGINS: tuple[Registry[Any], ...] = (MODELS, LOSSES, SAMPLERS)
 
@@ -83,6 +83,9 @@ class RunConfig:
     min_delta: float = setting(1e-6, "Smallest monitor gain that counts as improvement")  # reference: 1e-6
     monitor: str = setting("recall@20", "Metric for model selection")
     ks: tuple[int, ...] = setting((10, 20, 50), "Cut-offs, e.g. 10,20,50", option="k")
+    head_fraction: float = setting(
+        0.2, "tail@K: the most popular share of the items (by train interactions) that is not the long tail"
+    )
     seed: int = setting(2019, "Random seed", grid=True)
     # Loss parameters (None: the loss's default, or unused by the loss).
     margin: float | None = setting(None, "CCL: the negatives' cosine threshold; hinge: the gap s_pos - s_neg asked for", grid=True)
@@ -154,7 +157,9 @@ class RunConfig:
             raise MMLBenchError(f"--plateau-lr-factor must lie in (0, 1], got {self.plateau_lr_factor}")
         if not self.ks or min(self.ks) < 1:
             raise MMLBenchError(f"--k needs positive cut-offs, got {list(self.ks)}")
-        metric, k = parse_metric(self.monitor)
+        if not 0 <= self.head_fraction <= 1:
+            raise MMLBenchError(f"--head-fraction must lie in [0, 1], got {self.head_fraction}")
+        metric, k = parse_monitor(self.monitor)
         if k not in self.ks:
             raise MMLBenchError(f"--monitor {self.monitor} needs {k} among --k {','.join(map(str, self.ks))}")
 

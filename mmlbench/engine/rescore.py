@@ -73,7 +73,7 @@ def rescore(
         raise MMLBenchError(f"{run_dir / store.CHECKPOINT_FILE} does not fit this run's model: {exc}") from None
     evaluation = evaluate(
         model, data, split, ks, cosine=config.score == "cosine", batch_users=eval_batch_users, keep_top=keep_top,
-        progress=progress,
+        progress=progress, head_fraction=config.head_fraction,
     )
     return Rescored(config, evaluation, originals, str(row.get("status")))
 

@@ -165,5 +165,6 @@ class Trainer:
         return evaluate(
             self.model, self.data, split, self.config.ks,
             cosine=self.config.score == "cosine", batch_users=self.eval_batch_users, per_user=per_user,
+            head_fraction=self.config.head_fraction,
         )
 
