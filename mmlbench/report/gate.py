@@ -1,8 +1,10 @@
 """The CI regression gate: export group means as a baseline, later fail if a metric dropped.
 
 A baseline file is a small Parquet table: one row per group, the group's key columns (as
-normalised strings), one column per metric holding the mean over seeds, and `n`. Every
-metric is higher-is-better, so only a drop can fail; an improvement never does.
+normalised strings), one column per metric holding the mean over seeds, and `n`. Only a
+change for the worse can fail, never an improvement: a drop for most metrics, a rise for
+the ones that are better low (gini, arp: `metrics.higher_is_better`), whose "drop" below
+is how far they rose.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mmlbench.fsutil import atomic_file
-from mmlbench.metrics import is_metric_column
+from mmlbench.metrics import higher_is_better, is_metric_column
 from mmlbench.report.diagnostics import refuse_mixed_groups
 from mmlbench.report.selection import (
     apply_where,
@@ -137,7 +139,9 @@ class Regression:
 
     @property
     def drop(self) -> float:
-        return self.baseline - self.current
+        """How much worse: the fall, or the rise of a metric that is better low."""
+        change = self.baseline - self.current
+        return change if higher_is_better(self.metric) else -change
 
 
 @dataclass
@@ -167,9 +171,9 @@ def check_against(runs: pd.DataFrame, baseline: pd.DataFrame, max_drop: MaxDrop)
         for metric in metrics:
             base = float(baseline[metric].iloc[position])
             now = float(current[metric].iloc[found[key]])
-            allowed = max_drop.allowed(base)
-            if math.isnan(now) or base - now > allowed + TOLERANCE:
-                result.regressions.append(Regression(group, metric, base, now, allowed))
+            regression = Regression(group, metric, base, now, max_drop.allowed(base))
+            if math.isnan(now) or regression.drop > regression.allowed + TOLERANCE:
+                result.regressions.append(regression)
     if result.checked_groups == 0:
         example = describe(keys, next(iter(found))) if found else "no runs"
         raise fail(
