@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--model", default="mf")
     parser.add_argument("--loss", default="ccl")
-    parser.add_argument("--negatives", type=int, default=100)
+    parser.add_argument("--negatives", type=lambda text: text if text == "all" else int(text), default=100, help="a count, or all")
     parser.add_argument("--sampler", default="uniform")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--device", default="auto")

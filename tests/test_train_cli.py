@@ -107,7 +107,7 @@ def test_bad_input_is_one_line_and_leaves_the_store_untouched(planted_dir, tmp_p
     [
         ('epochs = "ten"', "epochs in {} must be an integer, got 'ten'"),
         ("epochs = 1.7", "epochs in {} must be an integer, got 1.7"),
-        ("negatives = true", "negatives in {} must be an integer, got true"),
+        ("negatives = true", "negatives in {} must be an integer or 'all', got true"),
         ("lr = nan", "lr in {} must be a finite number, got nan"),
     ],
 )

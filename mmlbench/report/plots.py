@@ -14,11 +14,12 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from mmlbench import store  # noqa: E402
+from mmlbench.config import ALL  # noqa: E402
 from mmlbench.errors import MMLBenchError  # noqa: E402
 from mmlbench.fsutil import atomic_file  # noqa: E402
 from mmlbench.report.compare import Comparison, CompareSpec  # noqa: E402
 from mmlbench.report.formats import plot_format  # noqa: E402
-from mmlbench.report.selection import fail, normalise, where_text  # noqa: E402
+from mmlbench.report.selection import MISSING, fail, normalise, where_text  # noqa: E402
 
 DPI = 150
 
@@ -29,13 +30,28 @@ def _save(figure: Figure, path: Path) -> None:
         figure.savefig(tmp, format=plot_format(path), dpi=DPI)
 
 
+def _catalogue_size(comparison: Comparison, col: tuple[str, ...]) -> float:
+    """Where negatives=all sits on the x axis: the number of items (every run of the column on one catalogue)."""
+    run_dirs = [d for (_, key), cell in comparison.cells.items() if key == col for d in cell.run_dirs]
+    sizes = {normalise(store.read_run(Path(d)).get("n_items")) for d in run_dirs}
+    if len(sizes) != 1 or MISSING in sizes:
+        found = ", ".join(sorted(sizes))
+        raise fail(f"--plot draws negatives=all at the number of items, which its runs do not share (n_items: {found}); "
+                   "narrow with --where dataset=...")  # fmt: skip
+    return float(sizes.pop())
+
+
 def _numeric_columns(comparison: Comparison) -> dict[tuple[str, ...], float]:
-    """The x position of each column key; an error unless there is one positive numeric column."""
+    """The x position of each column key; an error unless there is one positive numeric column
+    (negatives=all counts: at the catalogue size)."""
     spec = comparison.spec
     if len(spec.cols) != 1:
         raise fail(f"--plot needs exactly one --cols column (such as negatives), got {len(spec.cols)}")
     positions = {}
     for col in comparison.col_keys:
+        if spec.cols[0] == "negatives" and col[0] == ALL:
+            positions[col] = _catalogue_size(comparison, col)
+            continue
         try:
             positions[col] = float(col[0])
         except ValueError:
@@ -62,9 +78,10 @@ def plot_metric(comparison: Comparison, path: Path) -> None:
         low = [m - s for m, s in zip(means, spread, strict=True)]
         high = [m + s for m, s in zip(means, spread, strict=True)]
         axes.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-    _plot_references(axes, comparison, metric)
+    _plot_references(axes, comparison, metric, positions)
     axes.set_xscale("log")
-    axes.set_xticks(sorted(positions.values()), labels=[normalise(x) for x in sorted(positions.values())])
+    ticks = sorted(positions.items(), key=lambda item: item[1])
+    axes.set_xticks([x for _, x in ticks], labels=[col[0] if col[0] == ALL else normalise(x) for col, x in ticks])
     axes.minorticks_off()
     axes.set_xlabel(f"{column} (log scale)")
     axes.set_ylabel(metric)
@@ -74,13 +91,13 @@ def plot_metric(comparison: Comparison, path: Path) -> None:
     _save(figure, path)
 
 
-def _plot_references(axes, comparison: Comparison, metric: str) -> None:  # noqa: ANN001 - matplotlib Axes
+def _plot_references(axes, comparison: Comparison, metric: str, positions: dict[tuple[str, ...], float]) -> None:  # noqa: ANN001 - matplotlib Axes
     for reference in comparison.spec.references:
         col = comparison.reference_col(reference)
         value = reference.get(metric)
         if col is not None and isinstance(value, int | float):
-            axes.scatter([float(col[0])], [value], marker="x", color="black", zorder=3)
-            axes.annotate(f"published: {reference['label']}", (float(col[0]), value),
+            axes.scatter([positions[col]], [value], marker="x", color="black", zorder=3)
+            axes.annotate(f"published: {reference['label']}", (positions[col], value),
                           textcoords="offset points", xytext=(4, 4), fontsize=7)  # fmt: skip
 
 
