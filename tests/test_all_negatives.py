@@ -252,3 +252,16 @@ def test_the_other_encoders_train_at_all_negatives_with_batch_l2(planted_dir, tm
     config = RunConfig("planted", model=model, negatives="all", l2=1e-4, l2_scope="batch", batch_size=64, epochs=2, history_len=8 if model == "simplex" else None)
     outcome = train_run(config, TrainOptions(device="cpu", data_dir=planted_dir, results_dir=tmp_path, quiet=True))
     assert outcome.status == store.STATUS_COMPLETED and math.isfinite(outcome.row["recall@20"])
+
+
+def test_all_on_a_catalogue_of_one_item_is_one_line(tmp_path):
+    import pandas as pd
+
+    from synthetic import write_processed
+
+    frame = pd.DataFrame({"user": [0, 1], "item": [0, 0], "split": ["train", "test"]}).astype({"user": "int32", "item": "int32"})
+    write_processed(tmp_path / "d", "one", frame, 2, 1)
+    result = runner.invoke(app, ["train", "--dataset", "one", "--data-dir", str(tmp_path / "d"), "--results-dir",
+                                 str(tmp_path / "r"), "--negatives", "all", "--k", "1", "--monitor", "recall@1", "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 1 and "--negatives all needs at least 2 items; 'one' has 1" in result.output
+    assert not list(store.iter_run_dirs(tmp_path / "r"))
