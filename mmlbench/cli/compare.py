@@ -128,8 +128,6 @@ def command(
     # The requested rows, not the comparison's (which may be split by data version): a
     # baseline group that would mix versions is refused, before anything is printed.
     baseline_frame = _baseline_frame(runs, spec) if export_baseline is not None else None
-    for message in comparison.warnings:
-        warn(message)
     _emit(comparison, renderer, output)
     _write_extras(runs, comparison, plot, plot_curves)
     if baseline_frame is not None:
@@ -177,9 +175,14 @@ def _names(text: str) -> list[str]:
 
 
 def _emit(comparison: Comparison, renderer: str, output: Path | None) -> None:
-    """Print or write the table; the footer (protocol first) always reaches the reader."""
+    """Print or write the table with its footer (protocol first, warnings among it), which always reaches the reader.
+
+    Every format carries the footer. Where the table is not a person's text on stdout (a file,
+    csv or json), the footer is printed to stderr too; markdown on stdout, often redirected to
+    a file, repeats its warnings there.
+    """
     from mmlbench.fsutil import write_text_atomic
-    from mmlbench.report.render import footer_lines, to_rich_table
+    from mmlbench.report.render import WARNING, footer_lines, to_rich_table
 
     if output is None and renderer == DEFAULT_RENDERER:
         out.print(to_rich_table(comparison))  # in colour, at the terminal's width
@@ -190,8 +193,14 @@ def _emit(comparison: Comparison, renderer: str, output: Path | None) -> None:
     else:
         write_text_atomic(output, text)
         info(f"wrote {output}")
-    if output is not None or RENDERERS[renderer].machine:
-        for line in footer_lines(comparison):
+    if output is None and not RENDERERS[renderer].machine:
+        for message in comparison.warnings:
+            warn(message)
+        return
+    for line in footer_lines(comparison):
+        if line.startswith(WARNING):
+            warn(line.removeprefix(WARNING))
+        else:
             err.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
