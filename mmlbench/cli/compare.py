@@ -236,6 +236,8 @@ def _run_gate(
     max_drop = gate.parse_max_drop(max_drop_text)
     baseline = gate.read_baseline(against)
     result = gate.check_against(apply_where(runs, where), baseline, max_drop)
+    for note in result.notes:
+        warn(note)
     if result.regressions:
         out.print(gate.regression_table(result, max_drop))
     if result.missing_groups and not allow_missing:

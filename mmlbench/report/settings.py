@@ -141,6 +141,17 @@ def group_settings(runs: pd.DataFrame) -> dict[str, str]:
     return settings
 
 
+def stored_setting(settings: Mapping[str, str], name: str) -> str:
+    """A setting of group_settings' dict; one left out reads as its hash-neutral value, else 'none'."""
+    return settings.get(name, normalise(HASH_NEUTRAL.get(name)))
+
+
+def setting_order(names: Iterable[str]) -> list[str]:
+    """Setting names in RunConfig order; names RunConfig no longer has come last, alphabetically."""
+    position = {name: index for index, name in enumerate(_SETTING_FIELDS)}
+    return sorted(names, key=lambda name: (position.get(name, len(position)), name))
+
+
 def settings_text(settings: Mapping[str, str]) -> str:
     return json.dumps(dict(settings), sort_keys=True)
 
