@@ -43,7 +43,7 @@ ResultsOption = Annotated[Path | None, typer.Option(
     "--results-dir", show_default=False, help="Run store (same as RESULTS_DIR).")]
 RowsOption = Annotated[str, typer.Option(help="Column(s) whose values make the rows, comma-separated.")]
 ColsOption = Annotated[str, typer.Option(help="Column(s) whose values make the columns, comma-separated.")]
-MetricOption = Annotated[str, typer.Option(help="Metric column(s), comma-separated; the first is plotted.")]
+MetricOption = Annotated[str, typer.Option(help="Metric column(s), comma-separated.")]
 WhereOption = Annotated[list[str] | None, typer.Option(
     show_default=False,
     help="Keep only runs with COLUMN=VALUE; repeatable: other columns narrow, the same column again adds "
@@ -57,7 +57,8 @@ FormatOption = Annotated[OutputFormat | None, typer.Option(
     help=f"Output format (default: {DEFAULT_RENDERER}, or from the --output suffix: {_SUFFIX_HELP}).")]
 OutputOption = Annotated[Path | None, _file_option("Write the table to FILE, not the terminal.", "--output", "-o")]
 PlotOption = Annotated[Path | None, _file_option(
-    f"{_PLOT_HELP} by suffix: first metric vs the numeric --cols value, a line per row.")]
+    f"{_PLOT_HELP} by suffix: each metric vs the numeric --cols value (a panel each), a line per row, "
+    "with n, significance marks, published values and the protocol.")]
 CurvesOption = Annotated[Path | None, _file_option(
     f"{_PLOT_HELP} by suffix: per-epoch loss and first metric of each selected run.")]
 ExportOption = Annotated[Path | None, _file_option("Write group means to FILE.parquet as a CI baseline.")]

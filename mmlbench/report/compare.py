@@ -107,6 +107,9 @@ class Comparison:
         baseline = self.spec.baseline
         return tuple(normalise(baseline[c]) if c in baseline else v for c, v in zip(self.spec.rows, row, strict=True))
 
+    def is_baseline(self, row: Key) -> bool:
+        return bool(self.spec.baseline) and self.baseline_row(row) == row
+
     def tests(self) -> list[PairedTest]:
         return [t for cell in self.cells.values() for tests in cell.tests.values() for t in tests]
 

@@ -31,13 +31,9 @@ def _col_label(comparison: Comparison, col: Key) -> str:
     return describe(comparison.spec.cols, col) or "all"
 
 
-def _is_baseline(comparison: Comparison, row: Key) -> bool:
-    return bool(comparison.spec.baseline) and comparison.baseline_row(row) == row
-
-
 def _row_label(comparison: Comparison, row: Key) -> str:
     label = " / ".join(row)
-    return f"{label} (baseline)" if _is_baseline(comparison, row) else label
+    return f"{label} (baseline)" if comparison.is_baseline(row) else label
 
 
 def _uniform_n(comparison: Comparison) -> int | None:
@@ -135,7 +131,7 @@ def footer_lines(comparison: Comparison) -> list[str]:
     if spec.baseline:
         base = describe(spec.baseline, spec.baseline.values())
         lines.append(f"% change: relative to the baseline {base} in the same column")
-        lines.append(_tests_line(comparison, base))
+        lines.append(significance_line(comparison))
     lines += comparison.notes
     lines += [
         f"published (no column in this table): {r['label']}: "
@@ -146,7 +142,9 @@ def footer_lines(comparison: Comparison) -> list[str]:
     return lines
 
 
-def _tests_line(comparison: Comparison, base: str) -> str:
+def significance_line(comparison: Comparison) -> str:
+    """Which tests against which baseline, on what, corrected how: the meaning of the marks."""
+    base = describe(comparison.spec.baseline, comparison.spec.baseline.values())
     tests = comparison.tests()
     if not tests:
         return "significance: no tests were run (no cell had per-user metrics for itself and its baseline)"
