@@ -36,7 +36,11 @@ def command(
         typer.Option("--input", help="CSV, TSV or Parquet file of interactions.", rich_help_panel=_GENERIC),
     ] = None,
     name: Annotated[
-        Optional[str], typer.Option("--name", help="Dataset name for --input.", rich_help_panel=_GENERIC)
+        Optional[str],
+        typer.Option(
+            "--name",
+            help="Dataset name for --input; with a registered NAME, the name its output is written under (e.g. a --sample-users slice).",
+        ),
     ] = None,
     user_col: Annotated[Optional[str], typer.Option(help="User id column.", rich_help_panel=_GENERIC)] = None,
     item_col: Annotated[Optional[str], typer.Option(help="Item id column.", rich_help_panel=_GENERIC)] = None,
@@ -72,6 +76,13 @@ def command(
             rich_help_panel=_SPLITS,
         ),
     ] = None,
+    sample_users: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Keep this fraction of the users (drawn with --seed), with all their rows: a slice of a real dataset for a laptop.",
+            rich_help_panel=_SPLITS,
+        ),
+    ] = None,
     # 0 is mmlbench.data.preprocess.DEFAULT_SEED, not imported here to keep `--help` free of pandas.
     seed: Annotated[int, typer.Option(help="Seed for every random split.", rich_help_panel=_SPLITS)] = 0,
     force: Annotated[
@@ -93,16 +104,16 @@ def command(
     from mmlbench.data.preprocess import preprocess_dataset, preprocess_file
     from mmlbench.data.splits import parse_split
 
-    common: dict[str, Any] = {"valid_fraction": valid_fraction, "seed": seed, "force": force}
+    common: dict[str, Any] = {"valid_fraction": valid_fraction, "sample_users": sample_users, "seed": seed, "force": force}
     if input_file is None:
         generic_flags = {
-            "--name": name, "--user-col": user_col, "--item-col": item_col, "--rating-col": rating_col,
+            "--user-col": user_col, "--item-col": item_col, "--rating-col": rating_col,
             "--min-rating": min_rating, "--time-col": time_col, "--split": split,
             "--min-user-interactions": None if min_user_interactions == 1 else min_user_interactions,
             "--min-item-interactions": None if min_item_interactions == 1 else min_item_interactions,
         }  # fmt: skip
         _check_registered_use(dataset, [flag for flag, value in generic_flags.items() if value is not None])
-        result = preprocess_dataset(dataset, data_dir, trust_raw=trust_raw, **common)
+        result = preprocess_dataset(dataset, data_dir, trust_raw=trust_raw, output_name=name, **common)
     else:
         required = {"--name": name, "--user-col": user_col, "--item-col": item_col, "--split": split}
         _check_generic_use(dataset, required, trust_raw)
