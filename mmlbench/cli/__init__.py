@@ -15,7 +15,7 @@ from rich.markup import escape
 from typer.models import ParameterInfo
 
 from mmlbench import __version__
-from mmlbench import console
+from mmlbench.cli import failures
 from mmlbench.errors import MMLBenchError
 
 DEBUG_ENV = "MMLBENCH_DEBUG"
@@ -27,19 +27,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    cls=failures.OneLineErrors,
 )
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    console.error(message)
-    return typer.Exit(code)
-
-
 def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn every failure into one red line and an exit code; tracebacks only with --debug."""
+    """Turn every failure into one red line and an exit code; tracebacks only with --debug.
+
+    With `--format json` the failure is also one JSON document on stdout (see `failures`).
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def _fail(message: str, code: int) -> typer.Exit:
+            failures.report(message, code, as_json=_json_format(kwargs.get("output_format")))
+            return typer.Exit(code)
+
         try:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort):
@@ -65,6 +68,11 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             ) from None
 
     return wrapper
+
+
+def _json_format(output_format: Any) -> bool:
+    """The command's --format (an enum of its choices, or None) is json."""
+    return str(getattr(output_format, "value", output_format)).lower() == "json"
 
 
 def _version(value: bool) -> None:

@@ -9,12 +9,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import typer
 from rich.table import Table
 from rich.text import Text
 
 from mmlbench.config import RunConfig
-from mmlbench.console import info, out
+from mmlbench.console import documents, info, out
 from mmlbench.errors import MMLBenchError
 from mmlbench.metrics import METRIC_NAMES, is_metric_column
 
@@ -143,7 +142,7 @@ def _label(config: RunConfig) -> str:
 
 def print_json(document: Mapping[str, Any]) -> None:
     """The whole stdout of a --format json command: one document, NaN written as null."""
-    typer.echo(json.dumps(_plain(document), indent=2, allow_nan=False))
+    documents.print(json.dumps(_plain(document), indent=2, allow_nan=False) + "\n")
 
 
 def _plain(value: Any) -> Any:
