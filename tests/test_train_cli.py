@@ -105,10 +105,10 @@ def test_bad_input_is_one_line_and_leaves_the_store_untouched(planted_dir, tmp_p
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ('epochs = "ten"', "epochs in {} must be an integer, got 'ten'"),
-        ("epochs = 1.7", "epochs in {} must be an integer, got 1.7"),
-        ("negatives = true", "negatives in {} must be an integer, got true"),
-        ("lr = nan", "lr in {} must be a finite number, got nan"),
+        ('epochs = "ten"', "epochs in [settings] of {} must be an integer, got 'ten'"),
+        ("epochs = 1.7", "epochs in [settings] of {} must be an integer, got 1.7"),
+        ("negatives = true", "negatives in [settings] of {} must be an integer, got true"),
+        ("lr = nan", "lr in [settings] of {} must be a finite number, got nan"),
     ],
 )
 def test_bad_experiment_value_is_one_line_before_anything_runs(planted_dir, tmp_path, setting, message):
@@ -118,6 +118,24 @@ def test_bad_experiment_value_is_one_line_before_anything_runs(planted_dir, tmp_
     assert result.exit_code == 1
     assert result.stderr == f"error: {message.format(experiment)}\n"
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("quick", "message"),
+    [
+        ("epochs = 1", "unknown key 'epochs' in [quick] of {}"),
+        ("setings = { epochs = 1 }", "unknown key 'setings' in [quick] of {}. Did you mean 'settings'?"),
+        ("lr = nan", "unknown key 'lr' in [quick] of {}"),
+        ("settings = { lr = nan }", "lr in [quick.settings] of {} must be a finite number, got nan"),
+    ],
+)
+def test_a_bad_quick_table_is_one_line_not_the_full_plan(planted_dir, tmp_path, quick, message):
+    experiment = tmp_path / "exp.toml"
+    experiment.write_text(f'[settings]\ndataset = "planted"\nepochs = 50\n[quick]\n{quick}\n')
+    result = runner.invoke(app, ["train", "--config", str(experiment), "--quick", "--dry-run", "--data-dir", str(planted_dir), "--results-dir", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert _one_line(result.stderr).startswith(f"error: {message.format(experiment)}")
+    assert result.stdout == ""  # no plan
 
 
 def test_seeds_start_at_the_experiment_files_seed(planted_dir, tmp_path):
