@@ -87,6 +87,8 @@ def test_experiment_file_with_per_loss_parameters(planted_dir, tmp_path):
         (["--seeds", "0"], "--seeds must be >= 1, got 0"),
         (["--lr", "nan"], "--lr must be a finite number, got nan"),
         (["--plateau-lr-factor", "inf"], "--plateau-lr-factor must be a finite number, got inf"),
+        (["--l2", "1e300"], "--l2 must be 0 or a number within float32's range (1.2e-38 to 3.4e+38 in magnitude), got 1e+300"),
+        (["--lr", "0.01,1e-50"], "--lr must be 0 or a number within float32's range"),  # would be 0 in float32
         (["--loss", "mmcl", "--margins", "0.7,nan", "--margin-weights", "0.5,0.5"], "--margins must be a list of numbers"),
         (["--loss", "ccl", "--margins", "0.7,0.8"], "--margins does not apply to loss 'ccl'"),
         (["--negatives", "1000000000"], "--negatives 1000000000, --batch-size 64 and --embedding-dim 64 need about"),
@@ -109,6 +111,7 @@ def test_bad_input_is_one_line_and_leaves_the_store_untouched(planted_dir, tmp_p
         ("epochs = 1.7", "epochs in [settings] of {} must be an integer, got 1.7"),
         ("negatives = true", "negatives in [settings] of {} must be an integer, got true"),
         ("lr = nan", "lr in [settings] of {} must be a finite number, got nan"),
+        ("l2 = 1e300", "l2 in [settings] of {} must be 0 or a number within float32's range (1.2e-38 to 3.4e+38 in magnitude), got 1e+300"),
     ],
 )
 def test_bad_experiment_value_is_one_line_before_anything_runs(planted_dir, tmp_path, setting, message):
