@@ -76,7 +76,8 @@ def _train(
         else:
             print_plan(rows)
         return
-    report_sweep(run_sweep(configs, options, executor=executor), as_json=output_format is ResultFormat.json)
+    entries = run_sweep(configs, options, executor=executor)
+    report_sweep(entries, as_json=output_format is ResultFormat.json, data_dir=data_dir)
 
 
 def command(**options: Any) -> None:
