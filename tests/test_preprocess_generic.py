@@ -279,6 +279,14 @@ def _bad_cases(tmp_path):
     bad_time.write_text("user,item,ts\n1,2,soon\n1,3,later\n")
     garbage = tmp_path / "garbage.parquet"
     garbage.write_bytes(b"this is not parquet")
+    ragged = tmp_path / "ragged.csv"  # a comma too many (an unquoted title?): whose value is which?
+    ragged.write_text("user,item,rating\n1,2,5\n3,4,5,9\n5,6,1\n")
+    short = tmp_path / "short.csv"
+    short.write_text("user,item,rating\n1,2,5\n3,4\n5,6,1\n")
+    twice = tmp_path / "twice.csv"
+    twice.write_text("user,item,user\n1,2,3\n2,3,4\n")
+    unrated = tmp_path / "unrated.csv"
+    unrated.write_text("user,item,rating\n1,2,5\n1,3,\n2,3,4\n")
     directory = tmp_path / "folder.csv"
     directory.mkdir()
     split = ["--split", "leave-one-out"]
@@ -293,6 +301,10 @@ def _bad_cases(tmp_path):
         (no_user, [*COLUMNS, *split], "column 'user' is empty in 1 row(s) (first: data row 2)"),
         (bad_time, [*COLUMNS, "--time-col", "ts", *split], "time column 'ts' holds values that are neither"),
         (garbage, [*COLUMNS, *split], "cannot read"),
+        (ragged, [*COLUMNS, *split], "ragged.csv: CSV parse error: Expected 3 columns, got 4: 3,4,5,9"),
+        (short, [*COLUMNS, *split], "Expected 3 columns, got 2: 3,4"),
+        (twice, [*COLUMNS, *split], "the header of twice.csv names column(s) 'user' more than once"),
+        (unrated, [*COLUMNS, *split, "--rating-col", "rating", "--min-rating", "4"], "column 'rating' is empty in 1 row(s) (first: data row 2)"),
         (directory, [*COLUMNS, *split], "cannot read"),
         (tmp_path / "missing.csv", [*COLUMNS, *split], "missing.csv not found"),
         (tmp_path / "events.xlsx", [*COLUMNS, *split], "cannot tell the format of events.xlsx"),
