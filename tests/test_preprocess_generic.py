@@ -349,3 +349,10 @@ def test_names_are_checked(tmp_path, args, message):
     assert result.exit_code == 1
     assert message in result.output
     assert not (tmp_path / "data").exists()
+
+
+def test_an_unregistered_name_says_how_to_preprocess_your_own_data(tmp_path):
+    result = runner.invoke(app, ["preprocess", "mydata", "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 1
+    assert "unknown dataset 'mydata'" in result.stderr and "Your own data: `mmlbench preprocess --input FILE --name mydata" in result.stderr
+    assert not (tmp_path / "data").exists()

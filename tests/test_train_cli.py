@@ -169,6 +169,14 @@ def test_unprocessed_dataset_names_the_command_to_run(tmp_path):
     assert result.stdout == ""
 
 
+def test_an_unregistered_dataset_is_not_told_to_download(tmp_path):
+    result = runner.invoke(app, ["train", "--dataset", "gowala", "--data-dir", str(tmp_path), "--results-dir", str(tmp_path / "r"), "--device", "cpu"])
+    assert result.exit_code == 1
+    line = _one_line(result.stderr)
+    assert "is not a registered dataset (did you mean 'gowalla'?" in line and "mmlbench download" not in line
+    assert "`mmlbench preprocess --input FILE --name gowala " in line
+
+
 def test_evaluate_rescores_at_other_k_and_exports_top_k(planted_dir, tmp_path):
     results = tmp_path / "r"
     assert _train(planted_dir, results).exit_code == 0
