@@ -339,7 +339,9 @@ def test_every_bad_input_fails_cleanly_and_writes_nothing(tmp_path):
     [
         (["gowalla", "--name", "mine"], "give either NAME ('gowalla') or --input FILE, not both"),
         (["--name", "gowalla"], "--name 'gowalla' is a registered dataset"),
-        (["--name", "../up"], "--name '../up' must be letters"),
+        (["--name", "../up"], "--name '../up' must be letters (of any alphabet), digits, '.', '_' or '-', starting with a letter or digit"),
+        (["--name", "-x"], "--name '-x' must be letters"),
+        (["--name", "a b"], "--name 'a b' must be letters"),
     ],
 )
 def test_names_are_checked(tmp_path, args, message):
@@ -356,3 +358,18 @@ def test_an_unregistered_name_says_how_to_preprocess_your_own_data(tmp_path):
     assert result.exit_code == 1
     assert "unknown dataset 'mydata'" in result.stderr and "Your own data: `mmlbench preprocess --input FILE --name mydata" in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_a_name_in_any_alphabet_is_accepted_and_trains(tmp_path):
+    result = invoke_named(tmp_path, "naïve-données")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "naïve-données" / "processed" / "meta.json").is_file()
+    plan = runner.invoke(app, ["train", "--dataset", "naïve-données", "--data-dir", str(tmp_path / "data"),
+                               "--results-dir", str(tmp_path / "r"), "--negatives", "1", "--dry-run"])  # fmt: skip
+    assert plan.exit_code == 0, plan.output
+    assert "naïve-données-mf-ccl-n1-s2019-" in plan.stdout
+
+
+def invoke_named(tmp_path, name):
+    base = ["preprocess", "--input", str(write(tmp_path)), "--name", name, *COLUMNS, "--split", "leave-one-out"]
+    return runner.invoke(app, [*base, "--data-dir", str(tmp_path / "data")])
