@@ -265,7 +265,33 @@ def check_setting(name: str, value: Any, label: str) -> Any:
     problem = _scalar_problem(expected, value)
     if problem:
         raise MMLBenchError(f"{label} must be {problem}, got {_shown(value)}")
+    if isinstance(value, str):
+        return _in_choice_case(name, value)
     return float(value) if expected is float else value
+
+
+def choices_of(name: str) -> tuple[str, ...]:
+    """The values setting `name` may take: its own choices, or its plug-in registry's names or
+    the registry's choices for that parameter; () for a free value."""
+    own = _fields_by_name()[name].metadata["choices"]
+    if own:
+        return own
+    for registry in PLUGINS:
+        if registry.kind == name:
+            return tuple(sorted(registry))
+        if name in registry.param_names:
+            return registry.choices_of(name)
+    return ()
+
+
+def _in_choice_case(name: str, value: str) -> str:
+    """Choices are case-insensitive: FP32 is fp32, MMCL is mmcl (so the run's hash is the same)."""
+    return next((choice for choice in choices_of(name) if choice.casefold() == value.casefold()), value)
+
+
+@functools.cache
+def _fields_by_name() -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in fields(RunConfig)}
 
 
 def _check_list(item_type: type, value: Any, label: str) -> tuple[Any, ...]:

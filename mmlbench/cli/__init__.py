@@ -28,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     cls=failures.OneLineErrors,
+    context_settings={"token_normalize_func": str.lower},  # choices are case-insensitive: --format JSON
 )
 
 

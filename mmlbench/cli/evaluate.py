@@ -38,6 +38,7 @@ def command(
     from mmlbench import store  # pandas, and torch below: not at `--help`
     from mmlbench.engine.rescore import check_top_k_path, rescore, save_evaluation
 
+    split, device = split.lower(), device.lower()  # choices are case-insensitive, as everywhere
     if export_topk is not None:
         check_top_k_path(export_topk)
     ks = _parse_ks(k) if k else None

@@ -54,6 +54,7 @@ def _train(
     from mmlbench.executors import BackendOptions, get_executor
     from mmlbench.sweep import plan, run_sweep
 
+    device, backend = device.lower(), backend.lower()  # choices are case-insensitive, as everywhere
     if list_presets:
         for name in preset_names():
             out.print(f"{name}\t{preset_path(name)}", highlight=False)
