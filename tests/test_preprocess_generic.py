@@ -373,3 +373,21 @@ def test_a_name_in_any_alphabet_is_accepted_and_trains(tmp_path):
 def invoke_named(tmp_path, name):
     base = ["preprocess", "--input", str(write(tmp_path)), "--name", name, *COLUMNS, "--split", "leave-one-out"]
     return runner.invoke(app, [*base, "--data-dir", str(tmp_path / "data")])
+
+
+def test_a_full_disk_names_the_folder_and_leaves_no_empty_one(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    real = pq.write_table
+
+    def write_to_full_disk(table, where, *args, **kwargs):  # every write to /dev/full fails with ENOSPC
+        with open("/dev/full", "wb") as full:
+            return real(table, full, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "write_table", write_to_full_disk)
+    data = tmp_path / "home" / "data"  # neither folder exists yet
+    result = runner.invoke(app, ["preprocess", "--input", str(write(tmp_path)), "--name", "mine", *COLUMNS,
+                                 "--split", "leave-one-out", "--data-dir", str(data)])  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr == f"error: disk full while writing {data / 'mine' / 'processed'}\n"
+    assert not (tmp_path / "home").exists()  # the folders made for it are gone again

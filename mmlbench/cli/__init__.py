@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import errno
 import functools
 import inspect
 import os
@@ -17,6 +16,7 @@ from typer.models import ParameterInfo
 from mmlbench import __version__
 from mmlbench.cli import failures
 from mmlbench.errors import MMLBenchError
+from mmlbench.fsutil import is_disk_full
 
 DEBUG_ENV = "MMLBENCH_DEBUG"
 
@@ -57,8 +57,9 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
         except OSError as exc:
             if os.environ.get(DEBUG_ENV):
                 raise
-            if exc.errno == errno.ENOSPC:
-                raise _fail(f"disk full while writing {exc.filename or 'output'}", 1) from None
+            if is_disk_full(exc):
+                where = f"while writing {exc.filename}" if exc.filename else "(no space left on the device)"
+                raise _fail(f"disk full {where}", 1) from None
             raise _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1) from None
         except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
             if os.environ.get(DEBUG_ENV):
