@@ -142,6 +142,7 @@ class RunConfig:
         _at_least("epochs", self.epochs, 1)
         _at_least("eval-every", self.eval_every, 1)
         _at_least("patience", self.patience, 1)
+        _at_least("seed", self.seed, 0)  # numpy's generators take no negative seed
         for name in ("lr", "init_std", "grad_clip", "grad_clip_eps"):
             if getattr(self, name) <= 0:
                 raise MMLBenchError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")

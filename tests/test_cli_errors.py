@@ -21,6 +21,7 @@ USAGE_ERRORS = [
     ["train", "--dataset", "planted", "--retries", "1"],
     ["train", "--dataset"],
     ["download", "gowalla", "--retries", "-1"],
+    ["preprocess", "--input", "ratings.csv", "--seed", "-1"],
     ["evaluate", "some-run", "--eval-batch-users", "0"],
     ["compare", "--format", "xml"],
     ["runs", "--status", "bogus"],

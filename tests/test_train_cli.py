@@ -87,6 +87,8 @@ def test_experiment_file_with_per_loss_parameters(planted_dir, tmp_path):
         (["--seeds", "0"], "--seeds must be >= 1, got 0"),
         (["--lr", "nan"], "--lr must be a finite number, got nan"),
         (["--plateau-lr-factor", "inf"], "--plateau-lr-factor must be a finite number, got inf"),
+        (["--seed", "-1"], "--seed must be >= 0, got -1"),
+        (["--sampler", "popularity", "--popularity-alpha", "-1"], "--popularity-alpha must be >= 0 (0: uniform; 1: as popular as in training), got -1"),
         (["--l2", "1e300"], "--l2 must be 0 or a number within float32's range (1.2e-38 to 3.4e+38 in magnitude), got 1e+300"),
         (["--lr", "0.01,1e-50"], "--lr must be 0 or a number within float32's range"),  # would be 0 in float32
         (["--loss", "mmcl", "--margins", "0.7,nan", "--margin-weights", "0.5,0.5"], "--margins must be a list of numbers"),

@@ -74,7 +74,7 @@ def command(
         ),
     ] = None,
     # 0 is mmlbench.data.preprocess.DEFAULT_SEED, not imported here to keep `--help` free of pandas.
-    seed: Annotated[int, typer.Option(help="Seed for every random split.", rich_help_panel=_SPLITS)] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for every random split.", min=0, rich_help_panel=_SPLITS)] = 0,
     force: Annotated[
         bool, typer.Option("--force", help="Rebuild, replacing a version built from other inputs or options.")
     ] = False,
