@@ -104,3 +104,27 @@ def test_the_console_script_path_gives_the_same_line():
     assert proc.returncode == 2
     assert json.loads(proc.stdout)["exit_code"] == 2
     _one_error_line(proc.stderr)
+
+
+def _help(*command: str) -> str:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    return result.stdout
+
+
+def _help_row(text: str, option: str) -> str:
+    return next(line for line in text.splitlines() if f" {option} " in line)
+
+
+def test_help_has_no_double_negative_flags():
+    text = _help("train")
+    assert "--no-no-" not in text and "--no-quick" not in text and "--no-dry-run" not in text
+    assert "--no-resume" in text and "--no-fetch" in text
+
+
+def test_help_shows_what_a_numeric_list_option_takes():
+    text = _help("train")
+    assert "<float,...>" in _help_row(text, "--lr") and "<int,...>" in _help_row(text, "--negatives")
+    assert "<name,...>" in _help_row(text, "--loss") and "<int,...>" in _help_row(text, "--k")
+    assert "<int>" in _help_row(text, "--epochs")
+    assert "<int,...>" in _help_row(_help("evaluate"), "--k")
