@@ -142,6 +142,7 @@ class RunConfig:
         _at_least("epochs", self.epochs, 1)
         _at_least("eval-every", self.eval_every, 1)
         _at_least("patience", self.patience, 1)
+        _at_least("seed", self.seed, 0)  # numpy's generators take no negative seed
         for name in ("lr", "init_std", "grad_clip", "grad_clip_eps"):
             if getattr(self, name) <= 0:
                 raise MMLBenchError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
@@ -228,6 +229,11 @@ def _at_least(option: str, value: int, minimum: int) -> None:
 # hand in plain values (TOML has no tuples and lets `true` or 1.7 stand where an int belongs).
 
 _INT64 = 1 << 63  # run.parquet stores integers as int64
+# The engine computes in float32: a setting beyond its range overflows to inf (or underflows to
+# 0) inside torch, mid-run. Refused up front instead, from the command line and files alike.
+_FLOAT32_MAX = 3.4028234663852886e38
+_FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
+_FLOAT32_RANGE = "0 or a number within float32's range (1.2e-38 to 3.4e+38 in magnitude)"
 
 
 @functools.cache
@@ -246,8 +252,9 @@ def value_type(name: str) -> type:
 def check_setting(name: str, value: Any, label: str) -> Any:
     """`value` as field `name` holds it (lists become tuples, ints floats), or a one-line error naming `label`.
 
-    bool is refused where an int belongs (TOML's `true` is no count), NaN and infinities
-    wherever a number belongs, integers beyond int64 (run.parquet could not store them).
+    bool is refused where an int belongs (TOML's `true` is no count), NaN, infinities and numbers
+    float32 cannot hold wherever a number belongs, integers beyond int64 (run.parquet could not
+    store them).
     """
     expected = _field_types()[name]
     if isinstance(expected, types.UnionType) or typing.get_origin(expected) is typing.Union:
@@ -259,7 +266,33 @@ def check_setting(name: str, value: Any, label: str) -> Any:
     problem = _scalar_problem(expected, value)
     if problem:
         raise MMLBenchError(f"{label} must be {problem}, got {_shown(value)}")
+    if isinstance(value, str):
+        return _in_choice_case(name, value)
     return float(value) if expected is float else value
+
+
+def choices_of(name: str) -> tuple[str, ...]:
+    """The values setting `name` may take: its own choices, or its plug-in registry's names or
+    the registry's choices for that parameter; () for a free value."""
+    own = _fields_by_name()[name].metadata["choices"]
+    if own:
+        return own
+    for registry in PLUGINS:
+        if registry.kind == name:
+            return tuple(sorted(registry))
+        if name in registry.param_names:
+            return registry.choices_of(name)
+    return ()
+
+
+def _in_choice_case(name: str, value: str) -> str:
+    """Choices are case-insensitive: FP32 is fp32, MMCL is mmcl (so the run's hash is the same)."""
+    return next((choice for choice in choices_of(name) if choice.casefold() == value.casefold()), value)
+
+
+@functools.cache
+def _fields_by_name() -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in fields(RunConfig)}
 
 
 def _check_list(item_type: type, value: Any, label: str) -> tuple[Any, ...]:
@@ -286,7 +319,9 @@ def _scalar_problem(expected: type, value: Any) -> str:
     if expected is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return "a number"
-        return "" if math.isfinite(value) else "a finite number"
+        if not math.isfinite(value):
+            return "a finite number"
+        return "" if value == 0 or _FLOAT32_TINY <= abs(value) <= _FLOAT32_MAX else _FLOAT32_RANGE
     if expected is str:
         return "" if isinstance(value, str) else "a string"
     return ""

@@ -22,17 +22,22 @@ from __future__ import annotations
 
 import itertools
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from mmlbench.config import RunConfig, check_setting, option_name
-from mmlbench.errors import MMLBenchError, unknown_name
+from mmlbench.errors import MMLBenchError, closest, unknown_name
 from mmlbench.plugins.losses import LOSS_PARAMS, LOSSES
 
 CONFIG_FIELDS = {f.name for f in fields(RunConfig)}
 _SECTIONS = {"settings", "grid", "losses", "quick", "report", "description"}
+QUICK_KEYS = ("settings", "grid")
+# The keys of [report] that `compare --preset` reads (cli/compare.py _preset_spec).
+REPORT_KEYS = ("rows", "cols", "metrics", "where", "baseline", "references")
+_SETTING_NOTE = "settings are named as train's options, with _ for -: batch_size, and ks for --k"
 
 
 @dataclass
@@ -120,37 +125,72 @@ def read_experiment(path: Path, *, quick: bool = False) -> Experiment:
 
 
 def parse_experiment(document: dict[str, Any], *, source: str, quick: bool = False) -> Experiment:
+    """Every key of every table is checked, the [quick] variant's too when `quick` is off."""
     for section in document:
         if section not in _SECTIONS:
             raise unknown_name(f"section in {source}", section, _SECTIONS)
-    settings = dict(document.get("settings", {}))
-    grid = {k: _as_list(k, v, source) for k, v in document.get("grid", {}).items()}
+    settings = _settings(_table(document, "settings", source), "settings", source)
+    grid = _grid(_table(document, "grid", source), "grid", source)
+    variant = _table(document, "quick", source)
+    _check_keys(variant, QUICK_KEYS, "quick", source, "it holds settings = {...} and grid = {...}, as [settings] and [grid]")
+    quick_settings = _settings(_table(variant, "settings", source, "quick.settings"), "quick.settings", source)
+    quick_grid = _grid(_table(variant, "grid", source, "quick.grid"), "quick.grid", source)
     if quick:
-        variant = document.get("quick")
-        if variant is None:
+        if "quick" not in document:
             raise MMLBenchError(f"{source} has no [quick] variant")
-        settings.update(variant.get("settings", {}))
-        grid.update({k: _as_list(k, v, source) for k, v in variant.get("grid", {}).items()})
-    losses = {name: dict(params) for name, params in document.get("losses", {}).items()}
-    for key in [*settings, *grid, *(k for params in losses.values() for k in params)]:
-        if key not in CONFIG_FIELDS:
-            raise unknown_name(f"setting in {source}", key, CONFIG_FIELDS)
-    settings = {k: check_setting(k, v, f"{k} in {source}") for k, v in settings.items()}
-    grid = {k: [check_setting(k, v, f"[grid] {k} in {source}") for v in values] for k, values in grid.items()}
-    losses = {name: _loss_table(name, params, source) for name, params in losses.items()}
-    return Experiment(settings, grid, losses, {}, dict(document.get("report", {})), document.get("description", ""))
+        settings |= quick_settings
+        grid |= quick_grid
+    tables = _table(document, "losses", source)
+    losses = {name: _loss_table(name, _table(tables, name, source, f"losses.{name}"), source) for name in tables}
+    report = _table(document, "report", source)
+    _check_keys(report, REPORT_KEYS, "report", source, "read by `mmlbench compare --preset`")
+    description = document.get("description", "")
+    if not isinstance(description, str):
+        raise MMLBenchError(f"description in {source} must be a string")
+    return Experiment(settings, grid, losses, {}, dict(report), description)
 
 
-def _as_list(key: str, value: Any, source: str) -> list[Any]:
+def _table(document: dict[str, Any], key: str, source: str, label: str = "") -> dict[str, Any]:
+    """document[key] as a table ({} when absent), or a one-line error naming [label]."""
+    value = document.get(key, {})
+    if not isinstance(value, dict):
+        raise MMLBenchError(f"[{label or key}] in {source} must be a table, got {value!r}")
+    return value
+
+
+def _check_keys(table: dict[str, Any], valid: Collection[str], label: str, source: str, note: str = "") -> None:
+    for key in table:
+        if key not in valid:
+            hint = closest(key, valid)
+            suggestion = f" Did you mean '{hint}'?" if hint else ""
+            valid_text = note or f"valid: {', '.join(sorted(valid))}"
+            raise MMLBenchError(f"unknown key '{key}' in [{label}] of {source}.{suggestion} ({valid_text})")
+
+
+def _settings(table: dict[str, Any], label: str, source: str) -> dict[str, Any]:
+    _check_keys(table, CONFIG_FIELDS, label, source, _SETTING_NOTE)
+    return {k: check_setting(k, v, f"{k} in [{label}] of {source}") for k, v in table.items()}
+
+
+def _grid(table: dict[str, Any], label: str, source: str) -> dict[str, list[Any]]:
+    _check_keys(table, CONFIG_FIELDS, label, source, _SETTING_NOTE)
+    return {
+        k: [check_setting(k, v, f"[{label}] {k} in {source}") for v in _as_list(k, values, label, source)]
+        for k, values in table.items()
+    }
+
+
+def _as_list(key: str, value: Any, label: str, source: str) -> list[Any]:
     if not isinstance(value, list) or not value:
-        raise MMLBenchError(f"[grid] {key} in {source} must be a non-empty list")
+        raise MMLBenchError(f"[{label}] {key} in {source} must be a non-empty list")
     return value
 
 
 def _loss_table(loss: str, params: dict[str, Any], source: str) -> dict[str, Any]:
-    """A [losses.<loss>] table checked: a known loss, and no parameter of another loss."""
+    """A [losses.<loss>] table checked: a known loss, known settings, and no parameter of another loss."""
     if loss not in LOSSES:
         raise unknown_name(f"loss in the [losses] tables of {source}", loss, LOSSES)
+    _check_keys(params, CONFIG_FIELDS, f"losses.{loss}", source, _SETTING_NOTE)
     taken = LOSSES[loss].param_names
     for key in params:
         if key in LOSS_PARAMS and key not in taken:

@@ -40,21 +40,40 @@ def _hidden_sibling(path: Path, tag: str) -> Path:
 
 
 @contextlib.contextmanager
+def _destination(path: Path) -> Iterator[None]:
+    """Make the missing parent folders of `path`; if writing it fails, remove them again (a
+    disk-full `preprocess` left an empty <name>/ folder) and name `path` in a disk-full error
+    (the failing write knows only a hidden temporary name, or none: "disk full while writing output")."""
+    made = [folder for folder in path.parents if not folder.exists()]  # innermost first
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException as exc:
+        for folder in made:
+            with contextlib.suppress(OSError):  # not empty (another writer), or gone
+                folder.rmdir()
+        if isinstance(exc, OSError) and is_disk_full(exc):
+            raise OSError(exc.errno, os.strerror(exc.errno), str(path)) from exc
+        raise
+
+
+@contextlib.contextmanager
 def atomic_file(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success fsync it and rename it into place.
 
-    On any exception the temporary file is removed and `path` is left as it was.
+    On any exception the temporary file (and any parent folder made for it) is removed and
+    `path` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _hidden_sibling(path, "tmp")
-    try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with _destination(path):
+        try:
+            yield tmp
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -72,14 +91,14 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     (including KeyboardInterrupt) the temporary folder is deleted.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _hidden_sibling(path, "tmp")
-    tmp.mkdir()
-    try:
-        yield tmp
-        replace_dir(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with _destination(path):
+        tmp.mkdir()
+        try:
+            yield tmp
+            replace_dir(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def replace_dir(src: Path, dst: Path) -> None:

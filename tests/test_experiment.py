@@ -65,7 +65,7 @@ def test_row_round_trip():
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        ({"settings": {"dataset": "d", "learning_rate": 1}}, "unknown setting in t 'learning_rate'"),
+        ({"settings": {"dataset": "d", "learning_rate": 1}}, "unknown key 'learning_rate' in \\[settings\\] of t"),
         ({"settings": {"dataset": "d"}, "grid": {"loss": "ccl"}}, "must be a non-empty list"),
         ({"setings": {}}, "unknown section"),
         ({"grid": {"loss": ["ccl"]}}, "no dataset given"),
@@ -91,18 +91,47 @@ def test_unknown_preset_suggests(tmp_path):
     assert isinstance(preset_names(), list)
 
 
+@pytest.mark.parametrize("quick", [False, True])  # the [quick] variant is checked even when not used
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"quick": {"epochs": 1}}, "unknown key 'epochs' in [quick] of t. (it holds settings"),
+        ({"quick": {"setings": {"epochs": 1}}}, "unknown key 'setings' in [quick] of t. Did you mean 'settings'?"),
+        ({"quick": {"lr": float("nan")}}, "unknown key 'lr' in [quick] of t"),
+        ({"quick": {"settings": {"epoch": 1}}}, "unknown key 'epoch' in [quick.settings] of t. Did you mean 'epochs'?"),
+        ({"quick": {"settings": {"lr": float("nan")}}}, "lr in [quick.settings] of t must be a finite number, got nan"),
+        ({"quick": {"grid": {"negative": [1]}}}, "unknown key 'negative' in [quick.grid] of t. Did you mean 'negatives'?"),
+        ({"quick": {"grid": {"negatives": 5}}}, "[quick.grid] negatives in t must be a non-empty list"),
+        ({"quick": {"settings": 5}}, "[quick.settings] in t must be a table, got 5"),
+        ({"quick": 1}, "[quick] in t must be a table, got 1"),
+        ({"grid": {"los": ["ccl"]}}, "unknown key 'los' in [grid] of t. Did you mean 'loss'?"),
+        ({"losses": {"ccl": {"margn": 0.5}}}, "unknown key 'margn' in [losses.ccl] of t. Did you mean 'margin'?"),
+        ({"losses": {"ccl": 0.5}}, "[losses.ccl] in t must be a table"),
+        ({"report": {"row": ["loss"]}}, "unknown key 'row' in [report] of t. Did you mean 'rows'?"),
+        ({"description": 5}, "description in t must be a string"),
+    ],
+)
+def test_every_key_of_every_table_is_checked(document, message, quick):
+    document = {"settings": {"dataset": "d"}, "quick": {}, **document}
+    with pytest.raises(MMLBenchError, match=re.escape(message)):
+        parse_experiment(document, source="t", quick=quick)
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"epochs": "ten"}, "epochs in t must be an integer, got 'ten'"),
-        ({"epochs": 1.7}, "epochs in t must be an integer, got 1.7"),
-        ({"negatives": True}, "negatives in t must be an integer, got true"),
-        ({"lr": float("nan")}, "lr in t must be a finite number, got nan"),
-        ({"l2": float("inf")}, "l2 in t must be a finite number, got inf"),
-        ({"dataset": 5}, "dataset in t must be a string, got 5"),
-        ({"ks": 20}, "ks in t must be a list of integers, got 20"),
-        ({"ks": [10, 2.5]}, "ks in t must be a list of integers"),
-        ({"seed": 2**64}, "seed in t must be an integer that fits in 64 bits"),
+        ({"epochs": "ten"}, "epochs in [settings] of t must be an integer, got 'ten'"),
+        ({"epochs": 1.7}, "epochs in [settings] of t must be an integer, got 1.7"),
+        ({"negatives": True}, "negatives in [settings] of t must be an integer, got true"),
+        ({"lr": float("nan")}, "lr in [settings] of t must be a finite number, got nan"),
+        ({"l2": float("inf")}, "l2 in [settings] of t must be a finite number, got inf"),
+        ({"l2": 1e300}, "l2 in [settings] of t must be 0 or a number within float32's range"),
+        ({"min_delta": -1e39}, "min_delta in [settings] of t must be 0 or a number within float32's range"),
+        ({"margins": [0.5, 1e-40]}, "(1e-40 is not 0 or a number within float32's range"),
+        ({"dataset": 5}, "dataset in [settings] of t must be a string, got 5"),
+        ({"ks": 20}, "ks in [settings] of t must be a list of integers, got 20"),
+        ({"ks": [10, 2.5]}, "ks in [settings] of t must be a list of integers"),
+        ({"seed": 2**64}, "seed in [settings] of t must be an integer that fits in 64 bits"),
     ],
 )
 def test_experiment_values_are_type_checked(settings, message):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mmlbench.console import err, info, out, warn
+from mmlbench.console import documents, err, info, out, warn
 from mmlbench.paths import results_home
 from mmlbench.report.formats import DEFAULT_RENDERER, PLOT_FORMATS, RENDERERS, plot_format, table_renderer
 
@@ -190,7 +190,7 @@ def _emit(comparison: Comparison, renderer: str, output: Path | None) -> None:
         return
     text = RENDERERS[renderer].render(comparison)
     if output is None:
-        typer.echo(text, nl=False)
+        documents.print(text)  # counted: an error after it (a plot) adds no second --format json document
     else:
         write_text_atomic(output, text)
         info(f"wrote {output}")

@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 
 from mmlbench.console import info, out, warn
+from mmlbench.data import registry
 from mmlbench.data.registry import DATASETS
-from mmlbench.errors import MMLBenchError
+from mmlbench.errors import MMLBenchError, unknown_name
 
 if TYPE_CHECKING:
     from mmlbench.data.preprocess import PreprocessResult
@@ -84,7 +85,7 @@ def command(
         ),
     ] = None,
     # 0 is mmlbench.data.preprocess.DEFAULT_SEED, not imported here to keep `--help` free of pandas.
-    seed: Annotated[int, typer.Option(help="Seed for every random split.", rich_help_panel=_SPLITS)] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for every random split.", min=0, rich_help_panel=_SPLITS)] = 0,
     force: Annotated[
         bool, typer.Option("--force", help="Rebuild, replacing a version built from other inputs or options.")
     ] = False,
@@ -134,6 +135,11 @@ def command(
 def _check_registered_use(dataset: str | None, generic_flags_given: list[str]) -> None:
     if dataset is None:
         raise MMLBenchError("give a registered dataset NAME or --input FILE (see --help)")
+    if dataset not in registry.DATASETS:  # looked up now: tests register their own
+        raise MMLBenchError(
+            f"{unknown_name('dataset', dataset, registry.DATASETS)} Your own data: "
+            f"`mmlbench preprocess --input FILE --name {dataset} --user-col U --item-col I --split leave-one-out`"
+        )
     if generic_flags_given:
         flags = ", ".join(generic_flags_given)
         raise MMLBenchError(f"{flags}: only for --input FILE, not for a registered dataset")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,6 @@ from mmlbench.fsutil import sha256_file
 from mmlbench.paths import processed_dir, raw_dir
 
 DEFAULT_SEED = 0  # only matters when a split draws random rows
-_DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -199,9 +197,12 @@ def _sha256_input(path: Path) -> str:
 
 
 def _check_new_name(name: str, *, source: str | None = None) -> str:
-    """`name` if it can name a processed dataset of the user's (`source`: the registered one it comes from)."""
-    if not _DATASET_NAME.fullmatch(name):
-        allowed = "letters, digits, '.', '_' or '-', not starting with '.'"
+    """`name` if it can name a processed dataset of the user's (`source`: the registered one it comes from).
+
+    Letters of any alphabet (naïve-données), digits, '.', '_' and '-': a folder name everywhere.
+    """
+    if not (name[:1].isalnum() and all(char.isalnum() or char in "._-" for char in name)):
+        allowed = "letters (of any alphabet), digits, '.', '_' or '-', starting with a letter or digit"
         raise MMLBenchError(f"--name '{name}' must be {allowed}")
     if name in DATASETS and name != source:
         raise MMLBenchError(f"--name '{name}' is a registered dataset; choose another name for your data")
