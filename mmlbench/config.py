@@ -26,6 +26,13 @@ PRECISIONS = ("fp32", "tf32")
 # Settings added after runs were stored, at the value those runs had: left out of the hash so
 # their hashes (and the reuse of completed runs) stay as they were.
 HASH_NEUTRAL = {"precision": "fp32"}
+# Values whose arithmetic changed after runs were stored under them, spelled in the hash as
+# below. The old arithmetic got a new name that hashes as the old value did, so its stored runs
+# keep their hashes (and `read_stored_names` gives their rows that name); the value itself now
+# hashes under a new spelling, so no stored run of the old arithmetic is taken for the new one.
+HASH_SPELLING = {
+    "aggregator": {"user-attention-masked": "user-attention", "user-attention": "user-attention (RecZoo)"},
+}
 # The plug-in registries, by the RunConfig field that names the run's entry.
 PLUGINS: tuple[Registry[Any], ...] = (MODELS, LOSSES, SAMPLERS)
 
@@ -101,7 +108,10 @@ class RunConfig:
         None, "SSM: subtract log(I q_j) from negative j's logit, q the sampler's probability (a no-op for uniform samplers)"
     )
     # SimpleX parameters (None for MF).
-    aggregator: str | None = setting(None, "SimpleX history aggregator", grid=True)
+    aggregator: str | None = setting(
+        None, "SimpleX history aggregator (user-attention as RecZoo's code; user-attention-masked: bias-free key, "
+        "softmax over the history's items only)", grid=True,
+    )
     gamma: float | None = setting(None, "SimpleX weight of the ID embedding", grid=True)
     history_len: int | None = setting(None, "SimpleX history items per user", grid=True)
     # LightGCN parameters (None for the other models).
@@ -164,9 +174,10 @@ class RunConfig:
         Settings that are None (parameters of plug-ins the run does not use) are left out,
         so adding an optional parameter does not move the hashes of runs that do not use it;
         so are the HASH_NEUTRAL settings at the value that runs stored before them had.
+        Values in HASH_SPELLING are hashed as spelled there.
         """
         payload = {
-            name: value for name, value in dataclasses.asdict(self).items()
+            name: HASH_SPELLING.get(name, {}).get(value, value) for name, value in dataclasses.asdict(self).items()
             if value is not None and HASH_NEUTRAL.get(name, MISSING) != value
         }
         if not with_seed:
@@ -191,6 +202,27 @@ class RunConfig:
                 continue
             values[f.name] = _unflat(f.name, value)
         return cls(**values)
+
+
+def read_stored_names(row: dict[str, Any]) -> dict[str, Any]:
+    """A run row with the names its values have now: a value whose arithmetic changed after the
+    row was stored (HASH_SPELLING) becomes the name of the arithmetic the run was trained with.
+
+    Such a row holds the spelling that name hashes as; it is told from a row of the value's new
+    arithmetic by its stored config_hash, which only the new name rebuilds.
+    """
+    for name, spellings in HASH_SPELLING.items():
+        for current, spelled in spellings.items():
+            if current != spelled and row.get(name) == spelled and _rebuilds_hash({**row, name: current}):
+                return {**row, name: current}
+    return row
+
+
+def _rebuilds_hash(row: dict[str, Any]) -> bool:
+    try:
+        return RunConfig.from_row(row).hash(str(row.get("dataset_sha256", ""))) == row.get("config_hash")
+    except (TypeError, ValueError):  # not a whole run row
+        return False
 
 
 _TUPLE_FIELDS = {"ks": int, "margins": float, "margin_weights": float}
