@@ -23,9 +23,10 @@ SCORES = ("cosine", "dot")
 L2_SCOPES = ("table", "batch")
 LAST_BATCHES = ("partial", "wrap")
 PRECISIONS = ("fp32", "tf32")
+EPOCH_SAMPLINGS = ("pairs", "user-uniform")
 # Settings added after runs were stored, at the value those runs had: left out of the hash so
 # their hashes (and the reuse of completed runs) stay as they were.
-HASH_NEUTRAL = {"precision": "fp32"}
+HASH_NEUTRAL = {"precision": "fp32", "epoch_sampling": "pairs"}
 # Values whose arithmetic changed after runs were stored under them, spelled in the hash as
 # below. The old arithmetic got a new name that hashes as the old value did, so its stored runs
 # keep their hashes (and `read_stored_names` gives their rows that name); the value itself now
@@ -76,11 +77,16 @@ class RunConfig:
         "partial", "Epoch's last batch (partial = smaller, the reference; wrap = filled from the start)",
         grid=True, choices=LAST_BATCHES,
     )
+    epoch_sampling: str = setting(
+        "pairs", "An epoch's training pairs (pairs = each training pair once, shuffled, the reference; user-uniform = "
+        "as many draws as training pairs, each a user drawn uniformly, then one of the user's training items, "
+        "as LightGCN's official code)", grid=True, choices=EPOCH_SAMPLINGS,
+    )
     precision: str = setting(
         "fp32", "Float32 matrix products on CUDA (fp32 = IEEE float32, the reference; tf32 = TensorFloat-32 "
         "tensor cores: faster, products rounded to a 10-bit mantissa)", grid=True, choices=PRECISIONS,
     )
-    grad_clip: float = setting(10.0, "Max global gradient norm", grid=True)  # reference: 10
+    grad_clip: float = setting(10.0, "Max global gradient norm; 0 = no clipping", grid=True)  # reference: 10
     grad_clip_eps: float = setting(1e-6, "Added to the gradient norm before dividing by it when clipping")  # torch's clip_grad_norm_
     epochs: int = setting(100, "Maximum epochs")
     eval_every: int = setting(1, "Evaluate every N epochs")
@@ -152,10 +158,10 @@ class RunConfig:
         _at_least("epochs", self.epochs, 1)
         _at_least("eval-every", self.eval_every, 1)
         _at_least("patience", self.patience, 1)
-        for name in ("lr", "init_std", "grad_clip", "grad_clip_eps"):
+        for name in ("lr", "init_std", "grad_clip_eps"):
             if getattr(self, name) <= 0:
                 raise MMLBenchError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        for name in ("l2", "min_lr", "min_delta"):
+        for name in ("l2", "min_lr", "min_delta", "grad_clip"):
             if getattr(self, name) < 0:
                 raise MMLBenchError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
