@@ -236,3 +236,29 @@ def test_bad_loss_tables_and_cells_are_one_line(change, message):
     with pytest.raises(MMLBenchError, match=re.escape(message)):
         parse_experiment({**AUTHOR_RUNS, **change}, source="t")
 
+
+def _preset_schedules(name: str) -> dict[tuple, tuple]:
+    return {
+        (c.dataset, c.loss, c.negatives): (c.plateau_lr_factor, c.patience, c.batch_size, c.l2)
+        for c in read_experiment(preset_path(name)).configs()
+    }
+
+
+@pytest.mark.parametrize(("name", "batch_size", "l2"), [("paper-gowalla", 256, 1e-8), ("paper-yelp2018", 512, 1e-9)])
+def test_paper_presets_train_ccl_and_mmcl_as_the_authors_notebooks(name, batch_size, l2):
+    """mgulcin/mmcl: every CCL and MMCL cell reduce_lr_on_plateau False, patience 200, except the
+    Gowalla MMCL run at 100 negatives (patience 3); the baselines keep RecZoo's decay."""
+    dataset = name.removeprefix("paper-")
+    for (_, loss, negatives), schedule in _preset_schedules(name).items():
+        if loss in ("ccl", "mmcl"):
+            patience = 3 if (dataset, loss, negatives) == ("gowalla", "mmcl", 100) else 200
+            assert schedule == (1.0, patience, batch_size, l2), (loss, negatives)
+        else:
+            assert schedule == (0.1, 3, batch_size, l2), (loss, negatives)
+
+
+def test_the_bars_preset_is_reczoos_mf_ccl_on_both_datasets():
+    assert _preset_schedules("bars-mf-ccl") == {
+        ("gowalla", "ccl", 800): (0.1, 3, 256, 1e-8),
+        ("yelp2018", "ccl", 800): (0.1, 3, 512, 1e-9),
+    }
