@@ -214,8 +214,9 @@ def read_stored_names(row: dict[str, Any]) -> dict[str, Any]:
     """A run row with the names its values have now: a value whose arithmetic changed after the
     row was stored (HASH_SPELLING) becomes the name of the arithmetic the run was trained with.
 
-    Such a row holds the spelling that name hashes as; it is told from a row of the value's new
-    arithmetic by its stored config_hash, which only the new name rebuilds.
+    Such a row holds the spelling that name hashes as (a row stored as `user-attention` before
+    the reference's arithmetic); it is told from a row of the value's new arithmetic by its
+    stored config_hash, which it rebuilds under that name only (`user-attention-masked`).
     """
     for name, spellings in HASH_SPELLING.items():
         for current, spelled in spellings.items():
