@@ -78,9 +78,8 @@ class RunConfig:
         grid=True, choices=LAST_BATCHES,
     )
     epoch_sampling: str = setting(
-        "pairs", "An epoch's training pairs (pairs = each training pair once, shuffled, the reference; user-uniform = "
-        "as many draws as training pairs, each a user drawn uniformly, then one of the user's training items, "
-        "as LightGCN's official code)", grid=True, choices=EPOCH_SAMPLINGS,
+        "pairs", "Epoch's training pairs (pairs = each once, shuffled, the reference; user-uniform = LightGCN's "
+        "official draws: a uniform user, then one of its items)", grid=True, choices=EPOCH_SAMPLINGS,
     )
     precision: str = setting(
         "fp32", "Float32 matrix products on CUDA (fp32 = IEEE float32, the reference; tf32 = TensorFloat-32 "
@@ -115,8 +114,7 @@ class RunConfig:
     )
     # SimpleX parameters (None for MF).
     aggregator: str | None = setting(
-        None, "SimpleX history aggregator (user-attention as RecZoo's code; user-attention-masked: bias-free key, "
-        "softmax over the history's items only)", grid=True,
+        None, "SimpleX history aggregator (user-attention: RecZoo's; -masked: our earlier form)", grid=True,
     )
     gamma: float | None = setting(None, "SimpleX weight of the ID embedding", grid=True)
     history_len: int | None = setting(None, "SimpleX history items per user", grid=True)
