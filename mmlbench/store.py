@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 from rich.markup import escape
 
-from mmlbench.config import HASH_NEUTRAL
+from mmlbench.config import HASH_NEUTRAL, read_stored_names
 from mmlbench.console import warn
 from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import atomic_dir
@@ -122,7 +122,7 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     if len(frame) != 1:
         raise MMLBenchError(f"{Path(run_dir) / RUN_FILE} should hold one row, found {len(frame)}")
     # A row stored before a HASH_NEUTRAL setting existed had that setting's neutral value.
-    return {**HASH_NEUTRAL, **frame.iloc[0].to_dict()}
+    return read_stored_names({**HASH_NEUTRAL, **frame.iloc[0].to_dict()})
 
 
 def readable_runs(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from mmlbench import store
 from mmlbench.cli import app
-from mmlbench.config import RunConfig
+from mmlbench.config import HASH_NEUTRAL, RunConfig
 from mmlbench.engine.device import matmul_precision
 from mmlbench.engine.lockstep import group_key
 
@@ -21,9 +21,9 @@ COMMITTED_RUNS = sorted(Path(__file__).resolve().parent.parent.glob("results/pap
 
 
 def test_committed_runs_keep_their_hashes():
-    """Rows stored just before the setting existed (every other setting; precision, if there, fp32)
-    rebuild to their stored hash, so `train` still reuses them."""
-    settings = {f.name for f in dataclasses.fields(RunConfig) if f.default is not None} - {"precision"}  # all hashed
+    """Rows stored before the HASH_NEUTRAL settings existed (every other setting; precision, if
+    there, fp32) rebuild to their stored hash, so `train` still reuses them."""
+    settings = {f.name for f in dataclasses.fields(RunConfig) if f.default is not None} - set(HASH_NEUTRAL)  # all hashed
     rows = [pd.read_parquet(path).iloc[0].to_dict() for path in COMMITTED_RUNS]
     rows = [row for row in rows if settings <= row.keys()]
     assert len(rows) >= 20, "the repository's committed paper runs are the fixture here"
