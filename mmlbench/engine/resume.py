@@ -3,7 +3,8 @@
 Written to `<results>/runs/.<run_id>.resume/state.pt` (hidden, so never read as a run)
 through an atomic replace: a kill leaves the previous file whole. Re-running the same config
 (same run id and config hash) continues from it; once the completed run's folder is written
-it is removed. An interrupted or failed run keeps it.
+it is removed. An interrupted or failed run keeps it. A full disk stops the sweep
+(StoreUnwritable), and a first write cut short leaves no folder behind.
 
 When (`Checkpoints`): after an epoch once `--checkpoint-every` seconds have passed since the
 run's last write (0: after every epoch), and when the run stops short of completion (Ctrl-C,
@@ -23,7 +24,6 @@ here: no GPU in the test suite).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import shutil
 import time
@@ -35,7 +35,7 @@ import torch
 
 from mmlbench.console import info, warn
 from mmlbench.engine.trainer import EpochLog, FitResult, Trainer
-from mmlbench.fsutil import atomic_file, is_disk_full
+from mmlbench.fsutil import atomic_file, is_disk_full, write_hashed
 from mmlbench.store import StoreUnwritable, runs_dir
 
 FORMAT = 1
@@ -104,16 +104,17 @@ def capture(
 
 def write(resume_folder: Path, state: dict[str, Any]) -> None:
     """Store a `capture`d state as the run's checkpoint (atomically); a full disk is StoreUnwritable."""
+    path = resume_folder / STATE_FILE
     try:
-        with atomic_file(resume_folder / STATE_FILE) as tmp, open(tmp, "wb") as handle:
-            torch.save(state, handle)  # a file object: a full disk is OSError(ENOSPC), as in the store
-    except OSError as exc:
+        with atomic_file(path) as tmp:
+            write_hashed(tmp, lambda handle: torch.save(state, handle))  # a full disk: the OSError, not torch's RuntimeError
+    except (OSError, RuntimeError) as exc:
         if not is_disk_full(exc):
             raise
-        with contextlib.suppress(OSError):
-            resume_folder.rmdir()  # only if empty: an earlier epoch's checkpoint stays usable
+        if not path.is_file():
+            discard(resume_folder)  # nothing usable in it: nothing partial left
         run_id = resume_folder.name.removeprefix(".").removesuffix(".resume")
-        raise StoreUnwritable(f"disk full while writing {run_id}'s resume checkpoint to {resume_folder.parent}") from exc
+        raise StoreUnwritable(f"disk full while writing {run_id}'s resume checkpoint {path}") from exc
 
 
 class Checkpoints:
