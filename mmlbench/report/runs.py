@@ -29,6 +29,7 @@ LIST_COLUMNS = ("run_id", "status", "dataset", "model", "loss", "negatives", "se
 PROVENANCE_COLUMNS = (
     "git_commit", "mmlbench_version", "torch_version", "python_version", "host", "device", "device_name",
     "dataset_sha256", "config_hash", "setting_hash", "schema_version", "started_at", "finished_at",
+    store.CHECKPOINT_SHA256,
 )  # fmt: skip
 COST_COLUMNS = (
     "epochs_run", "best_epoch", "epoch_seconds_median", "eval_seconds_median", "train_seconds_total",

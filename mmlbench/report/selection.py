@@ -38,6 +38,7 @@ NOT_CONFIG = frozenset(
         "device_name", "epochs_run", "best_epoch", "epoch_seconds_median", "eval_seconds_median",
         "train_seconds_total", "samples_per_second", "peak_memory_bytes", "run_dir", "seed",
         "execution", "lockstep_group",  # how a run was trained, not what: see engine.runner.run_row
+        "checkpoint_sha256",  # store.CHECKPOINT_SHA256: model.pt's checksum
     }
 )  # fmt: skip
 NOT_GROUPABLE = frozenset({"run_dir", "error", "status", "schema_version", *COST_COLUMNS})
