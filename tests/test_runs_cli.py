@@ -41,9 +41,10 @@ def _runs(results: Path, *args: str):
     return runner.invoke(app, ["runs", *args, "--results-dir", str(results)])
 
 
-def _listed(results: Path, *args: str) -> list[dict]:
+def _listed(results: Path, *args: str, code: int = 0) -> list[dict]:
+    """The JSON listing; `code` 1 where a damaged run is listed (printed all the same)."""
     result = _runs(results, *args, "--format", "json")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == code, result.output
     return json.loads(result.stdout)
 
 
@@ -61,7 +62,7 @@ def _one_line_error(result, code: int, *fragments: str) -> None:
 
 def test_list_table_shows_every_run_sorted_with_its_status(results):
     result = _runs(results)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a damaged run listed, as the README says
     positions = [result.stdout.index(run_id) for run_id in ALL]
     assert positions == sorted(positions)
     lines = {run_id: next(line for line in result.stdout.splitlines() if f" {run_id} " in line) for run_id in ALL}
@@ -70,10 +71,11 @@ def test_list_table_shows_every_run_sorted_with_its_status(results):
     assert f"{per_user_values('ccl', 10, 0, 'recall@20').mean():.4f}" in lines["ccl-10-s0"]
     assert "2/3" in lines["ccl-10-s0"]  # best epoch / epochs run
     assert "warning:" in result.stderr and "broken" in result.stderr  # the damaged run is named
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 1 damaged run(s) listed")
 
 
 def test_list_json_has_one_record_per_run_with_typed_values(results):
-    records = {record["run_id"]: record for record in _listed(results)}
+    records = {record["run_id"]: record for record in _listed(results, code=1)}
     assert sorted(records) == ALL
     ccl = records["ccl-10-s0"]
     assert ccl["negatives"] == 10 and isinstance(ccl["negatives"], int) and ccl["seed"] == 0
@@ -205,7 +207,7 @@ def test_a_crash_while_removing_never_leaves_a_readable_half_run(results, monkey
     result = _runs(results, "rm", "ccl-10-s0")
     assert result.exit_code == 1 and "simulated crash" in result.stderr
     assert [d.name for d in store.iter_run_dirs(results)] == [r for r in ALL if r != "ccl-10-s0"]
-    assert "ccl-10-s0" not in {r["run_id"] for r in _listed(results)}
+    assert "ccl-10-s0" not in {r["run_id"] for r in _listed(results, code=1)}
 
 
 FAST = ["--negatives", "5", "--batch-size", "64", "--lr", "0.01", "--epochs", "2", "--device", "cpu", "-q"]
@@ -224,3 +226,9 @@ def test_a_trained_run_is_listed_and_shown(planted_dir, tmp_path):
     shown = _runs(results, "show", row["run_id"])
     assert shown.exit_code == 0, shown.output
     assert row["git_commit"] in shown.stdout and "curve" in shown.stdout and "violations" in shown.stdout
+
+
+def test_a_file_given_as_the_results_folder_is_said_to_be_one(tmp_path):
+    (tmp_path / "file").write_text("")
+    _one_line_error(_runs(tmp_path / "file"), 2, f"results folder {tmp_path / 'file'} is not a folder")
+

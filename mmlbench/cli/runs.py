@@ -1,7 +1,8 @@
 """`mmlbench runs`: list the runs of a store, show one, remove some.
 
 `runs` alone lists; `show`, `rm` and `prune` are its subcommands. Exit codes: 0 success,
-2 bad input (unknown run id, bad --where, missing results folder), 1 a failed removal.
+2 bad input (unknown run id, bad --where, missing results folder), 1 a damaged run listed
+(after the listing) or a failed removal.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rich.table import Table
 
 from mmlbench.cli import guarded
 from mmlbench.console import info, out, warn
+from mmlbench.errors import MMLBenchError
 from mmlbench.paths import results_home
 
 if TYPE_CHECKING:
@@ -78,8 +80,9 @@ def list_command(
         ctx.obj = results_dir
         return
     listing = runs.list_runs(results_home(results_dir), parse_where(where or []), [s.value for s in status or []])
-    for message in listing.loc[listing["status"] == runs.STATUS_DAMAGED, "error"]:
-        warn(escape(f"{message} (listed as damaged; `mmlbench runs prune --damaged` removes it)"))
+    damaged = listing.loc[listing["status"] == runs.STATUS_DAMAGED, "error"]
+    for message in damaged:
+        warn(escape(f"{message} (listed as damaged)"))
     chosen = output_format or ListFormat.table
     if chosen is ListFormat.json:
         # Through pandas for numpy types and NaN -> null; json.dumps for unescaped paths.
@@ -90,6 +93,8 @@ def list_command(
         info(f"no runs in {results_home(results_dir) / 'runs'}" + (" match" if where or status else ""))
     else:
         out.print(_listing_table(listing))
+    if len(damaged):
+        raise MMLBenchError(f"{len(damaged)} damaged run(s) listed; `mmlbench runs prune --damaged` removes them")
 
 
 @app.command("show")

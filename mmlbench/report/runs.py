@@ -46,8 +46,10 @@ def read_all(results_dir: Path) -> pd.DataFrame:
     The run id is the folder's name: the handle `show` and `rm` take.
     """
     results_dir = Path(results_dir)
-    if not results_dir.is_dir():
+    if not results_dir.exists():
         raise fail(f"results folder {results_dir} does not exist (set --results-dir or $MMLBENCH_RESULTS_DIR)")
+    if not results_dir.is_dir():
+        raise fail(f"results folder {results_dir} is not a folder (set --results-dir or $MMLBENCH_RESULTS_DIR)")
     rows = []
     for run_dir in store.iter_run_dirs(results_dir):
         try:
