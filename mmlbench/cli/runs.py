@@ -1,8 +1,8 @@
 """`mmlbench runs`: list the runs of a store, show one, remove some.
 
 `runs` alone lists; `show`, `rm` and `prune` are its subcommands. Exit codes: 0 success,
-2 bad input (unknown run id, bad --where, missing results folder), 1 a damaged run listed
-(after the listing) or a failed removal.
+2 bad input (unknown or running run id, bad --where, missing results folder), 1 a damaged run
+listed (after the listing) or a failed removal.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ class Status(str, enum.Enum):
     failed = "failed"
     interrupted = "interrupted"
     damaged = "damaged"
+    running = "running"
+    orphaned = "orphaned"
 
 
 class ListFormat(str, enum.Enum):
@@ -44,7 +46,10 @@ class ListFormat(str, enum.Enum):
     csv = "csv"
 
 
-STATUS_STYLES = {"completed": "green", "failed": "red", "interrupted": "yellow", "damaged": "magenta"}
+STATUS_STYLES = {
+    "completed": "green", "failed": "red", "interrupted": "yellow", "damaged": "magenta", "running": "cyan",
+    "orphaned": "magenta",
+}  # fmt: skip
 
 ResultsOption = Annotated[Path | None, typer.Option(
     "--results-dir", show_default=False, help="Run store; default $MMLBENCH_RESULTS_DIR, then ./results.")]
@@ -114,11 +119,11 @@ def show_command(
 @app.command("rm")
 @guarded
 def rm_command(ctx: typer.Context, run_ids: RunIdsArgument, results_dir: ResultsOption = None) -> None:
-    """Remove runs by exact id; nothing is asked, and an unknown id stops it before anything is removed."""
+    """Remove runs by exact id, with their resume checkpoints; nothing is asked, and an unknown or running id stops it before anything is removed."""
     from mmlbench.report import runs
 
-    folders = runs.find_exact(_results(ctx, results_dir), run_ids)
-    for run_id in runs.remove(folders):
+    chosen = runs.find_exact(_results(ctx, results_dir), run_ids)
+    for run_id in runs.remove(chosen):
         out.print(f"removed {run_id}", markup=False, highlight=False)
 
 
@@ -129,15 +134,17 @@ def prune_command(
     failed: Annotated[bool, typer.Option("--failed", help="Remove failed runs.")] = False,
     interrupted: Annotated[bool, typer.Option("--interrupted", help="Remove interrupted runs.")] = False,
     damaged: Annotated[bool, typer.Option("--damaged", help="Remove runs whose run.parquet is unreadable.")] = False,
+    orphaned: Annotated[bool, typer.Option(
+        "--orphaned", help="Remove resume checkpoints whose run has no folder and is not running.")] = False,
     where: WhereOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")] = False,
     results_dir: ResultsOption = None,
 ) -> None:
-    """Remove failed, interrupted and/or damaged runs (never completed ones)."""
+    """Remove failed, interrupted, damaged runs and/or orphaned resume checkpoints (never completed or running runs)."""
     from mmlbench.report import runs
     from mmlbench.report.selection import parse_where
 
-    chosen = {"failed": failed, "interrupted": interrupted, "damaged": damaged}
+    chosen = {"failed": failed, "interrupted": interrupted, "damaged": damaged, "orphaned": orphaned}
     statuses = [status for status, wanted in chosen.items() if wanted]
     candidates = runs.prune_candidates(_results(ctx, results_dir), statuses, parse_where(where or []))
     if candidates.empty:
@@ -148,7 +155,7 @@ def prune_command(
             out.print(f"would remove {run_id} ({status})", markup=False, highlight=False)
         info(f"{len(candidates)} run(s) would be removed; nothing was removed (--dry-run)")
         return
-    for run_id in runs.remove(Path(d) for d in candidates["run_dir"]):
+    for run_id in runs.remove(candidates):
         out.print(f"removed {run_id}", markup=False, highlight=False)
     info(f"removed {len(candidates)} run(s)")
 
@@ -164,7 +171,8 @@ def _listing_table(listing: pd.DataFrame) -> Table:
     monitor = next(c for c in listing.columns if is_metric_column(c))
     table = Table(title=f"{len(listing)} run(s)")
     settings = ("dataset", "model", "loss", "negatives", "seed")
-    for column in ("run id", "status", *settings, "epochs best/run", monitor, "finished"):
+    held = listing["claimed_by"].notna().any()  # a column only when some run is being trained
+    for column in ("run id", "status", *settings, "epochs best/run", monitor, "finished", *(["held by"] if held else [])):
         table.add_column(column, justify="right" if column in ("negatives", "seed", monitor) else "left")
     for row in listing.to_dict("records"):
         status = str(row["status"])
@@ -172,7 +180,7 @@ def _listing_table(listing: pd.DataFrame) -> Table:
             escape(row["run_id"]), f"[{STATUS_STYLES.get(status, 'white')}]{status}[/]",
             *(escape(_plain(row[c])) for c in settings),
             f"{_plain(row['best_epoch'])}/{_plain(row['epochs_run'])}", _number(row[monitor]),
-            _plain(row["finished_at"])[:16].replace("T", " "),
+            _plain(row["finished_at"])[:16].replace("T", " "), *([escape(_plain(row["claimed_by"]))] if held else []),
         )  # fmt: skip
     return table
 

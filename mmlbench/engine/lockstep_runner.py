@@ -31,7 +31,8 @@ from mmlbench.engine.group_step import GroupStep
 from mmlbench.engine.lockstep import Member, fit_group, make_member
 from mmlbench.engine.progress import TrainingProgress
 from mmlbench.engine.runner import (
-    RunOutcome, TrainOptions, check_against_data, finish_run, now, prepare, reuse, run_row, store_failure, train_claimed,
+    RunOutcome, TrainOptions, check_against_data, claimed_run, finish_run, now, prepare, reuse, run_row, store_failure,
+    train_claimed,
 )
 from mmlbench.paths import results_home
 
@@ -59,7 +60,7 @@ def train_group(configs: list[RunConfig], options: TrainOptions) -> list[Outcome
             done = reuse(results_dir, config_hash, options)
             if done is None:
                 try:
-                    held.enter_context(claims.claimed(results_dir, config_hash))
+                    held.enter_context(claims.claimed(results_dir, config_hash, claimed_run(config, config_hash)))
                 except claims.ClaimedElsewhere as exc:
                     outcomes[position] = exc
                     continue
