@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -180,9 +181,14 @@ def _listing_table(listing: pd.DataFrame) -> Table:
             escape(row["run_id"]), f"[{STATUS_STYLES.get(status, 'white')}]{status}[/]",
             *(escape(_plain(row[c])) for c in settings),
             f"{_plain(row['best_epoch'])}/{_plain(row['epochs_run'])}", _number(row[monitor]),
-            _plain(row["finished_at"])[:16].replace("T", " "), *([escape(_plain(row["claimed_by"]))] if held else []),
+            _plain(row["finished_at"])[:16].replace("T", " "), *([escape(_minutes(_plain(row["claimed_by"])))] if held else []),
         )  # fmt: skip
     return table
+
+
+def _minutes(text: str) -> str:
+    """ISO times in `text` to the minute, as the finished column shows them: 2026-01-01 12:00."""
+    return re.sub(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d):\d\d\S*", r"\1 \2", text)
 
 
 def _print_details(shown: RunDetails) -> None:
