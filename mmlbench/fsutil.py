@@ -9,8 +9,9 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 _CHUNK = 1 << 20
 
@@ -22,6 +23,47 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class _HashingWriter:
+    """A binary file's `write` and `flush` that hash the bytes written and keep the OSError raised.
+
+    torch.save writes through such an object; it reports a failed write as its own
+    RuntimeError ("unexpected pos ..."), which `write_hashed` turns back into the OSError.
+    """
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle, self.digest, self.error = handle, hashlib.sha256(), None
+
+    def write(self, data: bytes) -> int:
+        try:
+            written = self.handle.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+        self.digest.update(data)
+        return written
+
+    def flush(self) -> None:
+        try:
+            self.handle.flush()
+        except OSError as exc:
+            self.error = exc
+            raise
+
+
+def write_hashed(path: Path, dump: Callable[[IO[bytes]], object]) -> str:
+    """Write `path` with `dump(file)` and return the hex sha256 of the bytes written, hashed as they
+    are written (no second read). A failed write is the OSError, whatever `dump` made of it."""
+    with open(path, "wb") as handle:
+        writer = _HashingWriter(handle)
+        try:
+            dump(writer)  # type: ignore[arg-type]
+        except Exception as exc:
+            if writer.error is not None and writer.error is not exc:
+                raise writer.error from exc
+            raise
+    return writer.digest.hexdigest()
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -200,11 +200,11 @@ def test_claims_every_run_of_the_group_and_skips_one_claimed_elsewhere(planted_d
     held: list[str] = []
     real = claims.claimed
 
-    def claimed(results_dir, config_hash):
+    def claimed(results_dir, config_hash, *run):
         if config_hash == busy:
             raise claims.ClaimedElsewhere("claimed by another sweep")
         held.append(config_hash)
-        return real(results_dir, config_hash)
+        return real(results_dir, config_hash, *run)
 
     monkeypatch.setattr(claims, "claimed", claimed)
     outcomes = train_group(configs, _options(planted_dir, results))
