@@ -24,9 +24,17 @@ L2_SCOPES = ("table", "batch")
 LAST_BATCHES = ("partial", "wrap")
 PRECISIONS = ("fp32", "tf32")
 ALL = "all"  # --negatives all: every item of the catalogue but the row's positive, no sampling
+EPOCH_SAMPLINGS = ("pairs", "user-uniform")
 # Settings added after runs were stored, at the value those runs had: left out of the hash so
 # their hashes (and the reuse of completed runs) stay as they were.
-HASH_NEUTRAL = {"precision": "fp32", "head_fraction": 0.2}
+HASH_NEUTRAL = {"precision": "fp32", "epoch_sampling": "pairs", "head_fraction": 0.2}
+# Values whose arithmetic changed after runs were stored under them, spelled in the hash as
+# below. The old arithmetic got a new name that hashes as the old value did, so its stored runs
+# keep their hashes (and `read_stored_names` gives their rows that name); the value itself now
+# hashes under a new spelling, so no stored run of the old arithmetic is taken for the new one.
+HASH_SPELLING = {
+    "aggregator": {"user-attention-masked": "user-attention", "user-attention": "user-attention (RecZoo)"},
+}
 # The plug-in registries, by the RunConfig field that names the run's entry.
 PLUGINS: tuple[Registry[Any], ...] = (MODELS, LOSSES, SAMPLERS)
 
@@ -77,11 +85,15 @@ class RunConfig:
         "partial", "Epoch's last batch (partial = smaller, the reference; wrap = filled from the start)",
         grid=True, choices=LAST_BATCHES,
     )
+    epoch_sampling: str = setting(
+        "pairs", "Epoch's training pairs (pairs = each once, shuffled, the reference; user-uniform = LightGCN's "
+        "official draws: a uniform user, then one of its items)", grid=True, choices=EPOCH_SAMPLINGS,
+    )
     precision: str = setting(
         "fp32", "Float32 matrix products on CUDA (fp32 = IEEE float32, the reference; tf32 = TensorFloat-32 "
         "tensor cores: faster, products rounded to a 10-bit mantissa)", grid=True, choices=PRECISIONS,
     )
-    grad_clip: float = setting(10.0, "Max global gradient norm", grid=True)  # reference: 10
+    grad_clip: float = setting(10.0, "Max global gradient norm; 0 = no clipping", grid=True)  # reference: 10
     grad_clip_eps: float = setting(1e-6, "Added to the gradient norm before dividing by it when clipping")  # torch's clip_grad_norm_
     epochs: int = setting(100, "Maximum epochs")
     eval_every: int = setting(1, "Evaluate every N epochs")
@@ -112,7 +124,9 @@ class RunConfig:
         None, "SSM: subtract log(I q_j) from negative j's logit, q the sampler's probability (a no-op for uniform samplers)"
     )
     # SimpleX parameters (None for MF).
-    aggregator: str | None = setting(None, "SimpleX history aggregator", grid=True)
+    aggregator: str | None = setting(
+        None, "SimpleX history aggregator (user-attention: RecZoo's; -masked: our earlier form)", grid=True,
+    )
     gamma: float | None = setting(None, "SimpleX weight of the ID embedding", grid=True)
     history_len: int | None = setting(None, "SimpleX history items per user", grid=True)
     # LightGCN parameters (None for the other models).
@@ -168,10 +182,11 @@ class RunConfig:
         _at_least("epochs", self.epochs, 1)
         _at_least("eval-every", self.eval_every, 1)
         _at_least("patience", self.patience, 1)
-        for name in ("lr", "init_std", "grad_clip", "grad_clip_eps"):
+        _at_least("seed", self.seed, 0)  # numpy's generators take no negative seed
+        for name in ("lr", "init_std", "grad_clip_eps"):
             if getattr(self, name) <= 0:
                 raise MMLBenchError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        for name in ("l2", "min_lr", "min_delta"):
+        for name in ("l2", "min_lr", "min_delta", "grad_clip"):
             if getattr(self, name) < 0:
                 raise MMLBenchError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
@@ -192,9 +207,10 @@ class RunConfig:
         Settings that are None (parameters of plug-ins the run does not use) are left out,
         so adding an optional parameter does not move the hashes of runs that do not use it;
         so are the HASH_NEUTRAL settings at the value that runs stored before them had.
+        Values in HASH_SPELLING are hashed as spelled there.
         """
         payload = {
-            name: value for name, value in dataclasses.asdict(self).items()
+            name: HASH_SPELLING.get(name, {}).get(value, value) for name, value in dataclasses.asdict(self).items()
             if value is not None and HASH_NEUTRAL.get(name, MISSING) != value
         }
         if not with_seed:
@@ -219,6 +235,28 @@ class RunConfig:
                 continue
             values[f.name] = _unflat(f.name, value)
         return cls(**values)
+
+
+def read_stored_names(row: dict[str, Any]) -> dict[str, Any]:
+    """A run row with the names its values have now: a value whose arithmetic changed after the
+    row was stored (HASH_SPELLING) becomes the name of the arithmetic the run was trained with.
+
+    Such a row holds the spelling that name hashes as (a row stored as `user-attention` before
+    the reference's arithmetic); it is told from a row of the value's new arithmetic by its
+    stored config_hash, which it rebuilds under that name only (`user-attention-masked`).
+    """
+    for name, spellings in HASH_SPELLING.items():
+        for current, spelled in spellings.items():
+            if current != spelled and row.get(name) == spelled and _rebuilds_hash({**row, name: current}):
+                return {**row, name: current}
+    return row
+
+
+def _rebuilds_hash(row: dict[str, Any]) -> bool:
+    try:
+        return RunConfig.from_row(row).hash(str(row.get("dataset_sha256", ""))) == row.get("config_hash")
+    except (TypeError, ValueError):  # not a whole run row
+        return False
 
 
 _TUPLE_FIELDS = {"ks": int, "margins": float, "margin_weights": float}
@@ -262,6 +300,11 @@ def _at_least(option: str, value: int, minimum: int) -> None:
 # hand in plain values (TOML has no tuples and lets `true` or 1.7 stand where an int belongs).
 
 _INT64 = 1 << 63  # run.parquet stores integers as int64
+# The engine computes in float32: a setting beyond its range overflows to inf (or underflows to
+# 0) inside torch, mid-run. Refused up front instead, from the command line and files alike.
+_FLOAT32_MAX = 3.4028234663852886e38
+_FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
+_FLOAT32_RANGE = "0 or a number within float32's range (1.2e-38 to 3.4e+38 in magnitude)"
 
 
 @functools.cache
@@ -280,12 +323,13 @@ def value_type(name: str) -> type:
 def check_setting(name: str, value: Any, label: str) -> Any:
     """`value` as field `name` holds it (lists become tuples, ints floats), or a one-line error naming `label`.
 
-    bool is refused where an int belongs (TOML's `true` is no count), NaN and infinities
-    wherever a number belongs, integers beyond int64 (run.parquet could not store them).
+    bool is refused where an int belongs (TOML's `true` is no count), NaN, infinities and numbers
+    float32 cannot hold wherever a number belongs, integers beyond int64 (run.parquet could not
+    store them).
     """
     expected = _field_types()[name]
-    if isinstance(value, str) and value in words_of(name):
-        return value
+    if isinstance(value, str) and value.casefold() in words_of(name):
+        return value.casefold()  # case-insensitive, as choices are: ALL is all
     if isinstance(expected, types.UnionType) or typing.get_origin(expected) is typing.Union:
         if value is None:
             return None
@@ -296,7 +340,33 @@ def check_setting(name: str, value: Any, label: str) -> Any:
     if problem:
         also = "".join(f" or '{word}'" for word in words_of(name))
         raise MMLBenchError(f"{label} must be {problem}{also}, got {_shown(value)}")
+    if isinstance(value, str):
+        return _in_choice_case(name, value)
     return float(value) if expected is float else value
+
+
+def choices_of(name: str) -> tuple[str, ...]:
+    """The values setting `name` may take: its own choices, or its plug-in registry's names or
+    the registry's choices for that parameter; () for a free value."""
+    own = _fields_by_name()[name].metadata["choices"]
+    if own:
+        return own
+    for registry in PLUGINS:
+        if registry.kind == name:
+            return tuple(sorted(registry))
+        if name in registry.param_names:
+            return registry.choices_of(name)
+    return ()
+
+
+def _in_choice_case(name: str, value: str) -> str:
+    """Choices are case-insensitive: FP32 is fp32, MMCL is mmcl (so the run's hash is the same)."""
+    return next((choice for choice in choices_of(name) if choice.casefold() == value.casefold()), value)
+
+
+@functools.cache
+def _fields_by_name() -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in fields(RunConfig)}
 
 
 def _check_list(item_type: type, value: Any, label: str) -> tuple[Any, ...]:
@@ -323,7 +393,9 @@ def _scalar_problem(expected: type, value: Any) -> str:
     if expected is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return "a number"
-        return "" if math.isfinite(value) else "a finite number"
+        if not math.isfinite(value):
+            return "a finite number"
+        return "" if value == 0 or _FLOAT32_TINY <= abs(value) <= _FLOAT32_MAX else _FLOAT32_RANGE
     if expected is str:
         return "" if isinstance(value, str) else "a string"
     return ""

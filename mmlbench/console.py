@@ -30,6 +30,24 @@ def status(message: str, quiet: bool = False) -> ContextManager[object]:
 # and one line each (soft_wrap), so a long path is never split across lines in a log.
 
 
+class Documents:
+    """Machine-readable documents (--format json, csv ...) written to stdout by this command.
+
+    Counted so that an error after one adds no second document that would break a parser.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def print(self, text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        self.count += 1
+
+
+documents = Documents()
+
+
 def error(message: str) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 

@@ -15,9 +15,11 @@ class MMLBenchError(Exception):
 
 
 def closest(name: str, choices: Iterable[str]) -> str | None:
-    """The valid choice nearest to a mistyped name, if any is reasonably close."""
-    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return matches[0] if matches else None
+    """The valid choice nearest to a mistyped name, if any is reasonably close, case aside
+    (FP32 is nearest to fp32, not to tf32)."""
+    by_folded = {choice.casefold(): choice for choice in choices}
+    matches = difflib.get_close_matches(name.casefold(), list(by_folded), n=1, cutoff=0.5)
+    return by_folded[matches[0]] if matches else None
 
 
 def unknown_name(kind: str, name: str, choices: Iterable[str]) -> MMLBenchError:

@@ -8,31 +8,55 @@ An experiment file (presets are such files) looks like:
     [grid]                # every combination is one run
     loss = ["ccl", "mmcl"]
     negatives = [10, 100, 800]
-    [losses.mmcl]         # applied to the runs of that loss
+    [losses.mmcl]         # applied to the runs of that loss: its parameters, and run settings
     margins = [0.7, 0.8, 0.9]
+    plateau_lr_factor = 1.0
+    [[cells]]             # applied to the runs whose settings match `where`
+    where = { loss = "mmcl", negatives = 100 }
+    patience = 3
     [quick]               # `--quick`: a smaller variant (settings and grid override the above)
     settings = { epochs = 5 }
     grid = { negatives = [10, 100] }
     [report]              # read by `mmlbench compare --preset`
 
-Precedence, lowest first: RunConfig defaults, [settings], [losses.<loss>], command-line values.
+Precedence, lowest first: RunConfig defaults, [settings], [losses.<loss>], the matching [[cells]]
+in file order, the grid's values, command-line values. A [losses.<loss>] table or a [[cells]]
+entry may not set `loss` or a key the [grid] varies (the grid would win), and a [[cells]] entry
+not one of its own `where` keys; a loss parameter in a [[cells]] entry needs the loss in its `where`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mmlbench.config import RunConfig, check_setting, option_name
-from mmlbench.errors import MMLBenchError, unknown_name
+from mmlbench.config import PLUGINS, RunConfig, check_setting, option_name
+from mmlbench.errors import MMLBenchError, closest, unknown_name
 from mmlbench.plugins.losses import LOSS_PARAMS, LOSSES
 
 CONFIG_FIELDS = {f.name for f in fields(RunConfig)}
-_SECTIONS = {"settings", "grid", "losses", "quick", "report", "description"}
+_SECTIONS = {"settings", "grid", "losses", "cells", "quick", "report", "description"}
+QUICK_KEYS = ("settings", "grid")
+# The keys of [report] that `compare --preset` reads (cli/compare.py _preset_spec).
+REPORT_KEYS = ("rows", "cols", "metrics", "where", "baseline", "references")
+_SETTING_NOTE = "settings are named as train's options, with _ for -: batch_size, and ks for --k"
+
+
+@dataclass(frozen=True)
+class CellSettings:
+    """A [[cells]] entry: settings for the runs whose resolved config has every `where` value."""
+
+    where: dict[str, Any]
+    settings: dict[str, Any]
+
+    def matches(self, config: RunConfig) -> bool:
+        return all(getattr(config, key) == value for key, value in self.where.items())
 
 
 @dataclass
@@ -45,12 +69,13 @@ class Experiment:
     overrides: dict[str, Any] = field(default_factory=dict)  # command-line values: above everything
     report: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    cells: list[CellSettings] = field(default_factory=list)
 
     def with_command_line(self, settings: dict[str, Any], grid: dict[str, list[Any]]) -> Experiment:
         """A copy with command-line values on top: a single value fixes a key, a list grids it."""
         new_grid = {k: v for k, v in self.grid.items() if k not in settings} | grid
         new_settings = {k: v for k, v in self.settings.items() if k not in grid}
-        return Experiment(new_settings, new_grid, self.losses, settings, self.report, self.description)
+        return dataclasses.replace(self, settings=new_settings, grid=new_grid, overrides=settings)
 
     def with_seeds(self, count: int) -> Experiment:
         """`--seeds N`: N runs per cell, seeds base .. base + N - 1.
@@ -65,7 +90,7 @@ class Experiment:
         settings = {k: v for k, v in self.settings.items() if k != "seed"}
         overrides = {k: v for k, v in self.overrides.items() if k != "seed"}
         grid = self.grid | {"seed": [base + i for i in range(count)]}
-        return Experiment(settings, grid, self.losses, overrides, self.report, self.description)
+        return dataclasses.replace(self, settings=settings, grid=grid, overrides=overrides)
 
     def configs(self) -> list[RunConfig]:
         """Every grid combination as a resolved RunConfig, all checked before anything runs."""
@@ -73,14 +98,21 @@ class Experiment:
         configs: list[RunConfig] = []
         losses: list[str] = []
         for values in itertools.product(*(self.grid[k] for k in keys)):
-            cell = dict(zip(keys, values))
-            loss = {**self.settings, **cell, **self.overrides}.get("loss", RunConfig.loss)
-            config = make_config({**self.settings, **self.losses.get(loss, {}), **cell, **self.overrides})
-            losses += [loss] if loss not in losses else []
+            config = self._config(dict(zip(keys, values)))
+            losses += [config.loss] if config.loss not in losses else []
             if config not in configs:  # e.g. a loss parameter gridded for a loss that ignores it
                 configs.append(config)
         self._check_loss_params(losses)
         return configs
+
+    def _config(self, cell: dict[str, Any]) -> RunConfig:
+        """One grid cell's run: [settings], its loss's table, the [[cells]] its config matches
+        (before any of them applies), the cell's own values, the command line."""
+        loss = {**self.settings, **cell, **self.overrides}.get("loss", RunConfig.loss)
+        below = {**self.settings, **self.losses.get(loss, {})}
+        config = make_config({**below, **cell, **self.overrides})
+        matched = {key: value for entry in self.cells if entry.matches(config) for key, value in entry.settings.items()}
+        return make_config({**below, **matched, **cell, **self.overrides}) if matched else config
 
     def _check_loss_params(self, losses: list[str]) -> None:
         """A loss parameter given for every run must be taken by at least one loss of the grid.
@@ -120,37 +152,74 @@ def read_experiment(path: Path, *, quick: bool = False) -> Experiment:
 
 
 def parse_experiment(document: dict[str, Any], *, source: str, quick: bool = False) -> Experiment:
+    """Every key of every table is checked, the [quick] variant's too when `quick` is off."""
     for section in document:
         if section not in _SECTIONS:
             raise unknown_name(f"section in {source}", section, _SECTIONS)
-    settings = dict(document.get("settings", {}))
-    grid = {k: _as_list(k, v, source) for k, v in document.get("grid", {}).items()}
+    settings = _settings(_table(document, "settings", source), "settings", source)
+    grid = _grid(_table(document, "grid", source), "grid", source)
+    variant = _table(document, "quick", source)
+    _check_keys(variant, QUICK_KEYS, "quick", source, "it holds settings = {...} and grid = {...}, as [settings] and [grid]")
+    quick_settings = _settings(_table(variant, "settings", source, "quick.settings"), "quick.settings", source)
+    quick_grid = _grid(_table(variant, "grid", source, "quick.grid"), "quick.grid", source)
     if quick:
-        variant = document.get("quick")
-        if variant is None:
+        if "quick" not in document:
             raise MMLBenchError(f"{source} has no [quick] variant")
-        settings.update(variant.get("settings", {}))
-        grid.update({k: _as_list(k, v, source) for k, v in variant.get("grid", {}).items()})
-    losses = {name: dict(params) for name, params in document.get("losses", {}).items()}
-    for key in [*settings, *grid, *(k for params in losses.values() for k in params)]:
-        if key not in CONFIG_FIELDS:
-            raise unknown_name(f"setting in {source}", key, CONFIG_FIELDS)
-    settings = {k: check_setting(k, v, f"{k} in {source}") for k, v in settings.items()}
-    grid = {k: [check_setting(k, v, f"[grid] {k} in {source}") for v in values] for k, values in grid.items()}
-    losses = {name: _loss_table(name, params, source) for name, params in losses.items()}
-    return Experiment(settings, grid, losses, {}, dict(document.get("report", {})), document.get("description", ""))
+        settings |= quick_settings
+        grid |= quick_grid
+    tables = _table(document, "losses", source)
+    losses = {name: _loss_table(name, _table(tables, name, source, f"losses.{name}"), source) for name in tables}
+    cells = _cells(document.get("cells", []), source)
+    _check_not_gridded(losses, cells, grid, source)
+    report = _table(document, "report", source)
+    _check_keys(report, REPORT_KEYS, "report", source, "read by `mmlbench compare --preset`")
+    description = document.get("description", "")
+    if not isinstance(description, str):
+        raise MMLBenchError(f"description in {source} must be a string")
+    return Experiment(settings, grid, losses, {}, dict(report), description, cells)
 
 
-def _as_list(key: str, value: Any, source: str) -> list[Any]:
+def _table(document: dict[str, Any], key: str, source: str, label: str = "") -> dict[str, Any]:
+    """document[key] as a table ({} when absent), or a one-line error naming [label]."""
+    value = document.get(key, {})
+    if not isinstance(value, dict):
+        raise MMLBenchError(f"[{label or key}] in {source} must be a table, got {value!r}")
+    return value
+
+
+def _check_keys(table: dict[str, Any], valid: Collection[str], label: str, source: str, note: str = "") -> None:
+    for key in table:
+        if key not in valid:
+            hint = closest(key, valid)
+            suggestion = f" Did you mean '{hint}'?" if hint else ""
+            valid_text = note or f"valid: {', '.join(sorted(valid))}"
+            raise MMLBenchError(f"unknown key '{key}' in [{label}] of {source}.{suggestion} ({valid_text})")
+
+
+def _settings(table: dict[str, Any], label: str, source: str) -> dict[str, Any]:
+    _check_keys(table, CONFIG_FIELDS, label, source, _SETTING_NOTE)
+    return {k: check_setting(k, v, f"{k} in [{label}] of {source}") for k, v in table.items()}
+
+
+def _grid(table: dict[str, Any], label: str, source: str) -> dict[str, list[Any]]:
+    _check_keys(table, CONFIG_FIELDS, label, source, _SETTING_NOTE)
+    return {
+        k: [check_setting(k, v, f"[{label}] {k} in {source}") for v in _as_list(k, values, label, source)]
+        for k, values in table.items()
+    }
+
+
+def _as_list(key: str, value: Any, label: str, source: str) -> list[Any]:
     if not isinstance(value, list) or not value:
-        raise MMLBenchError(f"[grid] {key} in {source} must be a non-empty list")
+        raise MMLBenchError(f"[{label}] {key} in {source} must be a non-empty list")
     return value
 
 
 def _loss_table(loss: str, params: dict[str, Any], source: str) -> dict[str, Any]:
-    """A [losses.<loss>] table checked: a known loss, and no parameter of another loss."""
+    """A [losses.<loss>] table checked: a known loss, known settings, and no parameter of another loss."""
     if loss not in LOSSES:
         raise unknown_name(f"loss in the [losses] tables of {source}", loss, LOSSES)
+    _check_keys(params, CONFIG_FIELDS, f"losses.{loss}", source, _SETTING_NOTE)
     taken = LOSSES[loss].param_names
     for key in params:
         if key in LOSS_PARAMS and key not in taken:
@@ -158,6 +227,56 @@ def _loss_table(loss: str, params: dict[str, Any], source: str) -> dict[str, Any
                 f"{key} in [losses.{loss}] of {source}: loss '{loss}' does not take it ({_takes(loss)})"
             )
     return {k: check_setting(k, v, f"{k} in [losses.{loss}] of {source}") for k, v in params.items()}
+
+
+def _cells(entries: Any, source: str) -> list[CellSettings]:
+    """The [[cells]] entries checked: a non-empty `where` of known, typed settings, and typed settings."""
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise MMLBenchError(f"cells in {source} must be an array of tables: write each entry as [[cells]]")
+    cells = []
+    for number, entry in enumerate(entries, 1):
+        label = f"[[cells]] entry {number} of {source}"
+        where, settings = entry.get("where"), {k: v for k, v in entry.items() if k != "where"}
+        if not isinstance(where, dict) or not where or not settings:
+            raise MMLBenchError(f"{label} needs a non-empty where = {{ ... }} and at least one setting")
+        for key in [*where, *settings]:
+            if key not in CONFIG_FIELDS:
+                raise unknown_name(f"setting in {label}", key, CONFIG_FIELDS)
+        where = {k: check_setting(k, v, f"where {k} in {label}") for k, v in where.items()}
+        _check_names(where)
+        taken = LOSSES[where["loss"]].param_names if "loss" in where else ()
+        for key in settings:
+            if key in where:
+                raise MMLBenchError(f"{key} in {label} is also in its where: a cell cannot change what selects it")
+            if key in LOSS_PARAMS and key not in taken:
+                raise MMLBenchError(f"{key} in {label}: a loss parameter needs the loss that takes it in where (loss = ...)")
+        cells.append(CellSettings(where, {k: check_setting(k, v, f"{k} in {label}") for k, v in settings.items()}))
+    return cells
+
+
+def _check_names(where: dict[str, Any]) -> None:
+    """A `where` naming a plug-in or a choice that does not exist would match no run, silently: an error."""
+    for registry in PLUGINS:
+        if registry.kind in where:
+            registry.spec(where[registry.kind])
+    for f in fields(RunConfig):
+        choices = f.metadata["choices"]
+        if choices and f.name in where and where[f.name] not in choices:
+            raise unknown_name(option_name(f.name).removeprefix("--"), where[f.name], choices)
+
+
+def _check_not_gridded(
+    losses: dict[str, dict[str, Any]], cells: list[CellSettings], grid: dict[str, list[Any]], source: str
+) -> None:
+    """A per-loss or per-cell setting that the grid would override, or `loss` itself: an error."""
+    tables = [(f"[losses.{name}]", params) for name, params in losses.items()]
+    tables += [(f"[[cells]] entry {number}", cell.settings) for number, cell in enumerate(cells, 1)]
+    for label, keys in tables:
+        for key in keys:
+            if key == "loss":
+                raise MMLBenchError(f"loss in {label} of {source}: a table of settings cannot change the run's loss")
+            if key in grid:
+                raise MMLBenchError(f"{key} in {label} of {source} is also a [grid] key, whose values would win: keep one")
 
 
 def _ignored_param_message(name: str, losses: list[str]) -> str:

@@ -9,8 +9,9 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 _CHUNK = 1 << 20
 
@@ -22,6 +23,47 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class _HashingWriter:
+    """A binary file's `write` and `flush` that hash the bytes written and keep the OSError raised.
+
+    torch.save writes through such an object; it reports a failed write as its own
+    RuntimeError ("unexpected pos ..."), which `write_hashed` turns back into the OSError.
+    """
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle, self.digest, self.error = handle, hashlib.sha256(), None
+
+    def write(self, data: bytes) -> int:
+        try:
+            written = self.handle.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+        self.digest.update(data)
+        return written
+
+    def flush(self) -> None:
+        try:
+            self.handle.flush()
+        except OSError as exc:
+            self.error = exc
+            raise
+
+
+def write_hashed(path: Path, dump: Callable[[IO[bytes]], object]) -> str:
+    """Write `path` with `dump(file)` and return the hex sha256 of the bytes written, hashed as they
+    are written (no second read). A failed write is the OSError, whatever `dump` made of it."""
+    with open(path, "wb") as handle:
+        writer = _HashingWriter(handle)
+        try:
+            dump(writer)  # type: ignore[arg-type]
+        except Exception as exc:
+            if writer.error is not None and writer.error is not exc:
+                raise writer.error from exc
+            raise
+    return writer.digest.hexdigest()
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -40,21 +82,40 @@ def _hidden_sibling(path: Path, tag: str) -> Path:
 
 
 @contextlib.contextmanager
+def _destination(path: Path) -> Iterator[None]:
+    """Make the missing parent folders of `path`; if writing it fails, remove them again (a
+    disk-full `preprocess` left an empty <name>/ folder) and name `path` in a disk-full error
+    (the failing write knows only a hidden temporary name, or none: "disk full while writing output")."""
+    made = [folder for folder in path.parents if not folder.exists()]  # innermost first
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException as exc:
+        for folder in made:
+            with contextlib.suppress(OSError):  # not empty (another writer), or gone
+                folder.rmdir()
+        if isinstance(exc, OSError) and is_disk_full(exc):
+            raise OSError(exc.errno, os.strerror(exc.errno), str(path)) from exc
+        raise
+
+
+@contextlib.contextmanager
 def atomic_file(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success fsync it and rename it into place.
 
-    On any exception the temporary file is removed and `path` is left as it was.
+    On any exception the temporary file (and any parent folder made for it) is removed and
+    `path` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _hidden_sibling(path, "tmp")
-    try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with _destination(path):
+        try:
+            yield tmp
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -72,14 +133,14 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     (including KeyboardInterrupt) the temporary folder is deleted.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _hidden_sibling(path, "tmp")
-    tmp.mkdir()
-    try:
-        yield tmp
-        replace_dir(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with _destination(path):
+        tmp.mkdir()
+        try:
+            yield tmp
+            replace_dir(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def replace_dir(src: Path, dst: Path) -> None:

@@ -1,9 +1,9 @@
 """The run store: one folder per run, written atomically, read back as DataFrames.
 
 Layout: <results>/runs/<run_id>/{run.parquet, curve.parquet, per_user.parquet, model.pt}.
-`run.parquet` is one wide row: config fields, provenance, status, costs and one column
-per test metric (`recall@20`, ...). Folders whose names start with '.' are unfinished
-writes and are never read. A run folder whose `run.parquet` cannot be read (a damaged disk,
+`run.parquet` is one wide row: config fields, provenance, status, costs, the sha256 of
+`model.pt` and one column per test metric (`recall@20`, ...). Folders whose names start
+with '.' are unfinished writes and are never read. A run folder whose `run.parquet` cannot be read (a damaged disk,
 a copy cut short) is warned about once and skipped by every reader of the whole store, so
 it never blocks the other runs; `read_run` on that one folder still raises.
 """
@@ -18,16 +18,17 @@ from typing import Any
 import pandas as pd
 from rich.markup import escape
 
-from mmlbench.config import HASH_NEUTRAL
+from mmlbench.config import HASH_NEUTRAL, read_stored_names
 from mmlbench.console import warn
 from mmlbench.errors import MMLBenchError
-from mmlbench.fsutil import atomic_dir, atomic_file
+from mmlbench.fsutil import atomic_dir, atomic_file, sha256_file, write_hashed
 
 SCHEMA_VERSION = 1
 RUN_FILE = "run.parquet"
 CURVE_FILE = "curve.parquet"
 PER_USER_FILE = "per_user.parquet"
 CHECKPOINT_FILE = "model.pt"
+CHECKPOINT_SHA256 = "checkpoint_sha256"  # run-row column: model.pt's sha256 (absent in rows stored before it)
 
 STATUS_COMPLETED = "completed"
 STATUS_FAILED = "failed"
@@ -67,19 +68,33 @@ def write_run(results_dir: Path, record: RunRecord) -> Path:
     final = runs_dir(results_dir) / run_id
     with atomic_dir(final) as tmp:
         row = {"schema_version": SCHEMA_VERSION, **record.row}
+        if record.checkpoint is not None:
+            # Hashed as written, checked before use (engine.rescore): torch.load verifies nothing.
+            row[CHECKPOINT_SHA256] = write_hashed(tmp / CHECKPOINT_FILE, lambda handle: torch.save(record.checkpoint, handle))
         pd.DataFrame([row]).to_parquet(tmp / RUN_FILE, index=False)
         if record.curve is not None:
             record.curve.to_parquet(tmp / CURVE_FILE, index=False)
         if record.per_user is not None:
             record.per_user.to_parquet(tmp / PER_USER_FILE, index=False)
-        if record.checkpoint is not None:
-            # Through a Python file object: a full disk is then OSError(ENOSPC), where torch's own
-            # file writer reports "unexpected pos" or a bare iostream error depending on the size.
-            with open(tmp / CHECKPOINT_FILE, "wb") as handle:
-                torch.save(record.checkpoint, handle)
         for name, payload in record.extra_files.items():
             (tmp / name).write_bytes(payload)
     return final
+
+
+def verified_checkpoint(run_dir: Path, row: dict[str, Any]) -> Path:
+    """The run's model.pt, once its bytes are those written (the sha256 in its row); a run
+    stored before checksums were recorded has none, and its file is taken as it is."""
+    path = Path(run_dir) / CHECKPOINT_FILE
+    if not path.exists():
+        raise MMLBenchError(f"run {Path(run_dir).name} has no checkpoint ({path} is missing)")
+    if not path.is_file():
+        raise MMLBenchError(f"the checkpoint {path} is not a file")
+    recorded = row.get(CHECKPOINT_SHA256)
+    if isinstance(recorded, str) and recorded and sha256_file(path) != recorded:
+        raise MMLBenchError(
+            f"the checkpoint {path} is corrupt: its sha256 is not the one recorded when it was written; nothing was scored"
+        )
+    return path
 
 
 def run_files(run_dir: Path) -> dict[str, bytes]:
@@ -122,7 +137,7 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     if len(frame) != 1:
         raise MMLBenchError(f"{Path(run_dir) / RUN_FILE} should hold one row, found {len(frame)}")
     # A row stored before a HASH_NEUTRAL setting existed had that setting's neutral value.
-    return {**HASH_NEUTRAL, **frame.iloc[0].to_dict()}
+    return read_stored_names({**HASH_NEUTRAL, **frame.iloc[0].to_dict()})
 
 
 def readable_runs(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:

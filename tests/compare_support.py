@@ -25,8 +25,9 @@ SEEDS = (0, 1, 2)
 
 
 def per_user_values(loss: str, negatives: int, seed: int, metric: str) -> np.ndarray:
-    """The planted per-user values of one run (deterministic)."""
-    rng = np.random.default_rng(1000 * NEGATIVES.index(negatives) + 10 * seed + METRICS.index(metric))
+    """The planted per-user values of one run (deterministic); other negative counts than NEGATIVES work too."""
+    column = NEGATIVES.index(negatives) if negatives in NEGATIVES else negatives
+    rng = np.random.default_rng(1000 * column + 10 * seed + METRICS.index(metric))
     base = rng.uniform(0.1, 0.3, USERS)  # shared by every loss of this (negatives, seed)
     if loss == "bpr":
         return base - 0.05 + rng.uniform(-0.01, 0.01, USERS)

@@ -5,8 +5,11 @@ score matrix cannot fit."""
 
 from __future__ import annotations
 
+import io
+import json
 import math
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -131,9 +134,15 @@ def test_compare_sorts_all_after_the_numbers_and_filters_it(planted_dir, tmp_pat
     assert _train(planted_dir, results, "--negatives", "all,20,5", "--loss", "ccl").exit_code == 0
     table = runner.invoke(app, ["compare", str(results), "--metric", "recall@20", "--format", "csv"])
     assert table.exit_code == 0, table.output
-    assert [line.split(",")[2] for line in table.stdout.splitlines()[1:]] == ["5", "20", "all"]
+    assert _csv_cells(table.stdout)["negatives"].tolist() == ["5", "20", "all"]
     only = runner.invoke(app, ["compare", str(results), "--where", "negatives=all", "--format", "csv"])
-    assert only.exit_code == 0 and {line.split(",")[2] for line in only.stdout.splitlines()[1:]} == {"all"}
+    assert only.exit_code == 0 and set(_csv_cells(only.stdout)["negatives"]) == {"all"}
+
+
+def _csv_cells(text: str) -> pd.DataFrame:
+    """compare's csv rows of our cells (the footer's note rows left out), read as text."""
+    frame = pd.read_csv(io.StringIO(text), dtype=str)
+    return frame[frame["source"] == "ours"]
 
 
 def test_the_plot_draws_all_at_the_number_of_items_labelled_all(planted_dir, tmp_path, monkeypatch):
@@ -144,12 +153,28 @@ def test_the_plot_draws_all_at_the_number_of_items_labelled_all(planted_dir, tmp
     figures = []
     real_savefig = Figure.savefig
     monkeypatch.setattr(Figure, "savefig", lambda self, *args, **kwargs: figures.append(self) or real_savefig(self, *args, **kwargs))
-    result = runner.invoke(app, ["compare", str(results), "--metric", "recall@20", "--plot", str(tmp_path / "p.png")])
+    result = runner.invoke(app, ["compare", str(results), "--metric", "recall@20,gini@20", "--plot", str(tmp_path / "p.png")])
     assert result.exit_code == 0, result.output
-    axes = figures[0].axes[0]
-    assert [label.get_text() for label in axes.get_xticklabels()] == ["5", "all"]
-    assert list(axes.get_xticks()) == [5.0, 60.0]
-    assert all(list(line.get_xdata()) == [5.0, 60.0] for line in axes.get_lines())
+    recall, gini = figures[0].axes[:2]
+    for axes in (recall, gini):  # a panel per metric, the beyond-accuracy ones too
+        assert [label.get_text() for label in axes.get_xticklabels()] == ["5", "all"]
+        assert list(axes.get_xticks()) == [5.0, 60.0]
+        assert all(list(line.get_xdata()) == [5.0, 60.0] for line in axes.get_lines())
+    assert (recall.get_ylabel(), gini.get_ylabel()) == ("recall@20", "gini@20 (lower is better)")
+
+
+def test_all_is_case_insensitive_as_choices_are(planted_dir, tmp_path):
+    """ALL is all (as FP32 is fp32): the same run ids and hashes, on the command line and in files."""
+    def planned(*options: str) -> list[str]:
+        result = runner.invoke(app, ["train", "--data-dir", str(planted_dir), "--dry-run", "--format", "json", *options])
+        assert result.exit_code == 0, result.output
+        return [run["run_id"] for run in json.loads(result.stdout)["plan"]]
+
+    expected = planned("--dataset", "planted", "--negatives", "10,all")
+    assert planned("--dataset", "planted", "--negatives", "10,ALL") == expected
+    experiment = tmp_path / "e.toml"
+    experiment.write_text('[settings]\ndataset = "planted"\n[grid]\nnegatives = [10, "All"]\n')
+    assert planned("--config", str(experiment)) == expected
 
 
 @pytest.mark.parametrize(

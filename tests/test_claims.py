@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -114,3 +115,70 @@ def test_a_single_claimed_run_is_one_line_and_not_a_failure(planted_dir, tmp_pat
     result = _train_cli(planted_dir, tmp_path, "ccl")
     assert result.exit_code == 0, result.output
     assert result.stdout == "" and f"being trained by pid {os.getpid()}" in result.stderr
+
+
+def _write_claim_file(path, content) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_text(content)
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [("", "empty"), ('{"host": "x", "pi', "not a claim's JSON"), ('{"pid": 12}', "no host"), (None, "a folder")],
+    ids=["empty", "garbled", "no-host", "folder"],
+)
+def test_a_damaged_claim_is_reported_with_its_path_and_taken_over(planted_dir, tmp_path, content, why):
+    config = RunConfig("planted", **FAST)
+    path = claims.claim_path(tmp_path / "r", _hash(config, planted_dir))
+    _write_claim_file(path, content)
+    result = _train_cli(planted_dir, tmp_path, "ccl")
+    assert result.exit_code == 0, result.output
+    assert f"warning: the claim {path} cannot be read ({why}); treating it as stale" in result.stderr
+    assert store.read_runs(tmp_path / "r")["status"].tolist() == [store.STATUS_COMPLETED]
+    assert list(path.parent.iterdir()) == []  # taken over, then released
+
+
+def _start_of(pid: int) -> int:
+    """Field 22 of /proc/<pid>/stat: when the process started, in clock ticks after boot."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+
+
+@pytest.fixture
+def live_child():
+    """A live process that is not training anything: (its pid, its start time)."""
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        yield child.pid, _start_of(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process start times come from /proc")
+def test_a_claim_naming_a_reused_pid_is_stale_but_the_process_that_wrote_it_holds_it(tmp_path, live_child):
+    pid, started = live_child
+    path = claims.claim_path(tmp_path, "reused")
+    fields = {"host": socket.gethostname(), "pid": pid, "since": "2026-01-01T00:00:00+00:00"}
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({**fields, "pid_start": started - 1}))  # written by an earlier process with that pid
+    assert claims.live_claim(tmp_path, "reused") is None
+    assert claims.claim_run(tmp_path, "reused").pid == os.getpid()
+
+    path = claims.claim_path(tmp_path, "held")
+    path.write_text(json.dumps({**fields, "pid_start": started}))
+    with pytest.raises(claims.ClaimedElsewhere, match=f"pid {pid}"):
+        claims.claim_run(tmp_path, "held")
+    path.write_text(json.dumps(fields))  # written before start times were recorded: matched by pid only
+    with pytest.raises(claims.ClaimedElsewhere, match=f"pid {pid}"):
+        claims.claim_run(tmp_path, "held")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process start times come from /proc")
+def test_a_claim_records_its_process_start_time_and_what_it_trains(tmp_path):
+    claim = claims.claim_run(tmp_path, "abc", {"run_id": "planted-mf-ccl-n5-s1-abc"})
+    saved = json.loads(claim.path.read_text())
+    assert saved["pid_start"] == _start_of(os.getpid()) and saved["run"] == {"run_id": "planted-mf-ccl-n5-s1-abc"}
+    assert claims.read_claim(claim.path) == claim

@@ -1,7 +1,9 @@
 """The command line as a whole: help, version, module entry point."""
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -30,3 +32,13 @@ def test_python_dash_m_runs_the_cli():
     )
     assert proc.returncode == 0
     assert __version__ in proc.stdout
+
+
+def test_what_the_readme_examples_write_in_the_repository_root_is_ignored_by_git():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    outputs = re.findall(r"--(?:export-topk|output|plot|plot-curves|export-baseline)\s+([^\s`]+)", readme)
+    at_root = sorted({path for path in outputs if "/" not in path and path != "FILE"})
+    assert "top10.parquet" in at_root  # the quick start's export
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *at_root], cwd=root, capture_output=True, text=True, check=False)
+    assert sorted(ignored.stdout.split()) == at_root

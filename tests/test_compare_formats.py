@@ -1,14 +1,17 @@
 """`compare --format/--output`: one registry of renderers, formats from the suffix, bad suffixes refused."""
 
+import io
 import json
 import math
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 import compare_support as cs
 from mmlbench.cli import app
 from mmlbench.report.formats import RENDERERS, renderer_for_suffix
+from mmlbench.report.significance import holm
 
 runner = CliRunner()
 # The first three decimals of a cell mean: in both rounded (tables) and full (csv, json) form.
@@ -71,3 +74,19 @@ def test_format_choices_come_from_the_registry():
     result = runner.invoke(app, ["compare", "--format", "yaml"])
     assert result.exit_code == 2
     assert all(name in result.output for name in RENDERERS)
+
+
+def test_csv_and_json_carry_p_values_with_their_test_correction_and_family(results):
+    """Raw and Holm-corrected p-values of every tested cell, named so a reader can redo the correction."""
+    table = pd.read_csv(io.StringIO(run(results, "--format", "csv", "--baseline", "loss=ccl").stdout))
+    tested = table[(table.source == "ours") & (table.loss == "mmcl")]
+    assert set(tested["tested_against"]) == {"loss=ccl"} and set(tested["correction"]) == {"holm"}
+    assert set(tested["comparisons"]) == {8} and set(tested["alpha"]) == {0.05}
+    family = table[table.source == "ours"].dropna(subset=["p_ttest"])
+    assert list(family["p_ttest_holm"]) == pytest.approx(holm(list(family["p_ttest"])))
+    document = json.loads(run(results, "--format", "json", "--baseline", "loss=ccl").stdout)
+    assert document["significance"]["correction"] == "holm" and document["significance"]["comparisons"] == 8
+    assert document["significance"]["tests"] == {"t-test": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}
+    cell = next(c for c in document["cells"] if c["row"] == {"loss": "mmcl"} and c["col"] == {"negatives": "10"})
+    wilcoxon = cell["metrics"]["recall@20"]["tests"]["wilcoxon"]
+    assert wilcoxon["title"] == "Wilcoxon signed-rank test" and wilcoxon["p_adjusted"] >= wilcoxon["p_value"]

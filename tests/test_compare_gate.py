@@ -1,5 +1,6 @@
 """The CI regression gate: --export-baseline, then --against with --max-drop; exit 0/1/2."""
 
+import json
 import shutil
 
 import pandas as pd
@@ -41,11 +42,74 @@ def raised(baseline_frame, loss, negatives, metric, amount):
     return frame
 
 
-def test_exported_baseline_holds_group_keys_means_and_counts(baseline):
-    assert list(baseline.columns) == ["loss", "negatives", "dataset", "model", "recall@20", "ndcg@20", "n"]
+def test_exported_baseline_holds_group_keys_means_counts_settings_and_data(baseline):
+    assert list(baseline.columns) == [
+        "loss", "negatives", "dataset", "model", "recall@20", "ndcg@20", "n", "settings", "dataset_sha256",
+    ]  # fmt: skip
     row = baseline[(baseline["loss"] == "mmcl") & (baseline["negatives"] == "10")].iloc[0]
     assert row["recall@20"] == pytest.approx(cs.cell_values("mmcl", 10, "recall@20").mean(), rel=1e-12)
-    assert row["n"] == 3 and row["dataset"] == "gowalla"
+    assert row["n"] == 3 and row["dataset"] == "gowalla" and row["dataset_sha256"] == "abc"
+    settings = json.loads(row["settings"])
+    assert settings["lr"] == "0.0001" and settings["batch_size"] == "256" and settings["loss"] == "mmcl"
+    assert "seed" not in settings  # the seeds are what a group averages over
+
+
+def test_runs_trained_with_other_settings_are_refused_by_name(tmp_path):
+    results, target = tmp_path / "results", tmp_path / "ci.parquet"
+    for loss in ("ccl", "mmcl", "bpr"):
+        cs.add_run(results, loss, 10, 0)
+    assert runner.invoke(app, ["compare", str(results), "--export-baseline", str(target)]).exit_code == 0
+    shutil.rmtree(results)
+    cs.add_run(results, "ccl", 10, 0, lr=1e-3, batch_size=512)
+    cs.add_run(results, "mmcl", 10, 0, dataset_sha256="f" * 64)
+    cs.add_run(results, "bpr", 10, 0)
+    result = runner.invoke(app, ["compare", str(results), "--against", str(target)])
+    assert result.exit_code == 2, result.output
+    assert (
+        "the current runs were not trained like the baseline's, so the gate cannot compare them "
+        "(loss=ccl, negatives=10, dataset=gowalla, model=mf: batch_size 512 (baseline 256), lr 0.001 (baseline 0.0001)): "
+        "train with the baseline's settings, or export a new baseline with --export-baseline"
+    ) in " ".join(result.stderr.split())
+
+
+def test_runs_on_another_data_version_are_gated_with_a_plain_note(tmp_path):
+    """The fingerprint hashes the processed file's bytes, which another pyarrow writes differently: a note, not a refusal."""
+    results, target = tmp_path / "results", tmp_path / "ci.parquet"
+    for loss in ("ccl", "mmcl"):
+        cs.add_run(results, loss, 10, 0)
+    assert runner.invoke(app, ["compare", str(results), "--export-baseline", str(target)]).exit_code == 0
+    shutil.rmtree(results)
+    cs.add_run(results, "ccl", 10, 0)
+    cs.add_run(results, "mmcl", 10, 0, dataset_sha256="f" * 64)
+    result = runner.invoke(app, ["compare", str(results), "--against", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "no regressions in 2 groups" in result.stdout
+    assert (
+        "trained on another version of the data than the baseline (loss=mmcl, negatives=10, dataset=gowalla, "
+        "model=mf: data sha256:ffffffff (baseline sha256:abc)); compared anyway"
+    ) in " ".join(result.stderr.split())
+
+
+def test_a_group_of_several_settings_is_not_exported(tmp_path):
+    cs.add_run(tmp_path, "ccl", 10, 0)
+    cs.add_run(tmp_path, "ccl", 10, 1, lr=1e-3)
+    target = tmp_path / "ci.parquet"
+    result = runner.invoke(app, ["compare", str(tmp_path), "--export-baseline", str(target)])
+    assert result.exit_code == 2
+    assert (
+        "group loss=ccl, negatives=10, dataset=gowalla, model=mf mixes runs of 2 settings (differing: lr 0.0001/0.001): "
+        "keep one setting with --where COLUMN=VALUE, or make the differing column a row"
+    ) in " ".join(result.stderr.split())
+    assert not target.exists()
+
+
+def test_an_older_baseline_without_settings_still_gates_with_a_note(results, baseline, tmp_path):
+    older = baseline.drop(columns=["settings", "dataset_sha256"])
+    result = gate(results, older, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "no regressions in 6 groups" in result.stdout
+    assert result.stderr.count("\n") == 1 and "records no settings or data fingerprint per group" in result.stderr
+    assert gate(results, raised(older, "ccl", 10, "ndcg@20", 0.03), tmp_path).exit_code == 1
 
 
 def test_where_columns_join_the_baseline_keys(results, tmp_path):

@@ -8,7 +8,6 @@ from typer.testing import CliRunner
 import compare_support as cs
 from mmlbench.cli import app
 from mmlbench.report.compare import CompareSpec, build_comparison
-from mmlbench.report.diagnostics import mixing_warnings
 from mmlbench.report.selection import load_completed_runs
 
 runner = CliRunner()
@@ -38,7 +37,7 @@ def test_data_versions_become_separate_rows(two_versions):
     assert old.mean["recall@20"] == pytest.approx(values[:2].mean(), rel=1e-12)
     assert new.mean["recall@20"] == pytest.approx(values[2], rel=1e-12)
     assert comparison.warnings == [
-        "runs with 2 data versions would share cells, so rows are split by data_version "
+        "runs with 2 data versions would be averaged or compared together, so rows are split by data_version "
         "(dataset_sha256 prefix): sha256:aaaaaaaa (4 runs), sha256:bbbbbbbb (2 runs); "
         "keep one with --where data_version=..."
     ]
@@ -73,7 +72,8 @@ def test_protocols_are_never_averaged_together(tmp_path):
     assert comparison.row_keys == [("ccl", "test-as-validation"), ("ccl", "validation")]
     assert all(cell.n == 1 for cell in comparison.cells.values())
     assert comparison.warnings[0].startswith(
-        "runs with 2 protocols would share cells, so rows are split by protocol: test-as-validation (1 runs), "
+        "runs with 2 protocols would be averaged or compared together, so rows are split by protocol: "
+        "test-as-validation (1 runs), "
         "validation (1 runs)"
     )
 
@@ -96,13 +96,6 @@ def test_the_gate_refuses_groups_that_mix_data_versions(two_versions, tmp_path):
         "sha256:bbbbbbbb: keep one with --where data_version=..."
     ) in result.stderr
     assert not target.exists()
-
-
-def test_a_cell_mixing_versions_is_blamed_on_the_data_version(two_versions):
-    runs = load_completed_runs(two_versions)
-    ccl = runs[runs["loss"] == "ccl"].reset_index(drop=True)
-    warnings = mixing_warnings(ccl, CompareSpec(), {(("ccl",), ("10",)): list(range(len(ccl)))})
-    assert warnings == ["cell loss=ccl, negatives=10 mixes 2 settings (differing: data_version)"]
 
 
 def test_the_gate_refuses_current_runs_that_mix_data_versions(tmp_path):

@@ -65,7 +65,7 @@ def test_row_round_trip():
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        ({"settings": {"dataset": "d", "learning_rate": 1}}, "unknown setting in t 'learning_rate'"),
+        ({"settings": {"dataset": "d", "learning_rate": 1}}, "unknown key 'learning_rate' in \\[settings\\] of t"),
         ({"settings": {"dataset": "d"}, "grid": {"loss": "ccl"}}, "must be a non-empty list"),
         ({"setings": {}}, "unknown section"),
         ({"grid": {"loss": ["ccl"]}}, "no dataset given"),
@@ -91,18 +91,47 @@ def test_unknown_preset_suggests(tmp_path):
     assert isinstance(preset_names(), list)
 
 
+@pytest.mark.parametrize("quick", [False, True])  # the [quick] variant is checked even when not used
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"quick": {"epochs": 1}}, "unknown key 'epochs' in [quick] of t. (it holds settings"),
+        ({"quick": {"setings": {"epochs": 1}}}, "unknown key 'setings' in [quick] of t. Did you mean 'settings'?"),
+        ({"quick": {"lr": float("nan")}}, "unknown key 'lr' in [quick] of t"),
+        ({"quick": {"settings": {"epoch": 1}}}, "unknown key 'epoch' in [quick.settings] of t. Did you mean 'epochs'?"),
+        ({"quick": {"settings": {"lr": float("nan")}}}, "lr in [quick.settings] of t must be a finite number, got nan"),
+        ({"quick": {"grid": {"negative": [1]}}}, "unknown key 'negative' in [quick.grid] of t. Did you mean 'negatives'?"),
+        ({"quick": {"grid": {"negatives": 5}}}, "[quick.grid] negatives in t must be a non-empty list"),
+        ({"quick": {"settings": 5}}, "[quick.settings] in t must be a table, got 5"),
+        ({"quick": 1}, "[quick] in t must be a table, got 1"),
+        ({"grid": {"los": ["ccl"]}}, "unknown key 'los' in [grid] of t. Did you mean 'loss'?"),
+        ({"losses": {"ccl": {"margn": 0.5}}}, "unknown key 'margn' in [losses.ccl] of t. Did you mean 'margin'?"),
+        ({"losses": {"ccl": 0.5}}, "[losses.ccl] in t must be a table"),
+        ({"report": {"row": ["loss"]}}, "unknown key 'row' in [report] of t. Did you mean 'rows'?"),
+        ({"description": 5}, "description in t must be a string"),
+    ],
+)
+def test_every_key_of_every_table_is_checked(document, message, quick):
+    document = {"settings": {"dataset": "d"}, "quick": {}, **document}
+    with pytest.raises(MMLBenchError, match=re.escape(message)):
+        parse_experiment(document, source="t", quick=quick)
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"epochs": "ten"}, "epochs in t must be an integer, got 'ten'"),
-        ({"epochs": 1.7}, "epochs in t must be an integer, got 1.7"),
-        ({"negatives": True}, "negatives in t must be an integer or 'all', got true"),
-        ({"lr": float("nan")}, "lr in t must be a finite number, got nan"),
-        ({"l2": float("inf")}, "l2 in t must be a finite number, got inf"),
-        ({"dataset": 5}, "dataset in t must be a string, got 5"),
-        ({"ks": 20}, "ks in t must be a list of integers, got 20"),
-        ({"ks": [10, 2.5]}, "ks in t must be a list of integers"),
-        ({"seed": 2**64}, "seed in t must be an integer that fits in 64 bits"),
+        ({"epochs": "ten"}, "epochs in [settings] of t must be an integer, got 'ten'"),
+        ({"epochs": 1.7}, "epochs in [settings] of t must be an integer, got 1.7"),
+        ({"negatives": True}, "negatives in [settings] of t must be an integer or 'all', got true"),
+        ({"lr": float("nan")}, "lr in [settings] of t must be a finite number, got nan"),
+        ({"l2": float("inf")}, "l2 in [settings] of t must be a finite number, got inf"),
+        ({"l2": 1e300}, "l2 in [settings] of t must be 0 or a number within float32's range"),
+        ({"min_delta": -1e39}, "min_delta in [settings] of t must be 0 or a number within float32's range"),
+        ({"margins": [0.5, 1e-40]}, "(1e-40 is not 0 or a number within float32's range"),
+        ({"dataset": 5}, "dataset in [settings] of t must be a string, got 5"),
+        ({"ks": 20}, "ks in [settings] of t must be a list of integers, got 20"),
+        ({"ks": [10, 2.5]}, "ks in [settings] of t must be a list of integers"),
+        ({"seed": 2**64}, "seed in [settings] of t must be an integer that fits in 64 bits"),
     ],
 )
 def test_experiment_values_are_type_checked(settings, message):
@@ -177,3 +206,88 @@ def test_every_packaged_preset_expands_to_checked_configs(name, quick):
     assert configs and len({c.hash() for c in configs}) == len(configs)  # no two cells alike
     if quick:
         assert max(c.epochs for c in configs) <= 5
+
+
+AUTHOR_RUNS = {
+    "settings": {"dataset": "d", "patience": 3, "plateau_lr_factor": 0.1},
+    "grid": {"loss": ["ccl", "mmcl", "bpr"], "negatives": [10, 100]},
+    "losses": {
+        "ccl": {"negative_weight": 150.0, "plateau_lr_factor": 1, "patience": 200},
+        "mmcl": {"plateau_lr_factor": 1, "patience": 200},
+    },
+    "cells": [{"where": {"loss": "mmcl", "negatives": 100}, "patience": 3}],
+}
+
+
+def _schedules(document, **command_line):
+    experiment = parse_experiment(document, source="t").with_command_line(command_line, {})
+    return {(c.loss, c.negatives): (c.plateau_lr_factor, c.patience) for c in experiment.configs()}
+
+
+def test_loss_tables_carry_run_settings_and_cells_override_them_for_their_runs():
+    assert _schedules(AUTHOR_RUNS) == {
+        ("ccl", 10): (1.0, 200), ("ccl", 100): (1.0, 200),
+        ("mmcl", 10): (1.0, 200), ("mmcl", 100): (1.0, 3),  # the [[cells]] entry
+        ("bpr", 10): (0.1, 3), ("bpr", 100): (0.1, 3),  # [settings]
+    }
+    assert set(_schedules(AUTHOR_RUNS, patience=7).values()) == {(1.0, 7), (0.1, 7)}  # the command line wins
+
+
+def test_a_cell_matches_resolved_values_and_the_command_line_grid():
+    document = {
+        "settings": {"dataset": "d", "loss": "ccl"},
+        "cells": [{"where": {"margin": 0.9, "negatives": 100}, "lr": 2}],  # 0.9: ccl's default margin
+    }
+    experiment = parse_experiment(document, source="t").with_command_line({}, {"negatives": [10, 100]})
+    assert {c.negatives: c.lr for c in experiment.configs()} == {10: 1e-4, 100: 2.0}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"losses": {"ccl": {"loss": "mmcl"}}}, "loss in [losses.ccl] of t: a table of settings cannot change the run's loss"),
+        ({"losses": {"ccl": {"negatives": 5}}}, "negatives in [losses.ccl] of t is also a [grid] key, whose values would win"),
+        ({"cells": {"where": {"loss": "ccl"}, "lr": 1}}, "cells in t must be an array of tables: write each entry as [[cells]]"),
+        ({"cells": [{"lr": 1}]}, "[[cells]] entry 1 of t needs a non-empty where"),
+        ({"cells": [{"where": {"loss": "ccl"}}]}, "[[cells]] entry 1 of t needs a non-empty where = { ... } and at least one setting"),
+        ({"cells": [{"where": {"los": "ccl"}, "lr": 1}]}, "unknown setting in [[cells]] entry 1 of t 'los'"),
+        ({"cells": [{"where": {"loss": "cll"}, "lr": 1}]}, "Did you mean 'ccl'"),
+        ({"cells": [{"where": {"score": "cosin"}, "lr": 1}]}, "Did you mean 'cosine'"),
+        ({"cells": [{"where": {"negatives": "ten"}, "lr": 1}]}, "where negatives in [[cells]] entry 1 of t must be an integer"),
+        ({"cells": [{"where": {"lr": 1}, "lr": 2}]}, "lr in [[cells]] entry 1 of t is also in its where"),
+        ({"cells": [{"where": {"negatives": 10}, "margin": 0.5}]}, "margin in [[cells]] entry 1 of t: a loss parameter needs the loss"),
+        ({"cells": [{"where": {"loss": "bpr"}, "margin": 0.5}]}, "margin in [[cells]] entry 1 of t: a loss parameter needs the loss"),
+        ({"cells": [{"where": {"loss": "ccl"}, "negatives": 5}]}, "negatives in [[cells]] entry 1 of t is also a [grid] key"),
+        ({"cells": [{"where": {"loss": "ccl"}, "patience": 0.5}]}, "patience in [[cells]] entry 1 of t must be an integer"),
+    ],
+)
+def test_bad_loss_tables_and_cells_are_one_line(change, message):
+    with pytest.raises(MMLBenchError, match=re.escape(message)):
+        parse_experiment({**AUTHOR_RUNS, **change}, source="t")
+
+
+def _preset_schedules(name: str) -> dict[tuple, tuple]:
+    return {
+        (c.dataset, c.loss, c.negatives): (c.plateau_lr_factor, c.patience, c.batch_size, c.l2)
+        for c in read_experiment(preset_path(name)).configs()
+    }
+
+
+@pytest.mark.parametrize(("name", "batch_size", "l2"), [("paper-gowalla", 256, 1e-8), ("paper-yelp2018", 512, 1e-9)])
+def test_paper_presets_train_ccl_and_mmcl_as_the_authors_notebooks(name, batch_size, l2):
+    """mgulcin/mmcl: every CCL and MMCL cell reduce_lr_on_plateau False, patience 200, except the
+    Gowalla MMCL run at 100 negatives (patience 3); the baselines keep RecZoo's decay."""
+    dataset = name.removeprefix("paper-")
+    for (_, loss, negatives), schedule in _preset_schedules(name).items():
+        if loss in ("ccl", "mmcl"):
+            patience = 3 if (dataset, loss, negatives) == ("gowalla", "mmcl", 100) else 200
+            assert schedule == (1.0, patience, batch_size, l2), (loss, negatives)
+        else:
+            assert schedule == (0.1, 3, batch_size, l2), (loss, negatives)
+
+
+def test_the_bars_preset_is_reczoos_mf_ccl_on_both_datasets():
+    assert _preset_schedules("bars-mf-ccl") == {
+        ("gowalla", "ccl", 800): (0.1, 3, 256, 1e-8),
+        ("yelp2018", "ccl", 800): (0.1, 3, 512, 1e-9),
+    }

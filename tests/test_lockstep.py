@@ -73,6 +73,19 @@ def test_runs_sharing_a_loss_with_mixed_l2_scopes_and_dot_scores_equal_alone(pla
             _same_run(one, together)
 
 
+def test_runs_without_clipping_and_with_the_user_uniform_epoch_equal_alone(planted_dir, tmp_path):
+    """--grad-clip 0 (an infinite norm in the group's clipping) and --epoch-sampling user-uniform
+    (each run's epoch drawn from its own generator) beside a run of the default epoch."""
+    configs = [
+        RunConfig("planted", loss="bpr", seed=1, grad_clip=0.0, **{**BASE, "lr": 0.05}),
+        RunConfig("planted", loss="ccl", seed=2, epoch_sampling="user-uniform", **BASE),
+        RunConfig("planted", loss="mmcl", seed=3, epoch_sampling="user-uniform", grad_clip=0.0, **BASE),
+    ]
+    alone = [train_run(config, _options(planted_dir, tmp_path / "alone")) for config in configs]
+    for one, together in zip(alone, train_group(configs, _options(planted_dir, tmp_path / "group"))):
+        _same_run(one, together)
+
+
 def _group_weights(planted_dir, configs, epochs, **step_options):
     """Train `configs` as one GroupStep for `epochs` epochs: each run's losses and final tables."""
     from mmlbench.data.dataset import load_dataset
@@ -187,11 +200,11 @@ def test_claims_every_run_of_the_group_and_skips_one_claimed_elsewhere(planted_d
     held: list[str] = []
     real = claims.claimed
 
-    def claimed(results_dir, config_hash):
+    def claimed(results_dir, config_hash, *run):
         if config_hash == busy:
             raise claims.ClaimedElsewhere("claimed by another sweep")
         held.append(config_hash)
-        return real(results_dir, config_hash)
+        return real(results_dir, config_hash, *run)
 
     monkeypatch.setattr(claims, "claimed", claimed)
     outcomes = train_group(configs, _options(planted_dir, results))

@@ -21,7 +21,7 @@ COMMITTED_RUNS = sorted(Path(__file__).resolve().parent.parent.glob("results/pap
 
 
 def test_committed_runs_keep_their_hashes():
-    """Rows stored just before the HASH_NEUTRAL settings existed (every other setting; those, if
+    """Rows stored before the HASH_NEUTRAL settings existed (every other setting; those, if
     there, at their neutral value) rebuild to their stored hash, so `train` still reuses them."""
     settings = {f.name for f in dataclasses.fields(RunConfig) if f.default is not None} - set(HASH_NEUTRAL)  # all hashed
     rows = [pd.read_parquet(path).iloc[0].to_dict() for path in COMMITTED_RUNS]

@@ -279,6 +279,14 @@ def _bad_cases(tmp_path):
     bad_time.write_text("user,item,ts\n1,2,soon\n1,3,later\n")
     garbage = tmp_path / "garbage.parquet"
     garbage.write_bytes(b"this is not parquet")
+    ragged = tmp_path / "ragged.csv"  # a comma too many (an unquoted title?): whose value is which?
+    ragged.write_text("user,item,rating\n1,2,5\n3,4,5,9\n5,6,1\n")
+    short = tmp_path / "short.csv"
+    short.write_text("user,item,rating\n1,2,5\n3,4\n5,6,1\n")
+    twice = tmp_path / "twice.csv"
+    twice.write_text("user,item,user\n1,2,3\n2,3,4\n")
+    unrated = tmp_path / "unrated.csv"
+    unrated.write_text("user,item,rating\n1,2,5\n1,3,\n2,3,4\n")
     directory = tmp_path / "folder.csv"
     directory.mkdir()
     split = ["--split", "leave-one-out"]
@@ -293,6 +301,10 @@ def _bad_cases(tmp_path):
         (no_user, [*COLUMNS, *split], "column 'user' is empty in 1 row(s) (first: data row 2)"),
         (bad_time, [*COLUMNS, "--time-col", "ts", *split], "time column 'ts' holds values that are neither"),
         (garbage, [*COLUMNS, *split], "cannot read"),
+        (ragged, [*COLUMNS, *split], "ragged.csv: CSV parse error: Expected 3 columns, got 4: 3,4,5,9"),
+        (short, [*COLUMNS, *split], "Expected 3 columns, got 2: 3,4"),
+        (twice, [*COLUMNS, *split], "the header of twice.csv names column(s) 'user' more than once"),
+        (unrated, [*COLUMNS, *split, "--rating-col", "rating", "--min-rating", "4"], "column 'rating' is empty in 1 row(s) (first: data row 2)"),
         (directory, [*COLUMNS, *split], "cannot read"),
         (tmp_path / "missing.csv", [*COLUMNS, *split], "missing.csv not found"),
         (tmp_path / "events.xlsx", [*COLUMNS, *split], "cannot tell the format of events.xlsx"),
@@ -327,7 +339,9 @@ def test_every_bad_input_fails_cleanly_and_writes_nothing(tmp_path):
     [
         (["gowalla", "--name", "mine"], "give either NAME ('gowalla') or --input FILE, not both"),
         (["--name", "gowalla"], "--name 'gowalla' is a registered dataset"),
-        (["--name", "../up"], "--name '../up' must be letters"),
+        (["--name", "../up"], "--name '../up' must be letters (of any alphabet), digits, '.', '_' or '-', starting with a letter or digit"),
+        (["--name", "-x"], "--name '-x' must be letters"),
+        (["--name", "a b"], "--name 'a b' must be letters"),
     ],
 )
 def test_names_are_checked(tmp_path, args, message):
@@ -337,3 +351,43 @@ def test_names_are_checked(tmp_path, args, message):
     assert result.exit_code == 1
     assert message in result.output
     assert not (tmp_path / "data").exists()
+
+
+def test_an_unregistered_name_says_how_to_preprocess_your_own_data(tmp_path):
+    result = runner.invoke(app, ["preprocess", "mydata", "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 1
+    assert "unknown dataset 'mydata'" in result.stderr and "Your own data: `mmlbench preprocess --input FILE --name mydata" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_name_in_any_alphabet_is_accepted_and_trains(tmp_path):
+    result = invoke_named(tmp_path, "naïve-données")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "naïve-données" / "processed" / "meta.json").is_file()
+    plan = runner.invoke(app, ["train", "--dataset", "naïve-données", "--data-dir", str(tmp_path / "data"),
+                               "--results-dir", str(tmp_path / "r"), "--negatives", "1", "--dry-run"])  # fmt: skip
+    assert plan.exit_code == 0, plan.output
+    assert "naïve-données-mf-ccl-n1-s2019-" in plan.stdout
+
+
+def invoke_named(tmp_path, name):
+    base = ["preprocess", "--input", str(write(tmp_path)), "--name", name, *COLUMNS, "--split", "leave-one-out"]
+    return runner.invoke(app, [*base, "--data-dir", str(tmp_path / "data")])
+
+
+def test_a_full_disk_names_the_folder_and_leaves_no_empty_one(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    real = pq.write_table
+
+    def write_to_full_disk(table, where, *args, **kwargs):  # every write to /dev/full fails with ENOSPC
+        with open("/dev/full", "wb") as full:
+            return real(table, full, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "write_table", write_to_full_disk)
+    data = tmp_path / "home" / "data"  # neither folder exists yet
+    result = runner.invoke(app, ["preprocess", "--input", str(write(tmp_path)), "--name", "mine", *COLUMNS,
+                                 "--split", "leave-one-out", "--data-dir", str(data)])  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr == f"error: disk full while writing {data / 'mine' / 'processed'}\n"
+    assert not (tmp_path / "home").exists()  # the folders made for it are gone again

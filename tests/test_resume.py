@@ -279,13 +279,21 @@ def test_no_resume_and_force_start_over(planted_dir, tmp_path, monkeypatch, star
     assert trained == [1, 2, 3] and outcome.row["resumed_from_epoch"] == 0
 
 
-def test_an_unreadable_checkpoint_is_ignored_with_a_warning(planted_dir, tmp_path, monkeypatch, capsys):
+def test_an_unreadable_checkpoint_is_refused_not_ignored(planted_dir, tmp_path, monkeypatch):
+    """Bytes whose sha256 was recorded (as written) but that torch cannot read: not resumed, not
+    started over silently (that would drop the progress); --no-resume starts over."""
     results = tmp_path / "r"
     config, interrupted = _interrupted_after_two_of_three(planted_dir, results, monkeypatch)
-    _resume_file(results, interrupted.row["run_id"]).write_bytes(b"not a checkpoint")
-    outcome = train_run(config, _options(planted_dir, results))
+    folder = resume.folder(results, interrupted.row["run_id"])
+    monkeypatch.setattr(resume.torch, "save", lambda state, handle: handle.write(b"not a checkpoint"))
+    resume.write(folder, {})
+    monkeypatch.undo()
+    trained = _count_epochs(monkeypatch)
+    with pytest.raises(resume.DamagedCheckpoint, match=r"state.pt cannot be read \(.*\); not resumed: `--no-resume`"):
+        train_run(config, _options(planted_dir, results))
+    assert trained == [] and store.read_runs(results)["status"].tolist() == [store.STATUS_INTERRUPTED]
+    outcome = train_run(config, _options(planted_dir, results, resume=False))
     assert outcome.status == store.STATUS_COMPLETED and outcome.row["resumed_from_epoch"] == 0
-    assert "cannot read the resume checkpoint" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag, resumed_from", [([], 2), (["--no-resume"], 0)])

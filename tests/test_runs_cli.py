@@ -5,6 +5,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -41,9 +45,10 @@ def _runs(results: Path, *args: str):
     return runner.invoke(app, ["runs", *args, "--results-dir", str(results)])
 
 
-def _listed(results: Path, *args: str) -> list[dict]:
+def _listed(results: Path, *args: str, code: int = 0) -> list[dict]:
+    """The JSON listing; `code` 1 where a damaged run is listed (printed all the same)."""
     result = _runs(results, *args, "--format", "json")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == code, result.output
     return json.loads(result.stdout)
 
 
@@ -61,7 +66,7 @@ def _one_line_error(result, code: int, *fragments: str) -> None:
 
 def test_list_table_shows_every_run_sorted_with_its_status(results):
     result = _runs(results)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a damaged run listed, as the README says
     positions = [result.stdout.index(run_id) for run_id in ALL]
     assert positions == sorted(positions)
     lines = {run_id: next(line for line in result.stdout.splitlines() if f" {run_id} " in line) for run_id in ALL}
@@ -70,10 +75,11 @@ def test_list_table_shows_every_run_sorted_with_its_status(results):
     assert f"{per_user_values('ccl', 10, 0, 'recall@20').mean():.4f}" in lines["ccl-10-s0"]
     assert "2/3" in lines["ccl-10-s0"]  # best epoch / epochs run
     assert "warning:" in result.stderr and "broken" in result.stderr  # the damaged run is named
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 1 damaged run(s) listed")
 
 
 def test_list_json_has_one_record_per_run_with_typed_values(results):
-    records = {record["run_id"]: record for record in _listed(results)}
+    records = {record["run_id"]: record for record in _listed(results, code=1)}
     assert sorted(records) == ALL
     ccl = records["ccl-10-s0"]
     assert ccl["negatives"] == 10 and isinstance(ccl["negatives"], int) and ccl["seed"] == 0
@@ -205,7 +211,7 @@ def test_a_crash_while_removing_never_leaves_a_readable_half_run(results, monkey
     result = _runs(results, "rm", "ccl-10-s0")
     assert result.exit_code == 1 and "simulated crash" in result.stderr
     assert [d.name for d in store.iter_run_dirs(results)] == [r for r in ALL if r != "ccl-10-s0"]
-    assert "ccl-10-s0" not in {r["run_id"] for r in _listed(results)}
+    assert "ccl-10-s0" not in {r["run_id"] for r in _listed(results, code=1)}
 
 
 FAST = ["--negatives", "5", "--batch-size", "64", "--lr", "0.01", "--epochs", "2", "--device", "cpu", "-q"]
@@ -224,3 +230,111 @@ def test_a_trained_run_is_listed_and_shown(planted_dir, tmp_path):
     shown = _runs(results, "show", row["run_id"])
     assert shown.exit_code == 0, shown.output
     assert row["git_commit"] in shown.stdout and "curve" in shown.stdout and "violations" in shown.stdout
+
+
+def test_a_file_given_as_the_results_folder_is_said_to_be_one(tmp_path):
+    (tmp_path / "file").write_text("")
+    _one_line_error(_runs(tmp_path / "file"), 2, f"results folder {tmp_path / 'file'} is not a folder")
+
+
+# --- resume checkpoints and runs in progress, on runs trained through the real CLI
+
+def _train_args(planted_dir: Path, results: Path) -> list[str]:
+    return ["train", "--dataset", "planted", "--data-dir", str(planted_dir), "--results-dir", str(results),
+            "--loss", "ccl", "--negatives", "5", "--batch-size", "64", "--lr", "0.01", "--epochs", "6",
+            "--patience", "50", "--checkpoint-every", "0", "--device", "cpu"]  # fmt: skip
+
+
+@pytest.fixture
+def interrupted(planted_dir, tmp_path, monkeypatch) -> tuple[Path, str]:
+    """(results folder, run id) of a run stopped by Ctrl-C after epoch 3: its row and its resume checkpoint."""
+    from mmlbench.engine.progress import TrainingProgress
+
+    results, original = tmp_path / "r", TrainingProgress.epoch_done
+
+    def ctrl_c_after_three(self, log):
+        original(self, log)
+        if log.epoch == 3:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TrainingProgress, "epoch_done", ctrl_c_after_three)
+        assert runner.invoke(app, _train_args(planted_dir, results)).exit_code == 130
+    [run_dir] = store.iter_run_dirs(results)
+    assert (store.runs_dir(results) / f".{run_dir.name}.resume").is_dir()
+    return results, run_dir.name
+
+
+@pytest.mark.parametrize("removal", [["rm", "RUN"], ["prune", "--interrupted"]], ids=["rm", "prune"])
+def test_a_removed_run_takes_its_resume_checkpoint_with_it(planted_dir, interrupted, removal):
+    results, run_id = interrupted
+    result = _runs(results, *[run_id if word == "RUN" else word for word in removal])
+    assert result.exit_code == 0, result.output
+    assert _folders(results) == [".claims"]
+    again = runner.invoke(app, _train_args(planted_dir, results))
+    assert again.exit_code == 0, again.output
+    assert "resuming" not in again.stderr and store.read_run(store.runs_dir(results) / run_id)["resumed_from_epoch"] == 0
+
+
+def test_an_orphaned_resume_checkpoint_is_listed_and_pruned(interrupted):
+    results, run_id = interrupted
+    fsutil.remove_dir(store.runs_dir(results) / run_id)  # as `runs rm` left it before
+    [record] = _listed(results)
+    assert (record["run_id"], record["status"]) == (run_id, "orphaned") and "resumes it" in record["error"]
+    assert _runs(results, "prune", "--failed").stderr.startswith("nothing to prune")
+    _one_line_error(_runs(results, "show", run_id), 2, f"run {run_id} has no stored row to show (orphaned)")
+    dry = _runs(results, "prune", "--orphaned", "--dry-run")
+    assert dry.stdout.splitlines() == [f"would remove {run_id} (orphaned)"]
+    assert _runs(results, "prune", "--orphaned").exit_code == 0
+    assert _folders(results) == [".claims"] and _listed(results) == []
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Until `path` exists: the training process got there (a generous timeout for a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the training process never got there"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def training(planted_dir, tmp_path):
+    """A real `mmlbench train` process held after its epoch 2 until the test lets it go: (results, its pid)."""
+    results, ready, go = tmp_path / "r", tmp_path / "ready", tmp_path / "go"
+    script = textwrap.dedent(
+        f"""
+        import pathlib, sys, time
+        from mmlbench.engine.progress import TrainingProgress
+        def epoch_done(self, log):
+            if log.epoch == 2:
+                pathlib.Path({str(ready)!r}).touch()
+                while not pathlib.Path({str(go)!r}).exists():
+                    time.sleep(0.05)
+        TrainingProgress.epoch_done = epoch_done
+        from mmlbench.cli import app
+        sys.argv = ["mmlbench", *{_train_args(planted_dir, results)!r}, "-q"]
+        app()
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(ready, proc)
+        yield results, proc.pid
+    finally:
+        go.touch()
+        proc.communicate(timeout=300)
+
+
+def test_a_run_being_trained_is_listed_as_running_and_not_removed(training):
+    results, pid = training
+    [record] = _listed(results)
+    assert record["status"] == "running" and record["run_id"].startswith("planted-mf-ccl-n5-s2019-")
+    assert record["loss"] == "ccl" and record["claimed_by"].startswith(f"pid {pid} on ")
+    table = _runs(results)
+    assert "running" in table.stdout and f"pid {pid}" in table.stdout
+    before = _folders(results)
+    _one_line_error(_runs(results, "rm", record["run_id"]), 2, f"run {record['run_id']} is being trained (pid {pid}")
+    assert _runs(results, "prune", "--orphaned", "--interrupted").stderr.startswith("nothing to prune")
+    assert _folders(results) == before and any(name.endswith(".resume") for name in before)

@@ -41,7 +41,7 @@ def test_defaults_and_choices_come_from_the_field_and_the_registries(train_help)
     assert f"Random seed [default: {RunConfig.seed}]." in train_help
     assert "Similarity: cosine, dot [default: cosine]." in train_help
     assert f"Loss: {', '.join(sorted(LOSSES))} [default: ccl]." in train_help
-    assert "SimpleX history aggregator: mean, user-attention [default: mean for simplex]." in train_help
+    assert "earlier form): mean, user-attention, user-attention-masked [default: mean for simplex]." in train_help
     assert "[default: 150 for ccl, 700 for mmcl]." in train_help
     assert "[default: 0.75 for popularity]." in train_help
 

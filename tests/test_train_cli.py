@@ -87,6 +87,10 @@ def test_experiment_file_with_per_loss_parameters(planted_dir, tmp_path):
         (["--seeds", "0"], "--seeds must be >= 1, got 0"),
         (["--lr", "nan"], "--lr must be a finite number, got nan"),
         (["--plateau-lr-factor", "inf"], "--plateau-lr-factor must be a finite number, got inf"),
+        (["--seed", "-1"], "--seed must be >= 0, got -1"),
+        (["--sampler", "popularity", "--popularity-alpha", "-1"], "--popularity-alpha must be >= 0 (0: uniform; 1: as popular as in training), got -1"),
+        (["--l2", "1e300"], "--l2 must be 0 or a number within float32's range (1.2e-38 to 3.4e+38 in magnitude), got 1e+300"),
+        (["--lr", "0.01,1e-50"], "--lr must be 0 or a number within float32's range"),  # would be 0 in float32
         (["--loss", "mmcl", "--margins", "0.7,nan", "--margin-weights", "0.5,0.5"], "--margins must be a list of numbers"),
         (["--loss", "ccl", "--margins", "0.7,0.8"], "--margins does not apply to loss 'ccl'"),
         (["--negatives", "1000000000"], "--negatives 1000000000, --batch-size 64 and --embedding-dim 64 need about"),
@@ -105,10 +109,11 @@ def test_bad_input_is_one_line_and_leaves_the_store_untouched(planted_dir, tmp_p
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ('epochs = "ten"', "epochs in {} must be an integer, got 'ten'"),
-        ("epochs = 1.7", "epochs in {} must be an integer, got 1.7"),
-        ("negatives = true", "negatives in {} must be an integer or 'all', got true"),
-        ("lr = nan", "lr in {} must be a finite number, got nan"),
+        ('epochs = "ten"', "epochs in [settings] of {} must be an integer, got 'ten'"),
+        ("epochs = 1.7", "epochs in [settings] of {} must be an integer, got 1.7"),
+        ("negatives = true", "negatives in [settings] of {} must be an integer or 'all', got true"),
+        ("lr = nan", "lr in [settings] of {} must be a finite number, got nan"),
+        ("l2 = 1e300", "l2 in [settings] of {} must be 0 or a number within float32's range (1.2e-38 to 3.4e+38 in magnitude), got 1e+300"),
     ],
 )
 def test_bad_experiment_value_is_one_line_before_anything_runs(planted_dir, tmp_path, setting, message):
@@ -118,6 +123,24 @@ def test_bad_experiment_value_is_one_line_before_anything_runs(planted_dir, tmp_
     assert result.exit_code == 1
     assert result.stderr == f"error: {message.format(experiment)}\n"
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("quick", "message"),
+    [
+        ("epochs = 1", "unknown key 'epochs' in [quick] of {}"),
+        ("setings = { epochs = 1 }", "unknown key 'setings' in [quick] of {}. Did you mean 'settings'?"),
+        ("lr = nan", "unknown key 'lr' in [quick] of {}"),
+        ("settings = { lr = nan }", "lr in [quick.settings] of {} must be a finite number, got nan"),
+    ],
+)
+def test_a_bad_quick_table_is_one_line_not_the_full_plan(planted_dir, tmp_path, quick, message):
+    experiment = tmp_path / "exp.toml"
+    experiment.write_text(f'[settings]\ndataset = "planted"\nepochs = 50\n[quick]\n{quick}\n')
+    result = runner.invoke(app, ["train", "--config", str(experiment), "--quick", "--dry-run", "--data-dir", str(planted_dir), "--results-dir", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert _one_line(result.stderr).startswith(f"error: {message.format(experiment)}")
+    assert result.stdout == ""  # no plan
 
 
 def test_seeds_start_at_the_experiment_files_seed(planted_dir, tmp_path):
@@ -146,6 +169,14 @@ def test_unprocessed_dataset_names_the_command_to_run(tmp_path):
     assert result.exit_code == 1
     assert "mmlbench preprocess gowalla" in _one_line(result.stderr)
     assert result.stdout == ""
+
+
+def test_an_unregistered_dataset_is_not_told_to_download(tmp_path):
+    result = runner.invoke(app, ["train", "--dataset", "gowala", "--data-dir", str(tmp_path), "--results-dir", str(tmp_path / "r"), "--device", "cpu"])
+    assert result.exit_code == 1
+    line = _one_line(result.stderr)
+    assert "is not a registered dataset (did you mean 'gowalla'?" in line and "mmlbench download" not in line
+    assert "`mmlbench preprocess --input FILE --name gowala " in line
 
 
 def test_evaluate_rescores_at_other_k_and_exports_top_k(planted_dir, tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import errno
 import functools
 import inspect
 import os
@@ -15,8 +14,9 @@ from rich.markup import escape
 from typer.models import ParameterInfo
 
 from mmlbench import __version__
-from mmlbench import console
+from mmlbench.cli import failures
 from mmlbench.errors import MMLBenchError
+from mmlbench.fsutil import is_disk_full
 
 DEBUG_ENV = "MMLBENCH_DEBUG"
 
@@ -27,19 +27,23 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    cls=failures.OneLineErrors,
+    context_settings={"token_normalize_func": str.lower},  # choices are case-insensitive: --format JSON
 )
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    console.error(message)
-    return typer.Exit(code)
-
-
 def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn every failure into one red line and an exit code; tracebacks only with --debug."""
+    """Turn every failure into one red line and an exit code; tracebacks only with --debug.
+
+    With `--format json` the failure is also one JSON document on stdout (see `failures`).
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def _fail(message: str, code: int) -> typer.Exit:
+            failures.report(message, code, as_json=_json_format(kwargs.get("output_format")))
+            return typer.Exit(code)
+
         try:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort):
@@ -53,8 +57,9 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
         except OSError as exc:
             if os.environ.get(DEBUG_ENV):
                 raise
-            if exc.errno == errno.ENOSPC:
-                raise _fail(f"disk full while writing {exc.filename or 'output'}", 1) from None
+            if is_disk_full(exc):
+                where = f"while writing {exc.filename}" if exc.filename else "(no space left on the device)"
+                raise _fail(f"disk full {where}", 1) from None
             raise _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1) from None
         except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
             if os.environ.get(DEBUG_ENV):
@@ -65,6 +70,11 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             ) from None
 
     return wrapper
+
+
+def _json_format(output_format: Any) -> bool:
+    """The command's --format (an enum of its choices, or None) is json."""
+    return str(getattr(output_format, "value", output_format)).lower() == "json"
 
 
 def _version(value: bool) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mmlbench.console import err, info, out, warn
+from mmlbench.console import documents, err, info, out, warn
 from mmlbench.paths import results_home
 from mmlbench.report.formats import DEFAULT_RENDERER, PLOT_FORMATS, RENDERERS, plot_format, table_renderer
 
@@ -43,7 +43,7 @@ ResultsOption = Annotated[Path | None, typer.Option(
     "--results-dir", show_default=False, help="Run store (same as RESULTS_DIR).")]
 RowsOption = Annotated[str, typer.Option(help="Column(s) whose values make the rows, comma-separated.")]
 ColsOption = Annotated[str, typer.Option(help="Column(s) whose values make the columns, comma-separated.")]
-MetricOption = Annotated[str, typer.Option(help="Metric column(s), comma-separated; the first is plotted.")]
+MetricOption = Annotated[str, typer.Option(help="Metric column(s), comma-separated.")]
 WhereOption = Annotated[list[str] | None, typer.Option(
     show_default=False,
     help="Keep only runs with COLUMN=VALUE; repeatable: other columns narrow, the same column again adds "
@@ -57,7 +57,8 @@ FormatOption = Annotated[OutputFormat | None, typer.Option(
     help=f"Output format (default: {DEFAULT_RENDERER}, or from the --output suffix: {_SUFFIX_HELP}).")]
 OutputOption = Annotated[Path | None, _file_option("Write the table to FILE, not the terminal.", "--output", "-o")]
 PlotOption = Annotated[Path | None, _file_option(
-    f"{_PLOT_HELP} by suffix: first metric vs the numeric --cols value, a line per row.")]
+    f"{_PLOT_HELP} by suffix: each metric vs the numeric --cols value (a panel each), a line per row, "
+    "with n, significance marks, published values and the protocol.")]
 CurvesOption = Annotated[Path | None, _file_option(
     f"{_PLOT_HELP} by suffix: per-epoch loss and first metric of each selected run.")]
 ExportOption = Annotated[Path | None, _file_option("Write group means to FILE.parquet as a CI baseline.")]
@@ -128,8 +129,6 @@ def command(
     # The requested rows, not the comparison's (which may be split by data version): a
     # baseline group that would mix versions is refused, before anything is printed.
     baseline_frame = _baseline_frame(runs, spec) if export_baseline is not None else None
-    for message in comparison.warnings:
-        warn(message)
     _emit(comparison, renderer, output)
     _write_extras(runs, comparison, plot, plot_curves)
     if baseline_frame is not None:
@@ -177,21 +176,32 @@ def _names(text: str) -> list[str]:
 
 
 def _emit(comparison: Comparison, renderer: str, output: Path | None) -> None:
-    """Print or write the table; the footer (protocol first) always reaches the reader."""
+    """Print or write the table with its footer (protocol first, warnings among it), which always reaches the reader.
+
+    Every format carries the footer. Where the table is not a person's text on stdout (a file,
+    csv or json), the footer is printed to stderr too; markdown on stdout, often redirected to
+    a file, repeats its warnings there.
+    """
     from mmlbench.fsutil import write_text_atomic
-    from mmlbench.report.render import footer_lines, to_rich_table
+    from mmlbench.report.render import WARNING, footer_lines, to_rich_table
 
     if output is None and renderer == DEFAULT_RENDERER:
         out.print(to_rich_table(comparison))  # in colour, at the terminal's width
         return
     text = RENDERERS[renderer].render(comparison)
     if output is None:
-        typer.echo(text, nl=False)
+        documents.print(text)  # counted: an error after it (a plot) adds no second --format json document
     else:
         write_text_atomic(output, text)
         info(f"wrote {output}")
-    if output is not None or RENDERERS[renderer].machine:
-        for line in footer_lines(comparison):
+    if output is None and not RENDERERS[renderer].machine:
+        for message in comparison.warnings:
+            warn(message)
+        return
+    for line in footer_lines(comparison):
+        if line.startswith(WARNING):
+            warn(line.removeprefix(WARNING))
+        else:
             err.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
@@ -227,6 +237,8 @@ def _run_gate(
     max_drop = gate.parse_max_drop(max_drop_text)
     baseline = gate.read_baseline(against)
     result = gate.check_against(apply_where(runs, where), baseline, max_drop)
+    for note in result.notes:
+        warn(note)
     if result.regressions:
         out.print(gate.regression_table(result, max_drop))
     if result.missing_groups and not allow_missing:

@@ -24,7 +24,7 @@ NO_ARGS_IS_HELP = True
 
 def command(
     run: Annotated[str, typer.Argument(help="Run folder, or run id (or a unique prefix) in the store.")],
-    k: Annotated[str | None, typer.Option("--k", help="Cut-offs, e.g. 5,10,100 [default: the run's].")] = None,
+    k: Annotated[str | None, typer.Option("--k", metavar="<int,...>", help="Cut-offs, e.g. 5,10,100 [default: the run's].")] = None,
     split: Annotated[str, typer.Option(help="test or valid.")] = "test",
     export_topk: Annotated[Path | None, typer.Option(help="Write each user's top-K list of unseen items (user, rank, item, score, original ids) to FILE.csv or FILE.parquet.", dir_okay=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -42,6 +42,7 @@ def command(
     from mmlbench import store  # pandas, and torch below: not at `--help`
     from mmlbench.engine.rescore import add_to_run, check_top_k_path, rescore, save_evaluation
 
+    split, device = split.lower(), device.lower()  # choices are case-insensitive, as everywhere
     if export_topk is not None:
         check_top_k_path(export_topk)
     ks = _parse_ks(k) if k else None

@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 
 from mmlbench.console import info, out, warn
+from mmlbench.data import registry
 from mmlbench.data.registry import DATASETS
-from mmlbench.errors import MMLBenchError
+from mmlbench.errors import MMLBenchError, unknown_name
 
 if TYPE_CHECKING:
     from mmlbench.data.preprocess import PreprocessResult
@@ -36,7 +37,11 @@ def command(
         typer.Option("--input", help="CSV, TSV or Parquet file of interactions.", rich_help_panel=_GENERIC),
     ] = None,
     name: Annotated[
-        Optional[str], typer.Option("--name", help="Dataset name for --input.", rich_help_panel=_GENERIC)
+        Optional[str],
+        typer.Option(
+            "--name",
+            help="Dataset name for --input; with a registered NAME, the name its output is written under (e.g. a --sample-users slice).",
+        ),
     ] = None,
     user_col: Annotated[Optional[str], typer.Option(help="User id column.", rich_help_panel=_GENERIC)] = None,
     item_col: Annotated[Optional[str], typer.Option(help="Item id column.", rich_help_panel=_GENERIC)] = None,
@@ -72,8 +77,15 @@ def command(
             rich_help_panel=_SPLITS,
         ),
     ] = None,
+    sample_users: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Keep this fraction of the users (drawn with --seed), with all their rows: a slice of a real dataset for a laptop.",
+            rich_help_panel=_SPLITS,
+        ),
+    ] = None,
     # 0 is mmlbench.data.preprocess.DEFAULT_SEED, not imported here to keep `--help` free of pandas.
-    seed: Annotated[int, typer.Option(help="Seed for every random split.", rich_help_panel=_SPLITS)] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for every random split.", min=0, rich_help_panel=_SPLITS)] = 0,
     force: Annotated[
         bool, typer.Option("--force", help="Rebuild, replacing a version built from other inputs or options.")
     ] = False,
@@ -93,16 +105,16 @@ def command(
     from mmlbench.data.preprocess import preprocess_dataset, preprocess_file
     from mmlbench.data.splits import parse_split
 
-    common: dict[str, Any] = {"valid_fraction": valid_fraction, "seed": seed, "force": force}
+    common: dict[str, Any] = {"valid_fraction": valid_fraction, "sample_users": sample_users, "seed": seed, "force": force}
     if input_file is None:
         generic_flags = {
-            "--name": name, "--user-col": user_col, "--item-col": item_col, "--rating-col": rating_col,
+            "--user-col": user_col, "--item-col": item_col, "--rating-col": rating_col,
             "--min-rating": min_rating, "--time-col": time_col, "--split": split,
             "--min-user-interactions": None if min_user_interactions == 1 else min_user_interactions,
             "--min-item-interactions": None if min_item_interactions == 1 else min_item_interactions,
         }  # fmt: skip
         _check_registered_use(dataset, [flag for flag, value in generic_flags.items() if value is not None])
-        result = preprocess_dataset(dataset, data_dir, trust_raw=trust_raw, **common)
+        result = preprocess_dataset(dataset, data_dir, trust_raw=trust_raw, output_name=name, **common)
     else:
         required = {"--name": name, "--user-col": user_col, "--item-col": item_col, "--split": split}
         _check_generic_use(dataset, required, trust_raw)
@@ -123,6 +135,11 @@ def command(
 def _check_registered_use(dataset: str | None, generic_flags_given: list[str]) -> None:
     if dataset is None:
         raise MMLBenchError("give a registered dataset NAME or --input FILE (see --help)")
+    if dataset not in registry.DATASETS:  # looked up now: tests register their own
+        raise MMLBenchError(
+            f"{unknown_name('dataset', dataset, registry.DATASETS)} Your own data: "
+            f"`mmlbench preprocess --input FILE --name {dataset} --user-col U --item-col I --split leave-one-out`"
+        )
     if generic_flags_given:
         flags = ", ".join(generic_flags_given)
         raise MMLBenchError(f"{flags}: only for --input FILE, not for a registered dataset")

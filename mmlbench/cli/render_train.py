@@ -7,16 +7,16 @@ import enum
 import json
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import typer
 from rich.table import Table
 from rich.text import Text
 
-from mmlbench.config import RunConfig
-from mmlbench.console import info, out
+from mmlbench.config import RunConfig, option_name
+from mmlbench.console import documents, info, out
 from mmlbench.errors import MMLBenchError
-from mmlbench.metrics import METRIC_NAMES, is_metric_column
+from mmlbench.metrics import METRIC_NAMES, is_metric_column, parse_metric
 
 if TYPE_CHECKING:  # the engine imports torch: `--help` and `evaluate --help` do not pay for it
     from mmlbench.engine.runner import RunOutcome
@@ -56,7 +56,7 @@ def metrics_table(values: Mapping[str, object], ks: Sequence[int]) -> Table:
     return table
 
 
-def report_sweep(entries: list[SweepEntry], *, as_json: bool = False) -> None:
+def report_sweep(entries: list[SweepEntry], *, as_json: bool = False, data_dir: Path | None = None) -> None:
     from mmlbench import store
     from mmlbench.sweep import CANCELLED, CLAIMED, RunTraceback, was_interrupted
 
@@ -69,7 +69,7 @@ def report_sweep(entries: list[SweepEntry], *, as_json: bool = False) -> None:
     if as_json:
         print_json(sweep_document(entries))
     elif single is None:
-        print_sweep(entries)
+        print_sweep(entries, data_dir)
     elif single.outcome is not None:
         print_run(single.outcome)
     elif single.status == CLAIMED:
@@ -107,18 +107,72 @@ def print_run(outcome: RunOutcome) -> None:
     out.print(f"run folder: {outcome.run_dir}", highlight=False, markup=False)
 
 
-def print_sweep(entries: list[SweepEntry]) -> None:
+def print_sweep(entries: list[SweepEntry], data_dir: Path | None = None) -> None:
+    """One row per run: its id, status, the settings its id does not show where runs differ
+    only in them, the monitor and its K's recall and NDCG, the epoch time and any error."""
+    axes = _unlabelled_axes([entry.config for entry in entries])
+    metrics = _metric_columns(entries)
     table = Table(title=f"sweep: {len(entries)} runs")
-    for column in ("run", "status", "recall@20", "ndcg@20", "epoch s", "note"):
-        table.add_column(column, justify="right" if column in ("recall@20", "ndcg@20", "epoch s") else "left")
+    for column in ("run", "status", *(option_name(axis).removeprefix("--") for axis in axes)):
+        table.add_column(column)
+    for column in (*metrics, "epoch s"):
+        table.add_column(column, justify="right")
+    table.add_column("note")
     for entry in entries:
         row = entry.outcome.row if entry.outcome else {}
         table.add_row(
-            entry.label, entry.status, _number(row.get("recall@20")), _number(row.get("ndcg@20")),
-            _number(row.get("epoch_seconds_median"), 2), Text(entry.error),  # Text: brackets stay
+            _run_label(entry, data_dir), entry.status, *(_setting_text(getattr(entry.config, axis)) for axis in axes),
+            *(_number(row.get(metric)) for metric in metrics), _number(row.get("epoch_seconds_median"), 2),
+            Text(entry.error),  # Text: brackets stay
         )
     out.print(table)
     out.print(" · ".join(f"{n} {status}" for status, n in sorted(_status_counts(entries).items())), highlight=False)
+
+
+# The settings a run's label shows (dataset-model-loss-nN-sSEED).
+_LABELLED = ("dataset", "model", "loss", "negatives", "seed")
+
+
+def _unlabelled_axes(configs: list[RunConfig]) -> list[str]:
+    """The settings that tell apart runs whose labels are the same (e.g. --lr 0.01,1e30)."""
+    groups: dict[tuple[Any, ...], list[RunConfig]] = {}
+    for config in configs:
+        groups.setdefault(tuple(getattr(config, name) for name in _LABELLED), []).append(config)
+    return [
+        f.name for f in dataclasses.fields(RunConfig)
+        if f.name not in _LABELLED and any(len({getattr(c, f.name) for c in group}) > 1 for group in groups.values())
+    ]
+
+
+def _metric_columns(entries: list[SweepEntry]) -> list[str]:
+    """Each run's --monitor, then recall and NDCG at the monitor's K: the cut-offs asked for."""
+    columns: list[str] = []
+    for entry in entries:
+        _, k = parse_metric(entry.config.monitor)
+        for name in (entry.config.monitor, f"recall@{k}", f"ndcg@{k}"):
+            if name not in columns:
+                columns.append(name)
+    return columns
+
+
+def _run_label(entry: SweepEntry, data_dir: Path | None) -> str:
+    """The run id, also for a run that failed before its outcome came back (its stored row has it)."""
+    if entry.outcome is not None:
+        return entry.label
+    from mmlbench.executors.base import fingerprint_of
+
+    try:
+        return entry.config.run_id(entry.config.hash(fingerprint_of(entry.config.dataset, data_dir)))
+    except (MMLBenchError, OSError, ValueError):  # no readable data: the settings alone
+        return entry.label
+
+
+def _setting_text(value: object) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, tuple):
+        return ",".join(map(_setting_text, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _status_counts(entries: list[SweepEntry]) -> dict[str, int]:
@@ -137,13 +191,9 @@ def print_plan(rows: list[tuple[RunConfig, str, str]]) -> None:
     out.print(table)
 
 
-def _label(config: RunConfig) -> str:
-    return f"{config.dataset}-{config.model}-{config.loss}-n{config.negatives}-s{config.seed}"
-
-
 def print_json(document: Mapping[str, Any]) -> None:
     """The whole stdout of a --format json command: one document, NaN written as null."""
-    typer.echo(json.dumps(_plain(document), indent=2, allow_nan=False))
+    documents.print(json.dumps(_plain(document), indent=2, allow_nan=False) + "\n")
 
 
 def _plain(value: Any) -> Any:

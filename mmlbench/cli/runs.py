@@ -1,7 +1,8 @@
 """`mmlbench runs`: list the runs of a store, show one, remove some.
 
 `runs` alone lists; `show`, `rm` and `prune` are its subcommands. Exit codes: 0 success,
-2 bad input (unknown run id, bad --where, missing results folder), 1 a failed removal.
+2 bad input (unknown or running run id, bad --where, missing results folder), 1 a damaged run
+listed (after the listing) or a failed removal.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,7 +20,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from mmlbench.cli import guarded
-from mmlbench.console import info, out, warn
+from mmlbench.console import documents, info, out, warn
+from mmlbench.errors import MMLBenchError
 from mmlbench.paths import results_home
 
 if TYPE_CHECKING:
@@ -34,6 +37,8 @@ class Status(str, enum.Enum):
     failed = "failed"
     interrupted = "interrupted"
     damaged = "damaged"
+    running = "running"
+    orphaned = "orphaned"
 
 
 class ListFormat(str, enum.Enum):
@@ -42,7 +47,10 @@ class ListFormat(str, enum.Enum):
     csv = "csv"
 
 
-STATUS_STYLES = {"completed": "green", "failed": "red", "interrupted": "yellow", "damaged": "magenta"}
+STATUS_STYLES = {
+    "completed": "green", "failed": "red", "interrupted": "yellow", "damaged": "magenta", "running": "cyan",
+    "orphaned": "magenta",
+}  # fmt: skip
 
 ResultsOption = Annotated[Path | None, typer.Option(
     "--results-dir", show_default=False, help="Run store; default $MMLBENCH_RESULTS_DIR, then ./results.")]
@@ -78,18 +86,21 @@ def list_command(
         ctx.obj = results_dir
         return
     listing = runs.list_runs(results_home(results_dir), parse_where(where or []), [s.value for s in status or []])
-    for message in listing.loc[listing["status"] == runs.STATUS_DAMAGED, "error"]:
-        warn(escape(f"{message} (listed as damaged; `mmlbench runs prune --damaged` removes it)"))
+    damaged = listing.loc[listing["status"] == runs.STATUS_DAMAGED, "error"]
+    for message in damaged:
+        warn(escape(f"{message} (listed as damaged)"))
     chosen = output_format or ListFormat.table
     if chosen is ListFormat.json:
         # Through pandas for numpy types and NaN -> null; json.dumps for unescaped paths.
-        typer.echo(json.dumps(json.loads(listing.to_json(orient="records", double_precision=15)), indent=2))
+        documents.print(json.dumps(json.loads(listing.to_json(orient="records", double_precision=15)), indent=2) + "\n")
     elif chosen is ListFormat.csv:
-        typer.echo(listing.to_csv(index=False), nl=False)
+        documents.print(listing.to_csv(index=False))
     elif listing.empty:
         info(f"no runs in {results_home(results_dir) / 'runs'}" + (" match" if where or status else ""))
     else:
         out.print(_listing_table(listing))
+    if len(damaged):
+        raise MMLBenchError(f"{len(damaged)} damaged run(s) listed; `mmlbench runs prune --damaged` removes them")
 
 
 @app.command("show")
@@ -109,11 +120,11 @@ def show_command(
 @app.command("rm")
 @guarded
 def rm_command(ctx: typer.Context, run_ids: RunIdsArgument, results_dir: ResultsOption = None) -> None:
-    """Remove runs by exact id; nothing is asked, and an unknown id stops it before anything is removed."""
+    """Remove runs by exact id, with their resume checkpoints; nothing is asked, and an unknown or running id stops it before anything is removed."""
     from mmlbench.report import runs
 
-    folders = runs.find_exact(_results(ctx, results_dir), run_ids)
-    for run_id in runs.remove(folders):
+    chosen = runs.find_exact(_results(ctx, results_dir), run_ids)
+    for run_id in runs.remove(chosen):
         out.print(f"removed {run_id}", markup=False, highlight=False)
 
 
@@ -124,15 +135,17 @@ def prune_command(
     failed: Annotated[bool, typer.Option("--failed", help="Remove failed runs.")] = False,
     interrupted: Annotated[bool, typer.Option("--interrupted", help="Remove interrupted runs.")] = False,
     damaged: Annotated[bool, typer.Option("--damaged", help="Remove runs whose run.parquet is unreadable.")] = False,
+    orphaned: Annotated[bool, typer.Option(
+        "--orphaned", help="Remove resume checkpoints whose run has no folder and is not running.")] = False,
     where: WhereOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")] = False,
     results_dir: ResultsOption = None,
 ) -> None:
-    """Remove failed, interrupted and/or damaged runs (never completed ones)."""
+    """Remove failed, interrupted, damaged runs and/or orphaned resume checkpoints (never completed or running runs)."""
     from mmlbench.report import runs
     from mmlbench.report.selection import parse_where
 
-    chosen = {"failed": failed, "interrupted": interrupted, "damaged": damaged}
+    chosen = {"failed": failed, "interrupted": interrupted, "damaged": damaged, "orphaned": orphaned}
     statuses = [status for status, wanted in chosen.items() if wanted]
     candidates = runs.prune_candidates(_results(ctx, results_dir), statuses, parse_where(where or []))
     if candidates.empty:
@@ -143,7 +156,7 @@ def prune_command(
             out.print(f"would remove {run_id} ({status})", markup=False, highlight=False)
         info(f"{len(candidates)} run(s) would be removed; nothing was removed (--dry-run)")
         return
-    for run_id in runs.remove(Path(d) for d in candidates["run_dir"]):
+    for run_id in runs.remove(candidates):
         out.print(f"removed {run_id}", markup=False, highlight=False)
     info(f"removed {len(candidates)} run(s)")
 
@@ -159,7 +172,8 @@ def _listing_table(listing: pd.DataFrame) -> Table:
     monitor = next(c for c in listing.columns if is_metric_column(c))
     table = Table(title=f"{len(listing)} run(s)")
     settings = ("dataset", "model", "loss", "negatives", "seed")
-    for column in ("run id", "status", *settings, "epochs best/run", monitor, "finished"):
+    held = listing["claimed_by"].notna().any()  # a column only when some run is being trained
+    for column in ("run id", "status", *settings, "epochs best/run", monitor, "finished", *(["held by"] if held else [])):
         table.add_column(column, justify="right" if column in ("negatives", "seed", monitor) else "left")
     for row in listing.to_dict("records"):
         status = str(row["status"])
@@ -167,9 +181,14 @@ def _listing_table(listing: pd.DataFrame) -> Table:
             escape(row["run_id"]), f"[{STATUS_STYLES.get(status, 'white')}]{status}[/]",
             *(escape(_plain(row[c])) for c in settings),
             f"{_plain(row['best_epoch'])}/{_plain(row['epochs_run'])}", _number(row[monitor]),
-            _plain(row["finished_at"])[:16].replace("T", " "),
+            _plain(row["finished_at"])[:16].replace("T", " "), *([escape(_minutes(_plain(row["claimed_by"])))] if held else []),
         )  # fmt: skip
     return table
+
+
+def _minutes(text: str) -> str:
+    """ISO times in `text` to the minute, as the finished column shows them: 2026-01-01 12:00."""
+    return re.sub(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d):\d\d\S*", r"\1 \2", text)
 
 
 def _print_details(shown: RunDetails) -> None:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mmlbench.config import PLUGINS, RunConfig, check_setting, option_name, value_type, words_of
+from mmlbench.config import PLUGINS, RunConfig, check_setting, choices_of, option_name, value_type, words_of
 from mmlbench.errors import MMLBenchError
 
 SETTINGS: tuple[Field[Any], ...] = fields(RunConfig)
@@ -33,28 +33,27 @@ def _annotation(f: Field[Any]) -> Any:
     option, text = option_name(f.name), help_text(f)
     if value_type(f.name) is bool:
         return Annotated[bool | None, typer.Option(f"{option}/--no-{option[2:]}", help=text)]
-    kind = str if f.metadata["grid"] or _is_tuple(f) else value_type(f.name)
-    return Annotated[kind | None, typer.Option(option, help=text)]
+    listed = f.metadata["grid"] or _is_tuple(f)
+    kind = str if listed else value_type(f.name)  # a list is parsed here, so its option is text
+    return Annotated[kind | None, typer.Option(option, help=text, metavar=_metavar(f, listed))]
+
+
+def _metavar(f: Field[Any], listed: bool) -> str:
+    """What the option takes: <int>, <float,...> (a comma list), <name,...> (one of its choices),
+    <int|all,...> (a number or one of the field's words)."""
+    kind = "name" if choices_of(f.name) else "|".join((value_type(f.name).__name__, *words_of(f.name)))
+    return f"<{kind},...>" if listed else f"<{kind}>"
 
 
 def help_text(f: Field[Any]) -> str:
     """'Similarity: cosine, dot [default: cosine]. Comma list = one run per value.'"""
     text = f.metadata["help"].removesuffix(".")
-    choices = f.metadata["choices"] or _plugin_choices(f.name)
+    choices = choices_of(f.name)
     if choices:
         text += f": {', '.join(choices)}"
     default = _default_text(f)
     text += f" [default: {default}]." if default else "."
     return f"{text} {GRID_NOTE}" if f.metadata["grid"] else text
-
-
-def _plugin_choices(name: str) -> tuple[str, ...]:
-    for registry in PLUGINS:
-        if registry.kind == name:
-            return tuple(sorted(registry))
-        if name in registry.param_names:
-            return registry.choices_of(name)
-    return ()
 
 
 def _default_text(f: Field[Any]) -> str:
@@ -109,7 +108,7 @@ def _parse_list(option: str, text: str, convert: type, words: tuple[str, ...] = 
     if not all(parts):
         raise MMLBenchError(f"{option} has an empty value in '{text}'")
     try:
-        return [part if part in words else convert(part) for part in parts]
+        return [part if part.casefold() in words else convert(part) for part in parts]
     except ValueError:
         also = "".join(f" or {word}" for word in words)
         raise MMLBenchError(f"{option} expects {convert.__name__} values{also}, got '{text}'") from None

@@ -26,22 +26,22 @@ def _train(
     seeds: Annotated[int | None, typer.Option(help="Run N seeds from the base seed: --seed, else the experiment file's seed, else the default; base, base + 1, ...")] = None,
     config: Annotated[Path | None, typer.Option(help="Experiment file (TOML): settings, grid, per-loss parameters.")] = None,
     preset: Annotated[str | None, typer.Option(help="A packaged experiment file, see --list-presets.")] = None,
-    quick: Annotated[bool, typer.Option(help="The experiment's CPU-sized [quick] variant.")] = False,
-    list_presets: Annotated[bool, typer.Option(help="List the packaged presets and exit.")] = False,
-    dry_run: Annotated[bool, typer.Option(help="Print the runs a sweep would do, then exit.")] = False,
-    force: Annotated[bool, typer.Option(help="Re-run configs that already completed (from scratch).")] = False,
-    no_resume: Annotated[bool, typer.Option(help="Start interrupted runs over instead of resuming them.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="The experiment's CPU-sized [quick] variant.")] = False,
+    list_presets: Annotated[bool, typer.Option("--list-presets", help="List the packaged presets and exit.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the runs a sweep would do, then exit.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Re-run configs that already completed (from scratch).")] = False,
+    no_resume: Annotated[bool, typer.Option("--no-resume", help="Start interrupted runs over instead of resuming them.")] = False,
     checkpoint_every: Annotated[float, typer.Option(metavar="SECONDS", help="Write a run's resume checkpoint after an epoch at most every SECONDS (0: every epoch), and whenever it stops short of completion.")] = 60.0,
     jobs: Annotated[int, typer.Option(help="Runs at once (worker processes; for one GPU). --backend local.", min=1)] = 1,
     backend: Annotated[str, typer.Option(help="Where the runs go: local (this machine, --jobs), lockstep (this process; runs differing only in loss, seed, lr, l2, dropout or clipping train together in one batched step) or ray (a Ray cluster, or a local Ray instance; the ray extra).")] = "local",
     address: Annotated[str | None, typer.Option(help="--backend ray: the cluster to join, auto or HOST:PORT [default: start a local Ray instance].", show_default=False)] = None,
     gpus_per_run: Annotated[float | None, typer.Option(help="--backend ray: GPUs per run, a fraction packs runs on a GPU [default: 1 where the cluster has GPUs and --device is not cpu, else 0].", min=0, show_default=False)] = None,
     cpus_per_run: Annotated[float | None, typer.Option(help="--backend ray: CPUs per run [default: 1].", min=0, show_default=False)] = None,
-    ship_results: Annotated[bool, typer.Option(help="--backend ray: workers send the run folders back and this process writes them (no shared --results-dir).")] = False,
+    ship_results: Annotated[bool, typer.Option("--ship-results", help="--backend ray: workers send the run folders back and this process writes them (no shared --results-dir).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     eval_batch_users: Annotated[int | None, typer.Option(help="Users per evaluation batch [default: from memory].", min=1)] = None,
-    no_cuda_graphs: Annotated[bool, typer.Option(help="Train eagerly on CUDA (no graph capture).")] = False,
-    no_fetch: Annotated[bool, typer.Option(help="Never download or preprocess a registered dataset that is missing.")] = False,
+    no_cuda_graphs: Annotated[bool, typer.Option("--no-cuda-graphs", help="Train eagerly on CUDA (no graph capture).")] = False,
+    no_fetch: Annotated[bool, typer.Option("--no-fetch", help="Never download or preprocess a registered dataset that is missing.")] = False,
     source: Annotated[str | None, typer.Option(help=f"Where a missing registered dataset is fetched from, as for `download --source` [default: ${MIRROR_ENV}, else the registry URLs].", show_default=False)] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Data home [default: $MMLBENCH_DATA_DIR or ./datasets].")] = None,
     results_dir: Annotated[Path | None, typer.Option(help="Run store [default: $MMLBENCH_RESULTS_DIR or ./results].")] = None,
@@ -54,6 +54,7 @@ def _train(
     from mmlbench.executors import BackendOptions, get_executor
     from mmlbench.sweep import plan, run_sweep
 
+    device, backend = device.lower(), backend.lower()  # choices are case-insensitive, as everywhere
     if list_presets:
         for name in preset_names():
             out.print(f"{name}\t{preset_path(name)}", highlight=False)
@@ -76,7 +77,8 @@ def _train(
         else:
             print_plan(rows)
         return
-    report_sweep(run_sweep(configs, options, executor=executor), as_json=output_format is ResultFormat.json)
+    entries = run_sweep(configs, options, executor=executor)
+    report_sweep(entries, as_json=output_format is ResultFormat.json, data_dir=data_dir)
 
 
 def command(**options: Any) -> None:

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mmlbench.data import registry
 from mmlbench.data.processed import META_FILE, SPLITS, read_interactions, read_meta
-from mmlbench.errors import MMLBenchError
+from mmlbench.errors import MMLBenchError, closest
 from mmlbench.paths import processed_dir
 
 
@@ -82,12 +83,20 @@ class InteractionData:
 def require_processed(name: str, data_dir: Path | None) -> Path:
     """The processed folder of `name`, or an error naming the command that makes it."""
     folder = processed_dir(name, data_dir)
-    if not (folder / META_FILE).is_file():
+    if (folder / META_FILE).is_file():
+        return folder
+    missing = f"dataset '{name}' is not preprocessed in {folder.parent.parent}"
+    if name not in registry.DATASETS:  # nothing to download: the user's own data
+        hint = closest(name, registry.DATASETS)
+        registered = f"did you mean '{hint}'? " if hint else ""
         raise MMLBenchError(
-            f"dataset '{name}' is not preprocessed in {folder.parent.parent}: run `mmlbench preprocess {name}`"
-            + (" first" if (folder.parent / "raw").is_dir() else f" (after `mmlbench download {name}`)")
+            f"{missing} and is not a registered dataset ({registered}registered: {', '.join(sorted(registry.DATASETS))}); "
+            f"make it from your own file with `mmlbench preprocess --input FILE --name {name} --user-col U --item-col I --split leave-one-out`"
         )
-    return folder
+    raise MMLBenchError(
+        f"{missing}: run `mmlbench preprocess {name}`"
+        + (" first" if (folder.parent / "raw").is_dir() else f" (after `mmlbench download {name}`)")
+    )
 
 
 def load_dataset(name: str, data_dir: Path | None, device: torch.device) -> InteractionData:

@@ -85,13 +85,18 @@ def check_input(path: Path) -> None:
 
 
 def read_columns(path: Path, columns: list[str]) -> pd.DataFrame:
-    """Read only `columns` of a CSV/TSV/Parquet file; missing columns name the available ones."""
+    """Read only `columns` of a CSV/TSV/Parquet file; missing columns name the available ones.
+
+    A header naming a column twice, and a CSV row with more or fewer fields than the header,
+    are refused: which value is whose cannot be told (pandas' own reader would silently take
+    the first of two columns and drop a row's extra fields when it reads only some columns).
+    """
     sep = _separator(path)
     try:
-        if sep is None:
-            available = pq.read_schema(path).names
-        else:
-            available = list(pd.read_csv(path, sep=sep, nrows=0).columns)
+        available = _header(path, sep)
+        duplicated = sorted({name for name in available if available.count(name) > 1})
+        if duplicated:
+            raise MMLBenchError(f"the header of {path.name} names column(s) {', '.join(map(repr, duplicated))} more than once")
         missing = [c for c in columns if c not in available]
         if missing:
             raise MMLBenchError(
@@ -100,11 +105,32 @@ def read_columns(path: Path, columns: list[str]) -> pd.DataFrame:
             )
         if sep is None:
             return pd.read_parquet(path, columns=columns)
-        return pd.read_csv(path, sep=sep, usecols=columns)
+        return _read_text(path, sep, columns)
     except pd.errors.EmptyDataError:
         raise MMLBenchError(f"{path} is empty") from None
     except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError, pa.ArrowException) as exc:
         raise MMLBenchError(f"cannot read {path}: {' '.join(str(exc).split())}") from None
+
+
+def _header(path: Path, sep: str | None) -> list[str]:
+    """The column names as written (pandas would rename a second 'user' to 'user.1')."""
+    if sep is None:
+        return list(pq.read_schema(path).names)
+    return [str(name) for name in pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str).iloc[0]]
+
+
+def _read_text(path: Path, sep: str, columns: list[str]) -> pd.DataFrame:
+    """pyarrow's reader (a row of the wrong length is an error naming it), every column read as
+    text and then as numbers where all its values are numbers, as pandas' reader infers them."""
+    frame = pd.read_csv(path, sep=sep, usecols=columns, engine="pyarrow", dtype=str)
+    return pd.DataFrame({column: _numbers_if_all(frame[column]) for column in columns})
+
+
+def _numbers_if_all(values: pd.Series) -> pd.Series:
+    try:
+        return pd.to_numeric(values)
+    except (ValueError, TypeError):
+        return values.astype(object)
 
 
 def _check_complete(frame: pd.DataFrame, column: str) -> None:
@@ -146,7 +172,8 @@ def load_table(path: Path, options: GenericOptions) -> Table:
     frame = read_columns(path, options.columns())
     if frame.empty:
         raise MMLBenchError(f"{path.name} has no interactions")
-    for column in (options.user_col, options.item_col, options.time_col):
+    compared = options.rating_col if options.min_rating is not None else None
+    for column in (options.user_col, options.item_col, options.time_col, compared):
         if column is not None:
             _check_complete(frame, column)
     ratings = _rating_values(frame, options)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,6 @@ from mmlbench.fsutil import sha256_file
 from mmlbench.paths import processed_dir, raw_dir
 
 DEFAULT_SEED = 0  # only matters when a split draws random rows
-_DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -64,25 +62,30 @@ def preprocess_dataset(
     data_dir: Path | None = None,
     *,
     valid_fraction: float | None = None,
+    sample_users: float | None = None,
     seed: int = DEFAULT_SEED,
     force: bool = False,
     trust_raw: bool = False,
+    output_name: str | None = None,
 ) -> PreprocessResult:
-    """Build `<data-dir>/<name>/processed/` from a registered dataset's raw LightGCN files.
+    """Build `<data-dir>/<output_name or name>/processed/` from a registered dataset's raw LightGCN files.
 
-    The raw files must match the registry's size and sha256 unless `trust_raw`.
+    The raw files must match the registry's size and sha256 unless `trust_raw`. A slice of
+    the dataset (`sample_users`) usually gets its own `output_name`, so that the whole
+    dataset stays processed beside it.
     """
     spec = get_dataset(name)
-    if valid_fraction is not None:
-        check_fraction(valid_fraction, "--valid-fraction")
+    output = name if output_name is None else _check_new_name(output_name, source=name)
+    _check_fractions(valid_fraction, sample_users)
     raw = raw_dir(name, data_dir)
     with console.status(f"{name}: reading and checking the raw files"):
         contents = _read_raw(spec, raw, trust_raw)
     inputs = {file: hashlib.sha256(data).hexdigest() for file, data in contents.items()}
-    options = {"valid_fraction": valid_fraction, "seed": seed if valid_fraction is not None else None}
-    path = processed_dir(name, data_dir)
+    options = {"valid_fraction": valid_fraction, "seed": seed if valid_fraction or sample_users else None}
+    options |= _sample_option(sample_users)
+    path = processed_dir(output, data_dir)
     if not force and (meta := current_meta(path, inputs, options)):
-        return PreprocessResult(name, path, meta, up_to_date=True)
+        return PreprocessResult(output, path, meta, up_to_date=True)
 
     with console.status(f"{name}: parsing {lightgcn.TRAIN_FILE} and {lightgcn.TEST_FILE}"):
         train, test = (
@@ -90,11 +93,17 @@ def preprocess_dataset(
             for file in (lightgcn.TRAIN_FILE, lightgcn.TEST_FILE)
         )
         data = lightgcn.combine(train, test)
-        data = _with_validation(data, valid_fraction, np.random.default_rng(seed))
-    warnings = lightgcn.duplicate_warnings(train, test) + _count_mismatches(spec, data)
-    with console.status(f"{name}: writing {path}"):
-        meta = write_processed(path, data, name=name, source=SOURCE_LIGHTGCN, inputs=inputs, options=options)
-    return PreprocessResult(name, path, meta, up_to_date=False, warnings=tuple(warnings))
+        rng = np.random.default_rng(seed)
+        data, id_maps = _sampled(data, sample_users, rng)
+        data = _with_validation(data, valid_fraction, rng)
+    warnings = lightgcn.duplicate_warnings(train, test)
+    if sample_users is None:
+        warnings += _count_mismatches(spec, data)
+    with console.status(f"{output}: writing {path}"):
+        meta = write_processed(
+            path, data, name=output, source=SOURCE_LIGHTGCN, inputs=inputs, options=options, id_maps=id_maps
+        )
+    return PreprocessResult(output, path, meta, up_to_date=False, warnings=tuple(warnings))
 
 
 def preprocess_file(
@@ -104,20 +113,21 @@ def preprocess_file(
     data_dir: Path | None = None,
     *,
     valid_fraction: float | None = None,
+    sample_users: float | None = None,
     seed: int = DEFAULT_SEED,
     force: bool = False,
 ) -> PreprocessResult:
     """Build `<data-dir>/<name>/processed/` (with id maps) from a CSV, TSV or Parquet file."""
     _check_new_name(name)
-    if valid_fraction is not None:
-        check_fraction(valid_fraction, "--valid-fraction")
+    _check_fractions(valid_fraction, sample_users)
     input_path = Path(input_path)
     with console.status(f"{name}: hashing {input_path.name}"):
         inputs = {input_path.name: _sha256_input(input_path)}
     all_options = {
         **options.as_dict(),
         "valid_fraction": valid_fraction,
-        "seed": None if _ordered_by_time(options) else seed,
+        "seed": None if _ordered_by_time(options) and sample_users is None else seed,
+        **_sample_option(sample_users),
     }
     path = processed_dir(name, data_dir)
     if not force and (meta := current_meta(path, inputs, all_options)):
@@ -130,7 +140,12 @@ def preprocess_file(
     test = select_test_rows(options.split, table.users, table.items, n_users, table.times, rng)
     splits = np.where(test, TEST, TRAIN).astype(np.int8)
     data = Interactions(table.users, table.items, splits, n_users, n_items)
-    data = _with_validation(data, valid_fraction, rng, table.times if _ordered_by_time(options) else None)
+    times = table.times
+    if sample_users is not None:
+        data, kept = _users_sample(data, sample_users, rng)
+        table = dataclasses.replace(table, user_ids=table.user_ids[kept.users], item_ids=table.item_ids[kept.items])
+        times = None if times is None else times[kept.rows]
+    data = _with_validation(data, valid_fraction, rng, times if _ordered_by_time(options) else None)
     warnings = [] if test.any() else ["the test split is empty: no user has two or more interactions"]
     with console.status(f"{name}: writing {path}"):
         meta = write_processed(
@@ -181,12 +196,68 @@ def _sha256_input(path: Path) -> str:
         raise MMLBenchError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _check_new_name(name: str) -> None:
-    if not _DATASET_NAME.fullmatch(name):
-        allowed = "letters, digits, '.', '_' or '-', not starting with '.'"
+def _check_new_name(name: str, *, source: str | None = None) -> str:
+    """`name` if it can name a processed dataset of the user's (`source`: the registered one it comes from).
+
+    Letters of any alphabet (naïve-données), digits, '.', '_' and '-': a folder name everywhere.
+    """
+    if not (name[:1].isalnum() and all(char.isalnum() or char in "._-" for char in name)):
+        allowed = "letters (of any alphabet), digits, '.', '_' or '-', starting with a letter or digit"
         raise MMLBenchError(f"--name '{name}' must be {allowed}")
-    if name in DATASETS:
+    if name in DATASETS and name != source:
         raise MMLBenchError(f"--name '{name}' is a registered dataset; choose another name for your data")
+    return name
+
+
+def _check_fractions(valid_fraction: float | None, sample_users: float | None) -> None:
+    if valid_fraction is not None:
+        check_fraction(valid_fraction, "--valid-fraction")
+    if sample_users is not None and not 0.0 < sample_users <= 1.0:  # also rejects NaN
+        raise MMLBenchError(f"--sample-users must be more than 0 and at most 1, got {sample_users:g}")
+
+
+def _sample_option(sample_users: float | None) -> dict[str, float]:
+    """The option as meta.json records it: absent when not sampling, so older folders compare equal."""
+    return {} if sample_users is None else {"sample_users": sample_users}
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What a users' sample kept of the full data: row positions, old user ids, old item ids (sorted)."""
+
+    rows: np.ndarray
+    users: np.ndarray
+    items: np.ndarray
+
+
+def _users_sample(data: Interactions, fraction: float, rng: np.random.Generator) -> tuple[Interactions, Kept]:
+    """Keep round(fraction * users) users drawn without replacement, with all their rows.
+
+    Users and the items that still have a row are renumbered 0.. in their old order, so the
+    ids stay contiguous; `Kept` maps the new ids back to the old ones.
+    """
+    count = max(1, int(np.floor(fraction * data.n_users + 0.5)))
+    users = np.sort(rng.choice(data.n_users, size=count, replace=False))
+    rows = np.flatnonzero(np.isin(data.users, users))
+    items = np.unique(data.items[rows])
+    sample = Interactions(
+        np.searchsorted(users, data.users[rows]),
+        np.searchsorted(items, data.items[rows]),
+        data.splits[rows],
+        len(users),
+        len(items),
+    )
+    return sample, Kept(rows, users, items)
+
+
+def _sampled(
+    data: Interactions, fraction: float | None, rng: np.random.Generator
+) -> tuple[Interactions, IdMaps | None]:
+    """A registered dataset's users' sample and its id maps (to the LightGCN ids), or the data as it is."""
+    if fraction is None:
+        return data, None
+    sample, kept = _users_sample(data, fraction, rng)
+    return sample, IdMaps(kept.users, kept.items)
 
 
 def _ordered_by_time(options: GenericOptions) -> bool:

@@ -14,6 +14,7 @@ atomics make any two CUDA runs agree only within float tolerance anyway.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -24,6 +25,7 @@ from torch.optim.adam import adam as adam_update  # torch.optim.Adam's own updat
 from mmlbench.console import warn
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.models import dropout
+from mmlbench.engine.sampling import epoch_pairs
 from mmlbench.engine.scoring import (
     DenseCosine, GatheredCosine, dense_is_cheaper, every_item_scores, gathered_scores, others_of, unit,
 )
@@ -88,7 +90,8 @@ class GroupStep(GraphedSteps):
         self.table_l2 = torch.tensor([c.l2 if c.l2_scope == "table" else 0.0 for c in configs], device=device)
         self.batch_l2 = torch.tensor([c.l2 if c.l2_scope == "batch" else 0.0 for c in configs], device=device)
         self.any_table_l2, self.any_batch_l2 = bool(self.table_l2.any()), bool(self.batch_l2.any())  # no sync in a step
-        self.max_norms = torch.tensor([c.grad_clip for c in configs], dtype=torch.float64, device=device)
+        # A run without clipping (grad_clip 0) gets an infinite norm: its scale is 1, as unclipped.
+        self.max_norms = torch.tensor([c.grad_clip or math.inf for c in configs], dtype=torch.float64, device=device)
         self.clip_eps = torch.tensor([c.grad_clip_eps for c in configs], dtype=torch.float64, device=device)
         by_loss: dict[tuple, list[int]] = {}
         for k, config in enumerate(configs):
@@ -110,11 +113,11 @@ class GroupStep(GraphedSteps):
         return torch.zeros((), dtype=torch.float32, device=self.device) if on_device else torch.tensor(0.0)
 
     def run_epoch(self) -> list[tuple[float, float]]:
-        """One pass over each member's own fresh permutation: (mean loss, mean violations) per member."""
-        n_pairs = self.data.train_items.numel()
+        """One epoch of each member's own training pairs (`epoch_pairs`, from its generator), as the
+        member alone would draw them: (mean loss, mean violations) per member."""
         if self._graph is not None and self._captured_lrs != self._lrs():
             self._graph = None  # a run's lr decayed: the captured Adam holds the old rates
-        orders = torch.stack([torch.randperm(n_pairs, device=self.device, generator=m.generator) for m in self.members])
+        orders = torch.stack([epoch_pairs(self.data, m.trainer.config.epoch_sampling, m.generator) for m in self.members])
         self.loss_sums.zero_()
         self.violation_sums.zero_()
         batches = self._run_batches(orders, self.wrap_last)

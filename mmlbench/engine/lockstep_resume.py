@@ -43,9 +43,10 @@ def load(resume_folder: Path, member: Member, config_hash: str) -> int:
     state = resume.read(resume_folder, member.trainer.device, config_hash)
     if state is None:
         return 0
-    member.result = resume.restore(state, member.trainer)  # weights, and Adam with the lr into its trainer's optimizer
-    _take_adam_state(member)
-    _set_rng_states(member, state["rng"])
+    with resume.applying(resume_folder):  # resume.DamagedCheckpoint: the member is not trained
+        member.result = resume.restore(state, member.trainer)  # weights, and Adam with the lr into its trainer's optimizer
+        _take_adam_state(member)
+        _set_rng_states(member, state["rng"])
     return len(member.result.epochs)
 
 

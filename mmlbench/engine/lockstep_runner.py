@@ -7,7 +7,8 @@ metrics, checkpoint) as alone, its row saying `execution = lockstep` and the gro
 Resume checkpoints as alone: each run writes one on its own clock (`--checkpoint-every`,
 engine.resume.Checkpoints), in the format of a run alone (engine.lockstep_resume), and a run
 with one (unless --force or --no-resume) starts in its group from it; runs resumed from
-different epochs train together, each counting its own. An interrupted or failed run first
+different epochs train together, each counting its own. A run whose checkpoint cannot be used
+(resume.DamagedCheckpoint) is left out of the group, untrained, and the others train. An interrupted or failed run first
 writes its last epoch's state if not yet written, then is stored as such with its best
 weights so far, and keeps its checkpoint; a completed run's is removed once its folder is
 written (finish_run).
@@ -30,7 +31,8 @@ from mmlbench.engine.group_step import GroupStep
 from mmlbench.engine.lockstep import Member, fit_group, make_member
 from mmlbench.engine.progress import TrainingProgress
 from mmlbench.engine.runner import (
-    RunOutcome, TrainOptions, check_against_data, finish_run, now, prepare, reuse, run_row, store_failure, train_claimed,
+    RunOutcome, TrainOptions, check_against_data, claimed_run, finish_run, now, prepare, reuse, run_row, store_failure,
+    train_claimed,
 )
 from mmlbench.paths import results_home
 
@@ -58,7 +60,7 @@ def train_group(configs: list[RunConfig], options: TrainOptions) -> list[Outcome
             done = reuse(results_dir, config_hash, options)
             if done is None:
                 try:
-                    held.enter_context(claims.claimed(results_dir, config_hash))
+                    held.enter_context(claims.claimed(results_dir, config_hash, claimed_run(config, config_hash)))
                 except claims.ClaimedElsewhere as exc:
                     outcomes[position] = exc
                     continue
@@ -81,7 +83,14 @@ def _train_together(
     reset_peak_memory(device)
     started_at, started = now(), time.perf_counter()
     checkpoints: dict[int, resume.Checkpoints] = {}  # per member, by id
-    members = [_member(config, options, device, data, results_dir, checkpoints) for config in configs]
+    members, refused = [], {}
+    for position, config in enumerate(configs):
+        try:
+            members.append(_member(config, options, device, data, results_dir, checkpoints))
+        except resume.DamagedCheckpoint as exc:  # not trained: its stored row and checkpoint stay as they were
+            refused[position] = exc
+    if not members:
+        return [refused[position] for position in range(len(configs))]
     rows = {
         id(m): run_row(m.config, data, device, started_at, lockstep_group=len(members)) | {"resumed_from_epoch": len(m.result.epochs)}
         for m in members
@@ -115,7 +124,8 @@ def _train_together(
                 checkpoints[id(member)].flush()
                 store_failure(results_dir, rows[id(member)], exc)
                 outcomes[id(member)] = exc
-    return [outcomes[id(member)] for member in members]
+    trained = iter(outcomes[id(member)] for member in members)
+    return [refused[position] if position in refused else next(trained) for position in range(len(configs))]
 
 
 def _member(

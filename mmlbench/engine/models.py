@@ -79,11 +79,17 @@ class MF(nn.Module):
         return self.dropout(unit(embedded) if normalize else embedded)
 
 
+_ATTENTION_EPS = 1e-9  # the reference's masked_softmax
+
+
 class SimpleX(nn.Module):
     """SimpleX: h_u = g * e_u + (1 - g) * V p_u, p_u aggregating the user's history items.
 
     The history (first `history_len` training items of each user) lives on the device as a
     padded [n_users, L] index with a mask; history items share the item embedding table.
+    Aggregators: `mean`; `user-attention`, the reference's (`reference_attention`: a key with
+    a bias, padded slots in the softmax's denominator); `user-attention-masked`, a bias-free
+    key and a softmax over the history's items only (mmlbench's form before the reference's).
     """
 
     def __init__(
@@ -102,9 +108,12 @@ class SimpleX(nn.Module):
         self.user_embedding, self.item_embedding = id_tables(n_users, n_items, dim, init_std)
         self.fuse = nn.Linear(dim, dim, bias=False)
         nn.init.xavier_normal_(self.fuse.weight)
-        self.attention = nn.Linear(dim, dim, bias=False) if aggregator == "user-attention" else None
-        if self.attention is not None:
+        self.aggregator = aggregator
+        self.attention = nn.Linear(dim, dim, bias=aggregator == "user-attention") if aggregator != "mean" else None
+        if self.attention is not None:  # as RecBox's init_weights: Xavier-normal weight, zero bias
             nn.init.xavier_normal_(self.attention.weight)
+            if self.attention.bias is not None:
+                nn.init.zeros_(self.attention.bias)
         self.dropout = Dropout(dropout)
         self.gamma = gamma
         self.register_buffer("history", history, persistent=False)
@@ -119,6 +128,8 @@ class SimpleX(nn.Module):
     def _aggregate(self, user_vectors: Tensor, users: Tensor) -> Tensor:
         items = self.item_embedding(self.history[users])  # [B, L, d]
         mask = self.history_mask[users]  # [B, L]
+        if self.aggregator == "user-attention":
+            return reference_attention(torch.tanh(self.attention(items)), user_vectors, items, mask)
         if self.attention is None:
             weights = mask.float() / mask.sum(1, keepdim=True).clamp_min(1)
         else:
@@ -132,6 +143,21 @@ class SimpleX(nn.Module):
         pooled = self.fuse(self._aggregate(embedded, users))
         fused = self.gamma * embedded + (1 - self.gamma) * pooled
         return self.dropout(unit(fused) if normalize else fused)
+
+
+def reference_attention(keys: Tensor, user_vectors: Tensor, items: Tensor, mask: Tensor) -> Tensor:
+    """The user attention of RecZoo's SimpleX (`BehaviorAggregator.user_attention`), [B, d].
+
+    Logits are keys . e_u; padded slots get logit 0, not -inf, and the weights are
+    exp(x) / (sum over all L slots of exp(x) + 1e-9), so each padded slot adds exp(0) = 1 to
+    the denominator (the reference's `masked_softmax`, which thereby never divides by zero).
+    The reference's padded slots hold a zero embedding; ours index item 0, hence the mask on
+    the pooled vectors. No max is subtracted before exp, as in the reference.
+    """
+    logits = torch.bmm(keys, user_vectors.unsqueeze(-1)).squeeze(-1).masked_fill(~mask, 0.0)
+    exp = torch.exp(logits)
+    weights = exp / (exp.sum(dim=1, keepdim=True) + _ATTENTION_EPS)
+    return torch.bmm((weights * mask).unsqueeze(1), items).squeeze(1)
 
 
 class LightGCN(nn.Module):

@@ -3,7 +3,13 @@
 Written to `<results>/runs/.<run_id>.resume/state.pt` (hidden, so never read as a run)
 through an atomic replace: a kill leaves the previous file whole. Re-running the same config
 (same run id and config hash) continues from it; once the completed run's folder is written
-it is removed. An interrupted or failed run keeps it.
+it is removed. An interrupted or failed run keeps it. A full disk stops the sweep
+(StoreUnwritable), and a first write cut short leaves no folder behind.
+
+Verified before use: its sha256, hashed as it is written, goes to `state.sha256` beside it,
+and torch.load checks nothing, so a damaged file would resume silently from wrong weights.
+One that does not match, cannot be read, lacks a key or is not a file (`DamagedCheckpoint`)
+stops that run before training, its stored row and checkpoint left as they were.
 
 When (`Checkpoints`): after an epoch once `--checkpoint-every` seconds have passed since the
 run's last write (0: after every epoch), and when the run stops short of completion (Ctrl-C,
@@ -27,7 +33,7 @@ import contextlib
 import dataclasses
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +41,25 @@ import torch
 
 from mmlbench.console import info, warn
 from mmlbench.engine.trainer import EpochLog, FitResult, Trainer
-from mmlbench.fsutil import atomic_file, is_disk_full
+from mmlbench.errors import MMLBenchError
+from mmlbench.fsutil import atomic_file, is_disk_full, sha256_file, write_hashed, write_text_atomic
 from mmlbench.store import StoreUnwritable, runs_dir
 
 FORMAT = 1
 STATE_FILE = "state.pt"
+CHECKSUM_FILE = "state.sha256"  # one sha256 per line: state.pt's (while it is replaced, the new one's too)
+KEYS = (
+    "format", "config_hash", "device", "model", "optimizer", "rng", "epochs", "best_epoch", "best_value", "stale",
+    "best_state", "best_is_current",
+)  # fmt: skip
+
+
+class DamagedCheckpoint(MMLBenchError):
+    """A resume checkpoint that cannot be used as it is: never used, and the run is not trained."""
+
+    @classmethod
+    def at(cls, path: Path, why: str) -> DamagedCheckpoint:
+        return cls(f"the resume checkpoint {path} {why}; not resumed: `--no-resume` starts the run over and replaces it")
 
 
 def folder(results_dir: Path, run_id: str) -> Path:
@@ -103,17 +123,36 @@ def capture(
 
 
 def write(resume_folder: Path, state: dict[str, Any]) -> None:
-    """Store a `capture`d state as the run's checkpoint (atomically); a full disk is StoreUnwritable."""
+    """Store a `capture`d state as the run's checkpoint (atomically) with its sha256; a full disk is StoreUnwritable.
+
+    The checksum file lists the new sha256 and the current ones before the new file replaces
+    the old, and only the new one after: a kill at any point leaves a state.pt that verifies.
+    """
+    path = resume_folder / STATE_FILE
     try:
-        with atomic_file(resume_folder / STATE_FILE) as tmp, open(tmp, "wb") as handle:
-            torch.save(state, handle)  # a file object: a full disk is OSError(ENOSPC), as in the store
-    except OSError as exc:
+        with atomic_file(path) as tmp:
+            digest = write_hashed(tmp, lambda handle: torch.save(state, handle))
+            _record(resume_folder, [digest, *_recorded(resume_folder)])
+        _record(resume_folder, [digest])
+    except (OSError, RuntimeError) as exc:
         if not is_disk_full(exc):
             raise
-        with contextlib.suppress(OSError):
-            resume_folder.rmdir()  # only if empty: an earlier epoch's checkpoint stays usable
+        if not path.is_file():
+            discard(resume_folder)  # nothing usable in it: nothing partial left
         run_id = resume_folder.name.removeprefix(".").removesuffix(".resume")
-        raise StoreUnwritable(f"disk full while writing {run_id}'s resume checkpoint to {resume_folder.parent}") from exc
+        raise StoreUnwritable(f"disk full while writing {run_id}'s resume checkpoint {path}") from exc
+
+
+def _record(resume_folder: Path, digests: list[str]) -> None:
+    write_text_atomic(resume_folder / CHECKSUM_FILE, "".join(f"{digest}\n" for digest in dict.fromkeys(digests)))
+
+
+def _recorded(resume_folder: Path) -> list[str]:
+    """The sha256s recorded for state.pt; none when the checksum file is missing or unreadable."""
+    try:
+        return (resume_folder / CHECKSUM_FILE).read_text(encoding="ascii").split()
+    except (OSError, ValueError):
+        return []
 
 
 class Checkpoints:
@@ -155,30 +194,55 @@ class Checkpoints:
 
 
 def load(resume_folder: Path, trainer: Trainer, config_hash: str) -> FitResult | None:
-    """Put the trainer and the device's generators back in the saved state and return the fit so far; None: start over."""
+    """Put the trainer and the device's generators back in the saved state and return the fit so far; None: none saved."""
     state = read(resume_folder, trainer.device, config_hash)
     if state is None:
         return None
-    _set_rng_states(state["rng"], trainer.device)
-    return restore(state, trainer)
+    with applying(resume_folder):
+        _set_rng_states(state["rng"], trainer.device)
+        return restore(state, trainer)
 
 
 def read(resume_folder: Path, device: torch.device, config_hash: str) -> dict[str, Any] | None:
-    """The saved state of this config, or None (with a warning when one is there but unusable): start over."""
+    """The saved state of this config once verified; None if none was saved. DamagedCheckpoint if it cannot be used."""
     path = resume_folder / STATE_FILE
-    if not path.is_file():
+    if not resume_folder.exists() and not resume_folder.is_symlink():
         return None
+    if not resume_folder.is_dir():
+        raise DamagedCheckpoint.at(resume_folder, "is not a folder")
+    if not path.exists() and not path.is_symlink():
+        return None  # a folder whose first write did not happen: nothing to resume
+    if not path.is_file():
+        raise DamagedCheckpoint.at(path, "is not a file")
+    recorded = _recorded(resume_folder)
+    if not recorded:
+        raise DamagedCheckpoint.at(path, f"has no recorded sha256 ({CHECKSUM_FILE} is missing or unreadable)")
+    if sha256_file(path) not in recorded:
+        raise DamagedCheckpoint.at(path, "is damaged: its sha256 is not the one recorded when it was written")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a damaged checkpoint costs the progress, never the run
-        warn(f"cannot read the resume checkpoint {path} ({type(exc).__name__}); starting over")
-        return None
-    if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("config_hash") != config_hash:
-        warn(f"the resume checkpoint {path} belongs to another version or config; starting over")
-        return None
+    except Exception as exc:  # noqa: BLE001 - torch raises several types for files it cannot read
+        raise DamagedCheckpoint.at(path, f"cannot be read ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise DamagedCheckpoint.at(path, "was written by another version of mmlbench")
+    if state.get("config_hash") != config_hash:
+        raise DamagedCheckpoint.at(path, "belongs to another config")
+    missing = [key for key in KEYS if key not in state]
+    if missing:
+        raise DamagedCheckpoint.at(path, f"lacks {', '.join(missing)}")
     if state["device"] != device.type:
         warn(f"resuming on {device.type} a run started on {state['device']}: its random stream differs")
     return state
+
+
+@contextlib.contextmanager
+def applying(resume_folder: Path) -> Iterator[None]:
+    """Putting a `read` state back into a run: a value of the wrong shape or type is a DamagedCheckpoint."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+        why = f"does not fit this run ({type(exc).__name__}: {exc})"
+        raise DamagedCheckpoint.at(resume_folder / STATE_FILE, why.splitlines()[0]) from None
 
 
 def restore(state: dict[str, Any], trainer: Trainer) -> FitResult:
@@ -198,7 +262,12 @@ def announce(run_id: str, resumed_from: int, *, quiet: bool) -> None:
 
 
 def discard(resume_folder: Path) -> None:
-    shutil.rmtree(resume_folder, ignore_errors=True)
+    """Remove the run's resume checkpoint, whatever lies at its path (a folder, or a file in its place)."""
+    if resume_folder.is_dir() and not resume_folder.is_symlink():
+        shutil.rmtree(resume_folder, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            resume_folder.unlink()
 
 
 def _owned(tensor: torch.Tensor) -> torch.Tensor:

@@ -100,9 +100,15 @@ def train_run(config: RunConfig, options: TrainOptions) -> RunOutcome:
     reused = reuse(results_dir, config_hash, options)
     if reused is not None:
         return reused
-    with claims.claimed(results_dir, config_hash):
+    with claims.claimed(results_dir, config_hash, claimed_run(config, config_hash)):
         # Checked again under the claim: another sweep may have finished it since.
         return reuse(results_dir, config_hash, options) or train_claimed(config, options, device, data, results_dir)
+
+
+def claimed_run(config: RunConfig, config_hash: str) -> dict[str, Any]:
+    """What a claim says it trains, for `mmlbench runs` to list before the run has a folder."""
+    names = ("dataset", "model", "loss", "negatives", "seed")
+    return {"run_id": config.run_id(config_hash), **{name: getattr(config, name) for name in names}}
 
 
 def reuse(results_dir: Path, config_hash: str, options: TrainOptions) -> RunOutcome | None:

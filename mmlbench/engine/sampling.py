@@ -1,5 +1,5 @@
 """Negative samplers, drawn on the device in one call per batch: users [B] -> items [B, N]
-(in-batch: users [B], positive items [B] -> items [B, N]).
+(in-batch: users [B], positive items [B] -> items [B, N]); and an epoch's training pairs.
 
 Each is registered, with its parameters and capabilities, in `mmlbench.plugins.samplers`.
 They draw from torch's default generator of the device, which the run's seed sets and which
@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.scoring import unit
 from mmlbench.errors import MMLBenchError
 from mmlbench.plugins import load
@@ -61,6 +62,28 @@ def uniform_exclude_positives(
         raise MMLBenchError("uniform-exclude-pos could not find enough non-positive items; use --sampler uniform")
 
     return sample
+
+
+def epoch_pairs(data: InteractionData, method: str, generator: torch.Generator | None = None) -> Tensor:
+    """One epoch's training pairs, in training order, as indices into data.train_users / train_items.
+
+    `pairs`: every training pair once, in a random order (the reference's shuffled epoch).
+    `user-uniform`: as many draws as there are training pairs, each a user drawn uniformly
+    among the users with training pairs and then one of that user's training items uniformly,
+    all with replacement, as LightGCN's official code draws its epoch (`UniformSample_original`,
+    which skips the draws of users without items). The index is the CSR position
+    indptr[user] + offset, so the rest of the step reads the pair as any other.
+    """
+    n_pairs, device = data.train_items.numel(), data.train_items.device
+    if method == "pairs":
+        return torch.randperm(n_pairs, device=device, generator=generator)
+    train = data.splits["train"]
+    users = train.users()
+    drawn = users[torch.randint(users.numel(), (n_pairs,), device=device, generator=generator)]
+    counts = train.counts()[drawn]
+    uniform = torch.rand(n_pairs, device=device, dtype=torch.float64, generator=generator)
+    offsets = torch.minimum((uniform * counts).long(), counts - 1)  # in case u * count rounds up to count
+    return train.indptr[drawn] + offsets
 
 
 def popularity_probabilities(item_counts: Tensor, alpha: float) -> Tensor:

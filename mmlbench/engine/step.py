@@ -21,7 +21,7 @@ from mmlbench.config import ALL, RunConfig
 from mmlbench.console import warn
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.models import refresh
-from mmlbench.engine.sampling import Sampler
+from mmlbench.engine.sampling import Sampler, epoch_pairs
 from mmlbench.engine.scoring import every_item_scores, gathered_scores, others_of
 from mmlbench.plugins.samplers import get_sampler
 
@@ -204,8 +204,8 @@ class TrainStep(GraphedSteps):
         self._graph = None  # the captured Adam kernel holds the old rate: capture again
 
     def run_epoch(self, on_batch: Callable[[int], None] | None = None) -> tuple[float, float]:
-        """One pass over a fresh permutation of the training pairs: (mean loss, mean violations)."""
-        order = torch.randperm(self.data.train_items.numel(), device=self.batch_index.device)
+        """One epoch's training pairs (`epoch_pairs`), in batches: (mean loss, mean violations)."""
+        order = epoch_pairs(self.data, self.config.epoch_sampling)
         self.loss_sum.zero_()
         self.violation_sum.zero_()
         batches = self._run_batches(order, self.config.last_batch == "wrap", on_batch)
@@ -260,7 +260,8 @@ class TrainStep(GraphedSteps):
         loss_and_penalty.backward()
         if config.l2_scope == "table":
             add_table_l2(model.embedding_tables(), config.l2)
-        clip_gradients(self.params, config.grad_clip, config.grad_clip_eps)
+        if config.grad_clip > 0:  # 0: no clipping (LightGCN's official code has none)
+            clip_gradients(self.params, config.grad_clip, config.grad_clip_eps)
         self.optimizer.step()
         self.loss_sum += loss.detach()
 

@@ -47,7 +47,8 @@ MODELS: Registry[ModelSpec] = Registry("model", {
     "simplex": ModelSpec(
         "mmlbench.engine.models:build_simplex",
         {"aggregator": "mean", "gamma": 0.5, "history_len": 50},  # SimpleX's defaults
-        choices={"aggregator": ("mean", "user-attention")},
+        # user-attention: RecZoo's arithmetic; user-attention-masked: mmlbench's form before it
+        choices={"aggregator": ("mean", "user-attention", "user-attention-masked")},
         check=_check_simplex,
         needs_history=True,
         capturable=True,

@@ -46,12 +46,20 @@ def _check_hard(params: dict[str, Any]) -> None:
         )
 
 
+def _check_popularity(params: dict[str, Any]) -> None:
+    if params["popularity_alpha"] < 0:  # count ** alpha: infinite for an item never seen in training
+        raise MMLBenchError(
+            f"--popularity-alpha must be >= 0 (0: uniform; 1: as popular as in training), got {params['popularity_alpha']:g}"
+        )
+
+
 SAMPLERS: Registry[SamplerSpec] = Registry("sampler", {
     "uniform": SamplerSpec("mmlbench.engine.sampling:uniform", capturable=True),
     "uniform-exclude-pos": SamplerSpec("mmlbench.engine.sampling:uniform_exclude_positives", needs_positive_keys=True),
     "popularity": SamplerSpec(
         "mmlbench.engine.sampling:popularity",
         {"popularity_alpha": 0.75},  # word2vec's exponent: flattens popularity, keeps its order
+        check=_check_popularity,
         needs_item_counts=True,
         log_q="mmlbench.engine.sampling:popularity_log_q",
     ),

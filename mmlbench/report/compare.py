@@ -1,9 +1,10 @@
 """The comparison of stored runs: one object, built by `build_comparison`, shown by renderers.
 
 Runs are grouped into cells by the values of the `rows` and `cols` columns; the runs of a
-cell are the seeds of one setting. Each cell holds the mean, sample std and count over its
-seeds, the % change of its mean against the baseline row in the same column, and paired
-tests on per-user metrics against that baseline cell.
+cell are the seeds of one setting (runs that differ in any other hashed setting are split
+into rows, see `report.settings`). Each cell holds the mean, sample std and count over its
+distinct seeds, the % change of its mean against the baseline row in the same column, and
+paired tests on per-user metrics against that baseline cell.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ import pandas as pd
 from mmlbench import store
 from mmlbench.errors import MMLBenchError
 from mmlbench.metrics import METRICS
-from mmlbench.report.diagnostics import mixing_warnings, protocol_lines, split_columns, split_warning
+from mmlbench.report.diagnostics import (
+    mixing_warnings,
+    protocol_lines,
+    refuse_several_datasets,
+    split_columns,
+    split_warning,
+)
 from mmlbench.report.selection import (
     apply_where,
     check_names,
@@ -30,6 +37,7 @@ from mmlbench.report.selection import (
     normalise,
     sort_key,
 )
+from mmlbench.report.settings import repeated_seeds, seed_labels, split_by_settings
 from mmlbench.report.significance import PairedTest, correct, paired_tests, per_user_means
 
 Key = tuple[str, ...]
@@ -61,15 +69,17 @@ class Cell:
     row: Key
     col: Key
     run_dirs: list[str]
+    seeds: list[str]  # the seed of each run in run_dirs; a seed stored twice counts once
     mean: dict[str, float]
-    std: dict[str, float]  # sample std (ddof=1); NaN for a single seed
+    std: dict[str, float]  # sample std (ddof=1) over seeds; NaN for a single seed
     cost: dict[str, float]
     change_pct: dict[str, float] = field(default_factory=dict)
     tests: dict[str, list[PairedTest]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
-        return len(self.run_dirs)
+        """The number of distinct seeds."""
+        return len(set(self.seeds))
 
     def marks(self, metric: str) -> list[str]:
         """Names of the tests that found this cell significantly different from its baseline."""
@@ -98,6 +108,9 @@ class Comparison:
         baseline = self.spec.baseline
         return tuple(normalise(baseline[c]) if c in baseline else v for c, v in zip(self.spec.rows, row, strict=True))
 
+    def is_baseline(self, row: Key) -> bool:
+        return bool(self.spec.baseline) and self.baseline_row(row) == row
+
     def tests(self) -> list[PairedTest]:
         return [t for cell in self.cells.values() for tests in cell.tests.values() for t in tests]
 
@@ -114,13 +127,20 @@ def build_comparison(
 ) -> Comparison:
     """Group completed runs into cells and compare every cell with its baseline cell.
 
-    When a cell would hold runs of several protocols or data versions, those columns are
-    added to the rows (the comparison's spec says so) and a warning explains the split.
+    The runs must be of one dataset unless it is a row or a column. When a cell would hold
+    runs of several protocols, data versions or settings, the columns that tell them apart
+    are added to the rows (the comparison's spec says so) and a warning explains the split.
+    Columns are tested within the baseline's reach (rows but the baseline's, and cols), so a
+    cell is never compared with a baseline cell of another protocol or data version either.
     """
     validate_spec(runs, spec)
     selected = apply_where(runs, spec.where)
-    added = split_columns(selected, [*spec.rows, *spec.cols])
+    refuse_several_datasets(selected, spec)
+    reach = [*(c for c in spec.rows if c not in spec.baseline), *spec.cols]
+    added = split_columns(selected, reach)
     spec = replace(spec, rows=[*spec.rows, *added])
+    by_setting, setting_warnings = split_by_settings(selected, [*spec.rows, *spec.cols])
+    spec = replace(spec, rows=[*spec.rows, *by_setting])
     members: dict[tuple[Key, Key], list[int]] = {}
     for position, key in enumerate(zip(labels(selected, spec.rows), labels(selected, spec.cols), strict=True)):
         members.setdefault(key, []).append(position)
@@ -131,8 +151,10 @@ def build_comparison(
         col_keys=sorted({col for _, col in cells}, key=_key_order),
         cells=cells,
         protocols=protocol_lines(selected),
-        warnings=[split_warning(selected, column) for column in added] + mixing_warnings(selected, spec, members),
-    )
+        warnings=[split_warning(selected, column) for column in added] + setting_warnings
+        + mixing_warnings(selected, spec)
+        + [w for cell in cells.values() if (w := repeated_seeds(_describe_cell(spec, cell), cell.seeds))],
+    )  # fmt: skip
     if spec.baseline:
         _check_baseline_present(comparison)
         pairs = _baseline_pairs(comparison)
@@ -167,11 +189,14 @@ def validate_spec(runs: pd.DataFrame, spec: CompareSpec) -> None:
 
 
 def _summarise(group: pd.DataFrame, key: tuple[Key, Key], spec: CompareSpec) -> Cell:
-    values = group[spec.metrics].apply(pd.to_numeric, errors="coerce")
+    """Mean and std over distinct seeds: runs of one seed (the same run stored twice) are averaged first."""
+    seeds = seed_labels(group)
+    values = group[spec.metrics].apply(pd.to_numeric, errors="coerce").groupby(seeds.to_numpy()).mean()
     return Cell(
         row=key[0],
         col=key[1],
         run_dirs=[str(d) for d in group["run_dir"]] if "run_dir" in group else [""] * len(group),
+        seeds=list(seeds),
         mean=values.mean().to_dict(),
         std=values.std(ddof=1).to_dict(),
         cost=_cost(group) if spec.cost else {},
@@ -240,7 +265,9 @@ def _add_tests(comparison: Comparison, pairs: list[tuple[Cell, Cell]], read_per_
             if ours is None or theirs is None:
                 skipped[_describe_cell(spec, cell if ours is None else base)] = None
                 continue
-            cell.tests[metric] = paired_tests(per_user_means(ours, metric), per_user_means(theirs, metric))
+            cell.tests[metric] = paired_tests(
+                per_user_means(ours, metric, cell.seeds), per_user_means(theirs, metric, base.seeds)
+            )
     comparison.notes.extend(f"per-user metrics missing for {name}: tests involving it skipped" for name in skipped)
     correct(comparison.tests(), spec.alpha)
 

@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from mmlbench.metrics import is_metric_column
-from mmlbench.report.selection import DATA_VERSION, NOT_CONFIG, describe, fail, labels, normalise, sort_key
+from mmlbench.report.selection import DATA_VERSION, describe, fail, labels, normalise, sort_key
 
 if TYPE_CHECKING:
     from mmlbench.report.compare import CompareSpec
@@ -33,20 +32,24 @@ def protocol_lines(runs: pd.DataFrame) -> list[str]:
     return lines
 
 
-def mixing_warnings(
-    runs: pd.DataFrame, spec: CompareSpec, members: dict[tuple[tuple, tuple], list[int]]
-) -> list[str]:
-    """Warnings for runs mixed across protocols or datasets, and for cells mixing settings."""
-    warnings = [
-        message
-        for column in ("protocol", "dataset")
-        if (message := _mixed_column(runs, column, spec))
-    ]
-    for (row, col), positions in members.items():
-        message = _mixed_settings(runs.iloc[positions])
-        if message:
-            warnings.append(f"cell {describe([*spec.rows, *spec.cols], [*row, *col])} {message}")
-    return warnings
+def mixing_warnings(runs: pd.DataFrame, spec: CompareSpec) -> list[str]:
+    """A warning when the table's cells, each of one protocol, hold runs of several protocols."""
+    message = _mixed_column(runs, "protocol", spec)
+    return [message] if message else []
+
+
+def refuse_several_datasets(runs: pd.DataFrame, spec: CompareSpec) -> None:
+    """One table compares one dataset, unless the dataset is a row or a column of it."""
+    if "dataset" not in runs.columns or "dataset" in spec.rows or "dataset" in spec.cols:
+        return
+    counts = runs["dataset"].map(normalise).value_counts()
+    if len(counts) > 1:
+        found = ", ".join(f"{value} ({counts[value]} runs)" for value in sorted(counts.index, key=sort_key))
+        raise fail(
+            f"the selected runs cover {len(counts)} datasets, {found}: compare one at a time with "
+            f"--where dataset={min(counts.index, key=sort_key)}, or make dataset a row or a column "
+            f"(--rows {','.join(spec.rows)},dataset)"
+        )
 
 
 def _mixed_column(runs: pd.DataFrame, column: str, spec: CompareSpec) -> str | None:
@@ -56,37 +59,7 @@ def _mixed_column(runs: pd.DataFrame, column: str, spec: CompareSpec) -> str | N
     if len(counts) < 2:
         return None
     found = ", ".join(f"{value} ({counts[value]} runs)" for value in sorted(counts.index, key=sort_key))
-    plural = "protocols" if column == "protocol" else "datasets"
-    return f"the compared runs mix {plural}: {found}; narrow with --where {column}=..."
-
-
-def _setting_ids(group: pd.DataFrame) -> pd.Series:
-    if "setting_hash" in group.columns:
-        return group["setting_hash"].map(normalise)
-    return labels(group, _config_columns(group)).map(str)
-
-
-def _config_columns(runs: pd.DataFrame) -> list[str]:
-    return [c for c in runs.columns if c not in NOT_CONFIG and not is_metric_column(c)]
-
-
-def _mixed_settings(group: pd.DataFrame) -> str | None:
-    """Say which config columns differ when one cell holds runs of several settings.
-
-    A column counts as a difference only if it is constant within each setting, so
-    per-run fields (seed, timestamps) that slipped into the row are not blamed.
-    """
-    settings = _setting_ids(group)
-    if settings.nunique() < 2:
-        return None
-    differing = []
-    for column in _config_columns(group):
-        values = group[column].map(normalise)
-        within = values.groupby(settings).nunique()
-        if (within == 1).all() and values.nunique() > 1:
-            differing.append(column)
-    detail = ", ".join(differing) if differing else "fields not stored in run.parquet"
-    return f"mixes {settings.nunique()} settings (differing: {detail})"
+    return f"the compared runs mix protocols: {found}; narrow with --where {column}=..."
 
 
 def _values_per_group(runs: pd.DataFrame, keys: list[str], column: str) -> dict[tuple, set[str]]:
@@ -117,8 +90,8 @@ def split_warning(runs: pd.DataFrame, column: str) -> str:
     found = ", ".join(f"{value} ({counts[value]} runs)" for value in sorted(counts.index, key=sort_key))
     named = f"{column} (dataset_sha256 prefix)" if column == DATA_VERSION else column
     return (
-        f"runs with {len(counts)} {NEVER_MIXED[column]} would share cells, so rows are split by {named}: "
-        f"{found}; keep one with --where {column}=..."
+        f"runs with {len(counts)} {NEVER_MIXED[column]} would be averaged or compared together, "
+        f"so rows are split by {named}: {found}; keep one with --where {column}=..."
     )
 
 

@@ -1,13 +1,14 @@
 """What `compare` can write, in one place: the table renderers and the plot file formats.
 
 A new table format is one entry in RENDERERS plus its `Comparison -> str` function in
-`report.render`; the CLI takes its `--format` choices, suffix lookup and messages from here.
+`report.render` (for people) or `report.machine` (for programs); the CLI takes its `--format` choices, suffix lookup and messages from here.
 This module imports nothing heavy, so the CLI can build its choices and check file names
 before any work; the renderer itself is imported only when a table is rendered.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,17 +24,19 @@ _INPUT_ERROR = 2
 
 @dataclass(frozen=True)
 class Renderer:
-    """A table format: the file suffixes that select it and the function in `report.render` that writes it."""
+    """A table format: the file suffixes that select it and the function that writes it.
+
+    The function lies in `report.render`, or in `report.machine` for a format read by programs,
+    whose footer (protocol first) is also printed to stderr for the person running the command.
+    """
 
     suffixes: tuple[str, ...]
     function: str
-    # Read by programs: printed to stdout, the footer (protocol first) goes to stderr, not into the data.
     machine: bool = False
 
     def render(self, comparison: Comparison) -> str:
-        from mmlbench.report import render
-
-        return getattr(render, self.function)(comparison)
+        module = importlib.import_module("mmlbench.report.machine" if self.machine else "mmlbench.report.render")
+        return getattr(module, self.function)(comparison)
 
 
 RENDERERS = {

@@ -1,4 +1,6 @@
-"""Renderings of a Comparison: rich table (or its plain text), markdown, a tidy frame (csv) and json.
+"""Renderings of a Comparison for people: the rich table (or its plain text) and markdown, with the footer.
+
+The formats for programs (csv, json) are in `report.machine`.
 
 Which of them `compare` offers, and for which file suffixes, is registered in `report.formats`.
 """
@@ -6,19 +8,16 @@ Which of them `compare` offers, and for which file suffixes, is registered in `r
 from __future__ import annotations
 
 import io
-import json
 import math
-from dataclasses import asdict
 from typing import Any
 
-import pandas as pd
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from mmlbench.report.compare import Cell, Comparison, Key
-from mmlbench.report.selection import describe, normalise
-from mmlbench.report.significance import TEST_MARKS, TEST_NAMES, TEST_TITLES
+from mmlbench.report.selection import describe, where_text
+from mmlbench.report.significance import CORRECTION_TITLE, TEST_MARKS, TEST_NAMES, TEST_TITLES, family_size
 
 COST_FIELDS = ("epoch_seconds_median", "eval_seconds_median", "peak_memory_bytes")
 EMPTY = "—"
@@ -32,13 +31,9 @@ def _col_label(comparison: Comparison, col: Key) -> str:
     return describe(comparison.spec.cols, col) or "all"
 
 
-def _is_baseline(comparison: Comparison, row: Key) -> bool:
-    return bool(comparison.spec.baseline) and comparison.baseline_row(row) == row
-
-
 def _row_label(comparison: Comparison, row: Key) -> str:
     label = " / ".join(row)
-    return f"{label} (baseline)" if _is_baseline(comparison, row) else label
+    return f"{label} (baseline)" if comparison.is_baseline(row) else label
 
 
 def _uniform_n(comparison: Comparison) -> int | None:
@@ -117,19 +112,26 @@ def _reference_value(reference: dict[str, Any], metric: str) -> str:
     return f"{value:.4f}" if _is_number(value) else ""
 
 
+WARNING = "warning: "
+
+
 def footer_lines(comparison: Comparison) -> list[str]:
-    """Protocol, how cells are summarised, and exactly which tests and corrections were applied."""
+    """What qualifies the table, in every format: protocol, the runs kept, warnings, how cells are
+    summarised, and exactly which tests and corrections were applied."""
     spec = comparison.spec
     lines = list(comparison.protocols)
+    if spec.where:
+        lines.append(f"runs: {where_text(spec.where)} (--where)")
+    lines += [WARNING + warning for warning in comparison.warnings]
     n = _uniform_n(comparison)
-    seeds = f"n = {n} seeds per cell" if n else "(n=...) is the number of seeds"
-    lines.append(f"cells: mean ± sample std over seeds; {seeds}")
+    seeds = f"n = {n} seed{'s' if n != 1 else ''} per cell" if n else "(n=...) is the number of distinct seeds"
+    lines.append(f"cells: mean ± sample std over distinct seeds; {seeds}")
     if spec.cost:
         lines.append("cost: median seconds per epoch · median evaluation seconds · largest peak memory, over seeds")
     if spec.baseline:
         base = describe(spec.baseline, spec.baseline.values())
         lines.append(f"% change: relative to the baseline {base} in the same column")
-        lines.append(_tests_line(comparison, base))
+        lines.append(significance_line(comparison))
     lines += comparison.notes
     lines += [
         f"published (no column in this table): {r['label']}: "
@@ -140,15 +142,17 @@ def footer_lines(comparison: Comparison) -> list[str]:
     return lines
 
 
-def _tests_line(comparison: Comparison, base: str) -> str:
+def significance_line(comparison: Comparison) -> str:
+    """Which tests against which baseline, on what, corrected how: the meaning of the marks."""
+    base = describe(comparison.spec.baseline, comparison.spec.baseline.values())
     tests = comparison.tests()
     if not tests:
         return "significance: no tests were run (no cell had per-user metrics for itself and its baseline)"
-    per_test = len([t for t in tests if t.test == TEST_NAMES[0]])
     marks = ", ".join(f"{TEST_MARKS[name]} {TEST_TITLES[name]}" for name in TEST_NAMES)
     return (
         f"significance vs {base} in the same column, on per-user metrics averaged over seeds: {marks}; "
-        f"Holm correction per test over {per_test} comparisons; alpha = {comparison.spec.alpha:g}"
+        f"{CORRECTION_TITLE} correction per test over {family_size(tests)} comparisons; "
+        f"alpha = {comparison.spec.alpha:g}"
     )
 
 
@@ -164,7 +168,8 @@ def to_rich_table(comparison: Comparison) -> Group:
         table.add_row(*map(Text, line), end_section=bool(references) and index == len(rows) - 1)
     for line in references:
         table.add_row(*map(Text, line), style="dim")
-    return Group(table, Text("\n".join(footer_lines(comparison))))
+    footer = Text("\n").join(Text(line, style="yellow" if line.startswith(WARNING) else "") for line in footer_lines(comparison))
+    return Group(table, footer)
 
 
 def to_text(comparison: Comparison) -> str:
@@ -181,80 +186,6 @@ def to_markdown(comparison: Comparison) -> str:
     lines = ["| " + " | ".join(escape[0]) + " |", "|" + "---|" + "---:|" * (len(headers) - 1)]
     lines += ["| " + " | ".join(line) + " |" for line in escape[1:]]
     lines.append("")
-    lines += [f"**warning:** {w}  " for w in comparison.warnings]
-    lines += [f"{line}  " for line in footer_lines(comparison)]
+    for line in footer_lines(comparison):
+        lines.append(f"**warning:** {line.removeprefix(WARNING)}  " if line.startswith(WARNING) else f"{line}  ")
     return "\n".join(lines) + "\n"
-
-
-def to_frame(comparison: Comparison) -> pd.DataFrame:
-    """One tidy row per (row, col, metric), then one per published value (`source` tells them apart)."""
-    spec = comparison.spec
-    records = []
-    for (row, col), cell in sorted(comparison.cells.items(), key=lambda item: _position(comparison, item[0])):
-        for metric in spec.metrics:
-            record: dict[str, Any] = {"source": "ours", **dict(zip([*spec.rows, *spec.cols], [*row, *col], strict=True))}
-            record |= {"metric": metric, "mean": cell.mean[metric], "std": cell.std[metric], "n": cell.n}
-            record["change_pct"] = cell.change_pct.get(metric, math.nan)
-            record |= _test_fields(cell, metric)
-            record |= cell.cost
-            records.append(record)
-    for reference in spec.references:
-        coordinates = {c: normalise(reference[c]) for c in [*spec.rows, *spec.cols] if c in reference}
-        for metric in spec.metrics:
-            if metric in reference:
-                records.append({"source": f"published: {reference['label']}", **coordinates,
-                                "metric": metric, "mean": reference[metric]})  # fmt: skip
-    return pd.DataFrame.from_records(records)
-
-
-def _position(comparison: Comparison, key: tuple[Key, Key]) -> tuple[int, int]:
-    return comparison.row_keys.index(key[0]), comparison.col_keys.index(key[1])
-
-
-def _test_fields(cell: Cell, metric: str) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for test in cell.tests.get(metric, []):
-        slug = test.test.replace("-", "")
-        fields |= {f"p_{slug}": test.p_value, f"p_{slug}_holm": test.p_adjusted,
-                   f"significant_{slug}": test.significant, "n_users": test.n_users}  # fmt: skip
-    return fields
-
-
-def to_csv(comparison: Comparison) -> str:
-    return to_frame(comparison).to_csv(index=False)
-
-
-def to_json(comparison: Comparison) -> str:
-    spec = comparison.spec
-    cells = []
-    for (row, col), cell in sorted(comparison.cells.items(), key=lambda item: _position(comparison, item[0])):
-        metrics = {
-            metric: {
-                "mean": cell.mean[metric],
-                "std": cell.std[metric],
-                "change_pct": cell.change_pct.get(metric),
-                "tests": {t.test: asdict(t) for t in cell.tests.get(metric, [])},
-            }
-            for metric in spec.metrics
-        }
-        cells.append({"row": dict(zip(spec.rows, row, strict=True)), "col": dict(zip(spec.cols, col, strict=True)),
-                      "n": cell.n, "metrics": metrics, "cost": cell.cost})  # fmt: skip
-    document = {
-        "spec": asdict(spec),
-        "protocols": comparison.protocols,
-        "warnings": comparison.warnings,
-        "footer": footer_lines(comparison),
-        "cells": cells,
-    }
-    return json.dumps(_finite(document), indent=2, ensure_ascii=False, default=str) + "\n"
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN: turn it into null, recursively."""
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value

@@ -30,17 +30,6 @@ _FINGERPRINT = "dataset_sha256"
 _VERSION_DIGITS = 8
 COST_COLUMNS = ("epoch_seconds_median", "eval_seconds_median", "peak_memory_bytes")
 
-# Columns that describe a run's outcome or provenance, not its setting.
-NOT_CONFIG = frozenset(
-    {
-        "run_id", "schema_version", "status", "error", "config_hash", "setting_hash",
-        "dataset_sha256", "git_commit", "mmlbench_version", "torch_version", "device",
-        "device_name", "epochs_run", "best_epoch", "epoch_seconds_median", "eval_seconds_median",
-        "train_seconds_total", "samples_per_second", "peak_memory_bytes", "run_dir", "seed",
-        "execution", "lockstep_group",  # how a run was trained, not what: see engine.runner.run_row
-        "n_items",  # the data's, not a setting
-    }
-)  # fmt: skip
 NOT_GROUPABLE = frozenset({"run_dir", "error", "status", "schema_version", *COST_COLUMNS})
 
 

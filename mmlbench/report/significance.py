@@ -15,6 +15,9 @@ WILCOXON = "wilcoxon"
 TEST_NAMES = (T_TEST, WILCOXON)
 TEST_MARKS = {T_TEST: "*", WILCOXON: "†"}
 TEST_TITLES = {T_TEST: "paired t-test", WILCOXON: "Wilcoxon signed-rank test"}
+# The multiple-comparison correction `correct` applies, as outputs name it.
+CORRECTION = "holm"
+CORRECTION_TITLE = "Holm"
 
 
 @dataclass
@@ -28,10 +31,18 @@ class PairedTest:
     significant: bool = False
 
 
-def per_user_means(frames: Sequence[pd.DataFrame], metric: str) -> pd.Series:
-    """A cell's per-user metric averaged over its seeds (one frame per seed), indexed by user."""
-    stacked = pd.concat([frame[["user", metric]] for frame in frames], ignore_index=True)
-    return stacked.groupby("user")[metric].mean()
+def per_user_means(frames: Sequence[pd.DataFrame], metric: str, seeds: Sequence[str] | None = None) -> pd.Series:
+    """A cell's per-user metric averaged over its seeds (one frame per run), indexed by user.
+
+    `seeds` names each frame's seed: runs of one seed are averaged first, so a run stored
+    twice weighs as much as any other seed. Without it every frame is a seed of its own.
+    """
+    seeds = list(seeds) if seeds is not None else list(range(len(frames)))
+    stacked = pd.concat(
+        [frame[["user", metric]].assign(seed=seed) for frame, seed in zip(frames, seeds, strict=True)],
+        ignore_index=True,
+    )
+    return stacked.groupby(["seed", "user"])[metric].mean().groupby("user").mean()
 
 
 def paired_tests(candidate: pd.Series, baseline: pd.Series) -> list[PairedTest]:
@@ -75,6 +86,11 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running_max = max(running_max, min(1.0, (count - rank) * p_values[index]))
         adjusted[index] = running_max
     return adjusted
+
+
+def family_size(tests: Sequence[PairedTest]) -> int:
+    """How many comparisons each test type was corrected over (every test type runs on each)."""
+    return len([t for t in tests if t.test == TEST_NAMES[0]])
 
 
 def correct(tests: Sequence[PairedTest], alpha: float) -> None:
