@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--model", default="mf")
     parser.add_argument("--loss", default="ccl")
-    parser.add_argument("--negatives", type=int, default=100)
+    parser.add_argument("--negatives", type=lambda text: text if text == "all" else int(text), default=100, help="a count, or all")
     parser.add_argument("--sampler", default="uniform")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--device", default="auto")
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-cuda-graphs", action="store_true")
     parser.add_argument("--precision", default="fp32", help="fp32 or tf32 (CUDA): the run's --precision")
     parser.add_argument("--profile-steps", type=int, default=0)
+    parser.add_argument("--time-steps", type=int, default=0, help="median and minimum seconds of N single steps (after 2)")
     parser.add_argument("--json", type=Path, help="append the summary as a JSON line to this file")
     return parser
 
@@ -93,8 +94,22 @@ def _measure(args: argparse.Namespace, config: RunConfig, device: torch.device, 
     if args.json:
         with open(args.json, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(summary) + "\n")
+    if args.time_steps:
+        _emit({"measure": "steps", **time_steps(trainer.step, device, args.time_steps)})
     if args.profile_steps:
         profile_steps(trainer.step, device, args.profile_steps)
+
+
+def time_steps(step: object, device: torch.device, steps: int) -> dict:
+    """Seconds of single training steps on one fixed batch (the first two, warm-up, not counted)."""
+    step.batch_index.copy_(torch.randperm(step.data.train_items.numel(), device=device)[: step.batch_index.numel()])
+    seconds = []
+    for _ in range(steps + 2):
+        started = time.perf_counter()
+        step._run_once()
+        synchronize(device)
+        seconds.append(time.perf_counter() - started)
+    return {"step_seconds_median": statistics.median(seconds[2:]), "step_seconds_min": min(seconds[2:])}
 
 
 def profile_steps(step: object, device: torch.device, steps: int) -> None:

@@ -13,7 +13,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from mmlbench.errors import MMLBenchError, unknown_name
-from mmlbench.metrics import parse_metric
+from mmlbench.metrics import parse_monitor
 from mmlbench.plugins import Registry
 from mmlbench.plugins.losses import LOSSES
 from mmlbench.plugins.models import MODELS
@@ -23,10 +23,11 @@ SCORES = ("cosine", "dot")
 L2_SCOPES = ("table", "batch")
 LAST_BATCHES = ("partial", "wrap")
 PRECISIONS = ("fp32", "tf32")
+ALL = "all"  # --negatives all: every item of the catalogue but the row's positive, no sampling
 EPOCH_SAMPLINGS = ("pairs", "user-uniform")
 # Settings added after runs were stored, at the value those runs had: left out of the hash so
 # their hashes (and the reuse of completed runs) stay as they were.
-HASH_NEUTRAL = {"precision": "fp32", "epoch_sampling": "pairs"}
+HASH_NEUTRAL = {"precision": "fp32", "epoch_sampling": "pairs", "head_fraction": 0.2}
 # Values whose arithmetic changed after runs were stored under them, spelled in the hash as
 # below. The old arithmetic got a new name that hashes as the old value did, so its stored runs
 # keep their hashes (and `read_stored_names` gives their rows that name); the value itself now
@@ -38,15 +39,20 @@ HASH_SPELLING = {
 PLUGINS: tuple[Registry[Any], ...] = (MODELS, LOSSES, SAMPLERS)
 
 
-def setting(default: Any, help: str, *, grid: bool = False, choices: tuple[str, ...] = (), option: str = "") -> Any:
+def setting(
+    default: Any, help: str, *, grid: bool = False, choices: tuple[str, ...] = (), option: str = "",
+    words: tuple[str, ...] = (),
+) -> Any:
     """A RunConfig field with what the command line and experiment files need to know about it.
 
     `help` is the option's help text (its default and choices are appended where shown),
     `grid`: a comma list on the command line makes one run per value, `option`: the
-    command-line name where it is not the field's (ks -> --k). A None default marks a
-    plug-in parameter: its registry holds the default.
+    command-line name where it is not the field's (ks -> --k), `words`: strings a numeric
+    field also takes (--negatives all). A None default marks a plug-in parameter: its
+    registry holds the default.
     """
-    return field(default=default, metadata={"help": help, "grid": grid, "choices": choices, "option": option})
+    metadata = {"help": help, "grid": grid, "choices": choices, "option": option, "words": words}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,9 @@ class RunConfig:
     dataset: str = setting(MISSING, "Processed dataset name.", grid=True)
     model: str = setting("mf", "Encoder", grid=True)
     loss: str = setting("ccl", "Loss", grid=True)
-    negatives: int = setting(100, "Sampled negatives per positive", grid=True)
+    negatives: int | str = setting(
+        100, "Sampled negatives per positive (all: every item but the positive, no sampling)", grid=True, words=(ALL,)
+    )
     sampler: str = setting("uniform", "Negative sampler", grid=True)  # uniform with replacement, as the reference
     popularity_alpha: float | None = setting(None, "Exponent of --sampler popularity: p(item) ~ count ** alpha", grid=True)
     candidates: int | None = setting(
@@ -95,6 +103,9 @@ class RunConfig:
     min_delta: float = setting(1e-6, "Smallest monitor gain that counts as improvement")  # reference: 1e-6
     monitor: str = setting("recall@20", "Metric for model selection")
     ks: tuple[int, ...] = setting((10, 20, 50), "Cut-offs, e.g. 10,20,50", option="k")
+    head_fraction: float = setting(
+        0.2, "tail@K: the most popular share of the items (by train interactions) that is not the long tail"
+    )
     seed: int = setting(2019, "Random seed", grid=True)
     # Loss parameters (None: the loss's default, or unused by the loss).
     margin: float | None = setting(None, "CCL: the negatives' cosine threshold; hinge: the gap s_pos - s_neg asked for", grid=True)
@@ -125,6 +136,8 @@ class RunConfig:
         """Defaults filled in for what this run uses, the rest cleared, everything checked."""
         specs = [registry.spec(getattr(self, registry.kind)) for registry in PLUGINS]  # names first
         self._check_names()
+        if self.negatives == ALL:
+            self._check_all_negatives()
         changes: dict[str, Any] = {}
         for registry, spec in zip(PLUGINS, specs):
             params = spec.resolve({name: getattr(self, name) for name in spec.param_names + spec.reads})
@@ -142,6 +155,17 @@ class RunConfig:
             raise MMLBenchError(f"--loss {self.loss} draws no negatives: --sampler {self.sampler} does not apply to it")
         return 0
 
+    def _check_all_negatives(self) -> None:
+        """--negatives all scores every item: nothing is drawn, so no sampler applies, and a loss
+        that takes no negatives (DirectAU) cannot take all of them."""
+        if LOSSES[self.loss].takes_embeddings:
+            raise MMLBenchError(f"--loss {self.loss} draws no negatives: --negatives all does not apply to it")
+        if self.sampler != RunConfig.sampler:
+            raise MMLBenchError(
+                f"--negatives all takes every item but the positive, with no sampling: "
+                f"--sampler {self.sampler} does not apply (leave the default, {RunConfig.sampler})"
+            )
+
     def _check_names(self) -> None:
         for f in fields(self):
             choices = f.metadata.get("choices")
@@ -149,7 +173,9 @@ class RunConfig:
                 raise unknown_name(f.name.replace("_", "-"), getattr(self, f.name), choices)
 
     def _check_values(self) -> None:
-        if not LOSSES[self.loss].takes_embeddings:
+        if isinstance(self.negatives, str) and self.negatives != ALL:
+            raise MMLBenchError(f"--negatives is a count or {ALL}, got '{self.negatives}'")
+        if not LOSSES[self.loss].takes_embeddings and self.negatives != ALL:
             _at_least("negatives", self.negatives, 1)
         _at_least("embedding-dim", self.embedding_dim, 1)
         _at_least("batch-size", self.batch_size, 1)
@@ -169,7 +195,9 @@ class RunConfig:
             raise MMLBenchError(f"--plateau-lr-factor must lie in (0, 1], got {self.plateau_lr_factor}")
         if not self.ks or min(self.ks) < 1:
             raise MMLBenchError(f"--k needs positive cut-offs, got {list(self.ks)}")
-        metric, k = parse_metric(self.monitor)
+        if not 0 <= self.head_fraction <= 1:
+            raise MMLBenchError(f"--head-fraction must lie in [0, 1], got {self.head_fraction}")
+        metric, k = parse_monitor(self.monitor)
         if k not in self.ks:
             raise MMLBenchError(f"--monitor {self.monitor} needs {k} among --k {','.join(map(str, self.ks))}")
 
@@ -257,6 +285,12 @@ def _option_names() -> dict[str, str]:
     return {f.name: f.metadata["option"] for f in fields(RunConfig)}
 
 
+@functools.cache
+def words_of(name: str) -> tuple[str, ...]:
+    """The strings numeric field `name` also takes: ('all',) for negatives."""
+    return next(f.metadata["words"] for f in fields(RunConfig) if f.name == name)
+
+
 def _at_least(option: str, value: int, minimum: int) -> None:
     if value < minimum:
         raise MMLBenchError(f"--{option} must be >= {minimum}, got {value}")
@@ -294,6 +328,8 @@ def check_setting(name: str, value: Any, label: str) -> Any:
     store them).
     """
     expected = _field_types()[name]
+    if isinstance(value, str) and value.casefold() in words_of(name):
+        return value.casefold()  # case-insensitive, as choices are: ALL is all
     if isinstance(expected, types.UnionType) or typing.get_origin(expected) is typing.Union:
         if value is None:
             return None
@@ -302,7 +338,8 @@ def check_setting(name: str, value: Any, label: str) -> Any:
         return _check_list(typing.get_args(expected)[0], value, label)
     problem = _scalar_problem(expected, value)
     if problem:
-        raise MMLBenchError(f"{label} must be {problem}, got {_shown(value)}")
+        also = "".join(f" or '{word}'" for word in words_of(name))
+        raise MMLBenchError(f"{label} must be {problem}{also}, got {_shown(value)}")
     if isinstance(value, str):
         return _in_choice_case(name, value)
     return float(value) if expected is float else value

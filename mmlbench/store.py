@@ -21,7 +21,7 @@ from rich.markup import escape
 from mmlbench.config import HASH_NEUTRAL, read_stored_names
 from mmlbench.console import warn
 from mmlbench.errors import MMLBenchError
-from mmlbench.fsutil import atomic_dir, sha256_file, write_hashed
+from mmlbench.fsutil import atomic_dir, atomic_file, sha256_file, write_hashed
 
 SCHEMA_VERSION = 1
 RUN_FILE = "run.parquet"
@@ -192,6 +192,21 @@ def _read_optional(path: Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     except Exception as exc:
         raise MMLBenchError(f"cannot read {path}: {exc}") from None
+
+
+def add_columns(run_dir: Path, values: dict[str, Any], per_user: pd.DataFrame | None) -> None:
+    """Add columns to a stored run (metrics computed later, by `evaluate`): `per_user`'s columns
+    (keyed by its `user` column) to per_user.parquet, then `values` to run.parquet, each file
+    replaced atomically. Existing columns are never changed."""
+    run_dir = Path(run_dir)
+    if per_user is not None:
+        stored = read_per_user(run_dir)
+        added = per_user[["user", *(c for c in per_user.columns if c not in stored.columns)]]
+        with atomic_file(run_dir / PER_USER_FILE) as tmp:
+            stored.merge(added, on="user", how="left", validate="one_to_one").to_parquet(tmp, index=False)
+    frame = pd.read_parquet(run_dir / RUN_FILE)
+    with atomic_file(run_dir / RUN_FILE) as tmp:
+        frame.assign(**{k: v for k, v in values.items() if k not in frame.columns}).to_parquet(tmp, index=False)
 
 
 def resolve_run(results_dir: Path, run: str) -> Path:

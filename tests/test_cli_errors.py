@@ -124,7 +124,7 @@ def test_help_has_no_double_negative_flags():
 
 def test_help_shows_what_a_numeric_list_option_takes():
     text = _help("train")
-    assert "<float,...>" in _help_row(text, "--lr") and "<int,...>" in _help_row(text, "--negatives")
+    assert "<float,...>" in _help_row(text, "--lr") and "<int|all,...>" in _help_row(text, "--negatives")
     assert "<name,...>" in _help_row(text, "--loss") and "<int,...>" in _help_row(text, "--k")
     assert "<int>" in _help_row(text, "--epochs")
     assert "<int,...>" in _help_row(_help("evaluate"), "--k")

@@ -67,7 +67,7 @@ def test_the_paper_plot_shows_every_metric_n_baseline_marks_references_and_footn
     panels = [axes for axes in figure.axes if axes.get_title()]
     assert [axes.get_title() for axes in panels] == ["recall@20", "ndcg@20"]
     assert legend_texts(figure) == [
-        "bpr, n=3", "ccl (baseline), n=3", "mmcl, n=3", "published: MF-CCL (800), BARS re-run",
+        "bpr, n=3", "ccl (baseline), n=3", "mmcl, n=3", "published: MF-CCL (800), BARS re-run (lr decay: preset bars-mf-ccl)",
         "published: MF + sampled softmax (800), BSL logs", "published: MF-BPR, BARS re-run (any negatives)",
     ]  # fmt: skip
     recall = panels[0]

@@ -122,7 +122,7 @@ def test_every_key_of_every_table_is_checked(document, message, quick):
     [
         ({"epochs": "ten"}, "epochs in [settings] of t must be an integer, got 'ten'"),
         ({"epochs": 1.7}, "epochs in [settings] of t must be an integer, got 1.7"),
-        ({"negatives": True}, "negatives in [settings] of t must be an integer, got true"),
+        ({"negatives": True}, "negatives in [settings] of t must be an integer or 'all', got true"),
         ({"lr": float("nan")}, "lr in [settings] of t must be a finite number, got nan"),
         ({"l2": float("inf")}, "l2 in [settings] of t must be a finite number, got inf"),
         ({"l2": 1e300}, "l2 in [settings] of t must be 0 or a number within float32's range"),
@@ -140,7 +140,7 @@ def test_experiment_values_are_type_checked(settings, message):
 
 
 def test_grid_and_loss_table_values_are_type_checked():
-    with pytest.raises(MMLBenchError, match=re.escape("[grid] negatives in t must be an integer, got true")):
+    with pytest.raises(MMLBenchError, match=re.escape("[grid] negatives in t must be an integer or 'all', got true")):
         parse_experiment({"settings": {"dataset": "d"}, "grid": {"negatives": [10, True]}}, source="t")
     with pytest.raises(MMLBenchError, match=re.escape("margins in [losses.mmcl] of t must be a list of numbers")):
         parse_experiment({"settings": {"dataset": "d"}, "losses": {"mmcl": {"margins": ["a"]}}}, source="t")

@@ -21,15 +21,15 @@ COMMITTED_RUNS = sorted(Path(__file__).resolve().parent.parent.glob("results/pap
 
 
 def test_committed_runs_keep_their_hashes():
-    """Rows stored before the HASH_NEUTRAL settings existed (every other setting; precision, if
-    there, fp32) rebuild to their stored hash, so `train` still reuses them."""
+    """Rows stored before the HASH_NEUTRAL settings existed (every other setting; those, if
+    there, at their neutral value) rebuild to their stored hash, so `train` still reuses them."""
     settings = {f.name for f in dataclasses.fields(RunConfig) if f.default is not None} - set(HASH_NEUTRAL)  # all hashed
     rows = [pd.read_parquet(path).iloc[0].to_dict() for path in COMMITTED_RUNS]
     rows = [row for row in rows if settings <= row.keys()]
     assert len(rows) >= 20, "the repository's committed paper runs are the fixture here"
     for row in rows:
         config = RunConfig.from_row(row)
-        assert config.precision == "fp32"
+        assert config.precision == "fp32" and config.head_fraction == 0.2
         assert config.hash(row["dataset_sha256"]) == row["config_hash"], row["run_id"]
 
 

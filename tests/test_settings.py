@@ -34,7 +34,10 @@ def test_every_field_is_an_option_with_help(train_help, field):
 
 
 def test_defaults_and_choices_come_from_the_field_and_the_registries(train_help):
-    assert f"Sampled negatives per positive [default: {RunConfig.negatives}]." in train_help
+    assert (
+        f"Sampled negatives per positive (all: every item but the positive, no sampling) [default: {RunConfig.negatives}]."
+        in train_help
+    )
     assert f"Random seed [default: {RunConfig.seed}]." in train_help
     assert "Similarity: cosine, dot [default: cosine]." in train_help
     assert f"Loss: {', '.join(sorted(LOSSES))} [default: ccl]." in train_help

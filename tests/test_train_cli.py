@@ -111,7 +111,7 @@ def test_bad_input_is_one_line_and_leaves_the_store_untouched(planted_dir, tmp_p
     [
         ('epochs = "ten"', "epochs in [settings] of {} must be an integer, got 'ten'"),
         ("epochs = 1.7", "epochs in [settings] of {} must be an integer, got 1.7"),
-        ("negatives = true", "negatives in [settings] of {} must be an integer, got true"),
+        ("negatives = true", "negatives in [settings] of {} must be an integer or 'all', got true"),
         ("lr = nan", "lr in [settings] of {} must be a finite number, got nan"),
         ("l2 = 1e300", "l2 in [settings] of {} must be 0 or a number within float32's range (1.2e-38 to 3.4e+38 in magnitude), got 1e+300"),
     ],

@@ -34,9 +34,13 @@ def command(
     output_format: Annotated[ResultFormat, typer.Option("--format", help="table, or json: one document on stdout for scripts.")] = ResultFormat.table,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Re-score a stored run's checkpoint: other K, another split, top-K export."""
+    """Re-score a stored run's checkpoint: other K, another split, top-K export.
+
+    On the test split, metrics the run does not hold yet (newer than the run, or at other K)
+    are added to it, provided the ones it holds re-score to the stored values.
+    """
     from mmlbench import store  # pandas, and torch below: not at `--help`
-    from mmlbench.engine.rescore import check_top_k_path, rescore, save_evaluation
+    from mmlbench.engine.rescore import add_to_run, check_top_k_path, rescore, save_evaluation
 
     split, device = split.lower(), device.lower()  # choices are case-insensitive, as everywhere
     if export_topk is not None:
@@ -55,17 +59,23 @@ def command(
         out.print(f"{run_dir.name} · {split} split · {evaluation.users:,} users · {evaluation.seconds:.2f} s", highlight=False)
         out.print(metrics_table(evaluation.metrics, ks))
     export = _export(export_topk, result, max(ks)) if export_topk is not None else None
-    saved = None
+    saved, added = None, []
     if can_save:
         saved = save_evaluation(run_dir, split, ks, evaluation, device)
         info(f"metrics saved to {saved}")
+        if split == "test":  # the run row's metrics are test metrics
+            added, why_not = add_to_run(run_dir, evaluation)
+            if added:
+                info(f"added to the run ({store.RUN_FILE}, per-user ones to {store.PER_USER_FILE}): {', '.join(added)}")
+            elif why_not:
+                warn(why_not)
     else:
         warn(f"eval-{split}.parquet not saved: the run folder {run_dir} is read-only")
     if output_format is ResultFormat.json:
         print_json({
             "command": "evaluate", "run_id": run_dir.name, "status": result.status, "split": split, "ks": ks,
             "users": evaluation.users, "eval_seconds": evaluation.seconds, "metrics": evaluation.metrics,
-            "saved": saved, "export": export,
+            "saved": saved, "added": added, "export": export,
         })  # fmt: skip
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mmlbench.config import PLUGINS, RunConfig, check_setting, choices_of, option_name, value_type
+from mmlbench.config import PLUGINS, RunConfig, check_setting, choices_of, option_name, value_type, words_of
 from mmlbench.errors import MMLBenchError
 
 SETTINGS: tuple[Field[Any], ...] = fields(RunConfig)
@@ -39,8 +39,9 @@ def _annotation(f: Field[Any]) -> Any:
 
 
 def _metavar(f: Field[Any], listed: bool) -> str:
-    """What the option takes: <int>, <float,...> (a comma list), <name,...> (one of its choices)."""
-    kind = "name" if choices_of(f.name) else value_type(f.name).__name__
+    """What the option takes: <int>, <float,...> (a comma list), <name,...> (one of its choices),
+    <int|all,...> (a number or one of the field's words)."""
+    kind = "name" if choices_of(f.name) else "|".join((value_type(f.name).__name__, *words_of(f.name)))
     return f"<{kind},...>" if listed else f"<{kind}>"
 
 
@@ -90,7 +91,8 @@ def split_command_line(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str
         if _is_tuple(f):
             settings[f.name] = check_setting(f.name, _parse_list(option, value, value_type(f.name)), option)
         elif f.metadata["grid"]:
-            parsed = [check_setting(f.name, v, option) for v in _parse_list(option, value, value_type(f.name))]
+            values_given = _parse_list(option, value, value_type(f.name), words_of(f.name))
+            parsed = [check_setting(f.name, v, option) for v in values_given]
             if len(parsed) == 1:
                 settings[f.name] = parsed[0]
             else:
@@ -100,11 +102,13 @@ def split_command_line(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str
     return settings, grid
 
 
-def _parse_list(option: str, text: str, convert: type) -> list[Any]:
+def _parse_list(option: str, text: str, convert: type, words: tuple[str, ...] = ()) -> list[Any]:
+    """Comma-separated values of type `convert`, or any of `words` as written (--negatives 10,all)."""
     parts = [part.strip() for part in text.split(",")]
     if not all(parts):
         raise MMLBenchError(f"{option} has an empty value in '{text}'")
     try:
-        return [convert(part) for part in parts]
+        return [part if part.casefold() in words else convert(part) for part in parts]
     except ValueError:
-        raise MMLBenchError(f"{option} expects {convert.__name__} values, got '{text}'") from None
+        also = "".join(f" or {word}" for word in words)
+        raise MMLBenchError(f"{option} expects {convert.__name__} values{also}, got '{text}'") from None

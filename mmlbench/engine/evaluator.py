@@ -1,7 +1,8 @@
 """Full-ranking evaluation: every item scored for every user, the user's known items masked.
 
-One top-k for the largest K feeds every metric at every K. Ties are broken by item id
-(lower id ranks first), so the numbers do not depend on the evaluation batch size.
+One top-k for the largest K feeds every metric at every K, the accuracy metrics and the
+beyond-accuracy ones (engine.exposure) alike. Ties are broken by item id (lower id ranks
+first), so the numbers do not depend on the evaluation batch size.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor
 
 from mmlbench.data.dataset import InteractionData
+from mmlbench.engine.exposure import Exposure
 from mmlbench.engine.models import refresh
 from mmlbench.engine.scoring import unit
 from mmlbench.errors import MMLBenchError
@@ -96,11 +98,12 @@ def evaluate(
     per_user: bool = False,
     keep_top: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    head_fraction: float = 0.2,
 ) -> Evaluation:
     """Score all items for every user with items in `split`; average the metrics over them.
 
-    `progress(users done, users)` is called after each batch with host-side counts only:
-    it never waits for the device.
+    `head_fraction` is tail@K's cut (engine.exposure). `progress(users done, users)` is
+    called after each batch with host-side counts only: it never waits for the device.
     """
     started = time.perf_counter()
     target = data.splits[split]
@@ -117,7 +120,8 @@ def evaluate(
         k_max = min(max(ks), data.n_items)
         step = batch_users or _default_batch(data.n_items, items.device)
         buffer = torch.empty((min(step, users.numel()), data.n_items), device=items.device, dtype=items.dtype)
-        hits_parts, tops, top_scores = [], [], []
+        exposure = Exposure(data.item_counts(), head_fraction, ks, k_max)
+        hits_parts, exposure_parts, tops, top_scores = [], [], [], []
         for start in range(0, users.numel(), step):
             batch = users[start : start + step]
             scores = buffer[: batch.numel()]
@@ -131,6 +135,7 @@ def evaluate(
             keys = batch.unsqueeze(1) * data.n_items + top
             found = torch.searchsorted(target.keys, keys).clamp_max_(target.size - 1)
             hits_parts.append((target.keys[found] == keys).double())
+            exposure_parts.append(exposure.add(top, values != float("-inf")))  # masked items are not listed
             if keep_top:
                 tops.append(top.cpu())
                 top_scores.append(values.cpu())
@@ -139,11 +144,13 @@ def evaluate(
         hits = torch.cat(hits_parts)
         relevant = target.counts()[users]
         per_user_values = metrics_from_hits(hits, relevant, ks)
+        per_user_values |= {name: torch.cat([part[name] for part in exposure_parts]) for name in exposure_parts[0]}
+        totals = exposure.totals()
     finally:
         model.train(was_training)
     if items.is_cuda:
         torch.cuda.synchronize(items.device)
-    means = {name: float(values.mean()) for name, values in per_user_values.items()}
+    means = {name: float(values.mean()) for name, values in per_user_values.items()} | totals
     evaluation = Evaluation(means, time.perf_counter() - started, int(users.numel()))
     if per_user:
         evaluation.per_user = _per_user_frame(users, relevant, per_user_values)

@@ -26,7 +26,9 @@ from mmlbench.console import warn
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.models import dropout
 from mmlbench.engine.sampling import epoch_pairs
-from mmlbench.engine.scoring import DenseCosine, GatheredCosine, dense_is_cheaper, gathered_scores, unit
+from mmlbench.engine.scoring import (
+    DenseCosine, GatheredCosine, dense_is_cheaper, every_item_scores, gathered_scores, others_of, unit,
+)
 from mmlbench.engine.step import GraphedSteps, clip_stacked_norms, make_adam
 from mmlbench.plugins.losses import get_loss
 from mmlbench.plugins.samplers import get_sampler
@@ -57,6 +59,7 @@ class GroupStep(GraphedSteps):
         self.data, self.device, self.use_graph = data, device, use_graph and device.type == "cuda" and capturable
         self.batch_size, self.wrap_last = first.batch_size, first.last_batch == "wrap"
         self.cosine = first.score == "cosine"
+        self.every_item = members[0].trainer.step.every_item  # --negatives all: every item, nothing drawn
         probe = make_adam([torch.zeros(1, device=device, requires_grad=True)], 1e-3, device, capturable=self.use_graph)
         self.adam = {key: probe.param_groups[0][key] for key in ("betas", "eps", "weight_decay", "foreach", "fused")}
         self._wrap = torch.arange(self.batch_size, device=device)
@@ -159,16 +162,21 @@ class GroupStep(GraphedSteps):
     def _forward_backward_update(self, batch_index: Tensor) -> None:
         count, rows = batch_index.shape
         users, positives = self.data.train_users[batch_index], self.data.train_items[batch_index]  # [K, B]
-        negatives = torch.stack([m.trainer.step.sampler(users[k]) for k, m in enumerate(self.members)])
-        index = torch.cat([positives.unsqueeze(-1), negatives], dim=-1)  # [K, B, M]
+        index = None
+        if not self.every_item:
+            negatives = torch.stack([m.trainer.step.sampler(users[k]) for k, m in enumerate(self.members)])
+            index = torch.cat([positives.unsqueeze(-1), negatives], dim=-1)  # [K, B, M]
         user_table, item_table = self.tables
         dim = user_table.shape[-1]
         flat_users = (users + self.offsets[0]).view(-1)
         embedded = F.embedding(flat_users, user_table.view(-1, dim))  # as nn.Embedding
-        vectors = self._dropout(unit(embedded) if self.cosine else embedded, rows)
-        scores, squares = self._scores(vectors.view(count, rows, dim), index)  # [K, B, M] each
-        s_pos, s_neg = scores[..., 0], scores[..., 1:]
-        losses = self._losses(s_pos, s_neg, index)  # [K]
+        vectors = self._dropout(unit(embedded) if self.cosine else embedded, rows).view(count, rows, dim)
+        if index is None:
+            s_pos, s_neg, squares = self._every_item_scores(vectors, positives)
+        else:
+            scores, squares = self._scores(vectors, index)  # [K, B, M] each
+            s_pos, s_neg = scores[..., 0], scores[..., 1:]
+        losses = self._losses(s_pos, s_neg, index, positives)  # [K]
         penalised = losses
         if self.any_batch_l2:  # as TrainStep's l2_scope = "batch", per run
             user_squares = user_table.view(-1, dim)[flat_users].view(count, rows, dim).square().sum(dim=(1, 2))
@@ -190,12 +198,25 @@ class GroupStep(GraphedSteps):
         scores, squares = scorer(item_table.view(-1, dim), vectors.view(count * rows, dim), flat_index)
         return scores.view(count, rows, -1), squares.view(count, rows, -1)
 
-    def _losses(self, s_pos: Tensor, s_neg: Tensor, index: Tensor) -> Tensor:
+    def _every_item_scores(self, vectors: Tensor, positives: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """--negatives all, as TrainStep: [K, B] positive scores, [K, B, I - 1] the others', [K, B, I] norms.
+
+        On the CPU run by run, as alone (bit-identical); on CUDA batched GEMMs over the K runs."""
+        item_table = self.tables[1]
+        if item_table.is_cuda:
+            return every_item_scores(item_table, vectors, positives, self.cosine)
+        parts = [every_item_scores(item_table[k], vectors[k], positives[k], self.cosine) for k in range(len(vectors))]
+        squares = (item_table * item_table).sum(-1).unsqueeze(1).expand(-1, vectors.shape[1], -1)
+        return torch.stack([part[0] for part in parts]), torch.stack([part[1] for part in parts]), squares
+
+    def _losses(self, s_pos: Tensor, s_neg: Tensor, index: Tensor | None, positives: Tensor) -> Tensor:
         """Each run's own loss on its [B] and [B, N] slices: [K], in member order."""
         parts = []
         for ks, ks_tensor in self.loss_groups:
             step = self.members[ks[0]].trainer.step  # the same loss function and parameters for all of ks
-            log_q = None if step.log_q is None else step.log_q[index[..., 1:]]
+            log_q = None
+            if step.log_q is not None:
+                log_q = step.log_q[index[..., 1:]] if index is not None else others_of(step.log_q.expand(*s_pos.shape, -1), positives)
             if self.batched_losses and len(ks) == len(self.members):  # one loss for all: no reordering
                 parts.append(torch.vmap(step.loss_fn)(s_pos, s_neg, *(() if log_q is None else (log_q,))))
             elif self.batched_losses:

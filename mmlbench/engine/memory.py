@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from mmlbench.config import RunConfig
+from mmlbench.config import ALL, RunConfig
 from mmlbench.data.dataset import require_processed
 from mmlbench.data.processed import read_meta
 from mmlbench.engine.device import check_precision, resolve_device
@@ -24,6 +24,9 @@ _FLOAT, _INDEX = 4, 8  # bytes: float32 values, int64 indices
 _TABLE_COPIES = 8  # weights, gradient, Adam's two moments, the best weights, the resume snapshot (weights, moments)
 _GATHERED_COPIES = 3  # gathered rows [B, N+1, d], their gradient, one temporary
 _PER_SCORE = 6 * _INDEX  # per (user, item) score: sampled index, keys, scores, weights
+# --negatives all scores the dense [B, I] matrix and gathers no rows: per entry about 16 float32
+# [B, I] arrays (the product, the positive left out, the loss's temporaries, their gradients).
+_DENSE_PER_SCORE = 16 * _FLOAT
 _CGROUP_LIMIT = Path("/sys/fs/cgroup/memory.max")
 
 
@@ -31,8 +34,10 @@ def training_bytes(config: RunConfig, n_users: int, n_items: int) -> int:
     """About the most memory one training step of `config` holds at once."""
     dim = config.embedding_dim
     tables = (n_users + n_items) * dim * _FLOAT * _TABLE_COPIES
-    scored = config.batch_size * (config.negatives + 1)
-    step = scored * (dim * _FLOAT * _GATHERED_COPIES + _PER_SCORE)
+    if config.negatives == ALL:
+        step = config.batch_size * n_items * _DENSE_PER_SCORE
+    else:
+        step = config.batch_size * (config.negatives + 1) * (dim * _FLOAT * _GATHERED_COPIES + _PER_SCORE)
     history = 0
     if get_model(config.model).needs_history:  # SimpleX: padded histories on the device, gathered per batch
         history = n_users * config.history_len * (_INDEX + 1)
@@ -60,8 +65,9 @@ def check_fits(config: RunConfig, n_users: int, n_items: int, device: torch.devi
     needed = training_bytes(config, n_users, n_items)
     available = device_bytes(device)
     if needed > available:
+        shape = f" (a {config.batch_size:,} x {n_items:,} score matrix)" if config.negatives == ALL else ""
         raise MMLBenchError(
-            f"--negatives {config.negatives}, --batch-size {config.batch_size} and --embedding-dim "
+            f"--negatives {config.negatives}{shape}, --batch-size {config.batch_size} and --embedding-dim "
             f"{config.embedding_dim} need about {_gib(needed)} per training step on '{config.dataset}' "
             f"({n_users:,} users, {n_items:,} items), more than the {_gib(available)} of {device.type}: "
             "lower one of them"

@@ -19,9 +19,13 @@ from mmlbench.engine.evaluator import Evaluation, evaluate
 from mmlbench.engine.models import build_model
 from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import atomic_file, writable_folder
+from mmlbench.metrics import is_metric_column
 
 SPLITS = ("test", "valid")
 TOPK_SUFFIXES = (".csv", ".parquet")
+# How far a re-scored metric may be from the stored one for the new ones to join the run: far
+# below one user's share of a mean (1 / users), so a changed ranking is never papered over.
+SAME_METRIC = 1e-6
 
 
 class Rescored(NamedTuple):
@@ -73,9 +77,36 @@ def rescore(
         raise MMLBenchError(f"{run_dir / store.CHECKPOINT_FILE} does not fit this run's model: {exc}") from None
     evaluation = evaluate(
         model, data, split, ks, cosine=config.score == "cosine", batch_users=eval_batch_users, keep_top=keep_top,
-        progress=progress,
+        progress=progress, head_fraction=config.head_fraction, per_user=True,
     )
     return Rescored(config, evaluation, originals, str(row.get("status")))
+
+
+def add_to_run(run_dir: Path, evaluation: Evaluation) -> tuple[list[str], str]:
+    """Add the test metrics that the run's row lacks (those newer than the run, or at other K)
+    to run.parquet, and their per-user values to per_user.parquet: (the columns added, '') or
+    ([], why none were). Only when every metric the row already holds that was re-scored
+    agrees with the stored value, so the checkpoint demonstrably gives the run's numbers.
+    """
+    row = store.read_run(run_dir)
+    shared = [name for name in evaluation.metrics if name in row and is_metric_column(name)]
+    new = [name for name in evaluation.metrics if name not in row]
+    if not new:
+        return [], ""
+    if not shared:
+        return [], f"none of the run's stored metrics was re-scored (give --k with one of its cut-offs): {', '.join(new)} not added to it"
+    worst = max(shared, key=lambda name: abs(float(row[name]) - evaluation.metrics[name]))
+    gap = abs(float(row[worst]) - evaluation.metrics[worst])
+    if not gap <= SAME_METRIC:  # NaN too
+        return [], (
+            f"{worst} re-scored is {evaluation.metrics[worst]:.6f}, stored {float(row[worst]):.6f} (the checkpoint or "
+            f"the device differs from the run's): {', '.join(new)} not added to the run"
+        )
+    per_user = None
+    if evaluation.per_user is not None and (Path(run_dir) / store.PER_USER_FILE).is_file():
+        per_user = evaluation.per_user[["user", *(name for name in new if name in evaluation.per_user.columns)]]
+    store.add_columns(run_dir, {name: evaluation.metrics[name] for name in new}, per_user)
+    return new, ""
 
 
 def _load_checkpoint(path: Path) -> dict:

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from mmlbench import claims, store
-from mmlbench.config import RunConfig
+from mmlbench.config import ALL, RunConfig
 from mmlbench.data.dataset import InteractionData, load_dataset
 from mmlbench.engine import resume
 from mmlbench.engine.allocator import reuse_freed_memory
@@ -77,6 +77,8 @@ def prepare(config: RunConfig, options: TrainOptions) -> tuple[RunConfig, torch.
 
 def check_against_data(config: RunConfig, data: InteractionData) -> None:
     """Settings that only the data can rule out."""
+    if config.negatives == ALL and data.n_items < 2:
+        raise MMLBenchError(f"--negatives all needs at least 2 items; '{data.name}' has {data.n_items}")
     if config.sampler == "uniform-exclude-pos":
         most = int(data.splits["train"].counts().max())
         if config.negatives > data.n_items - most:
@@ -181,6 +183,7 @@ def run_row(
         "setting_hash": config.hash(data.fingerprint, with_seed=False),
         "protocol": data.protocol,
         "dataset_sha256": data.fingerprint,
+        "n_items": data.n_items,  # the catalogue: what negatives = all means
         **config.to_row(),
         **versions(),
         "device": device.type,

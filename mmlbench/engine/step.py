@@ -17,12 +17,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from mmlbench.config import RunConfig
+from mmlbench.config import ALL, RunConfig
 from mmlbench.console import warn
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.models import refresh
 from mmlbench.engine.sampling import Sampler, epoch_pairs
-from mmlbench.engine.scoring import gathered_scores
+from mmlbench.engine.scoring import every_item_scores, gathered_scores, others_of
 from mmlbench.plugins.samplers import get_sampler
 
 _WARMUP_STEPS = 3  # eager steps on a side stream before capture (lazy CUDA/cuBLAS init)
@@ -161,8 +161,10 @@ class GraphedSteps(ABC):
 class TrainStep(GraphedSteps):
     """The training step of one run: loss over 1 positive + N negatives, L2, clip, Adam.
 
-    With no sampler (a loss whose spec `takes_embeddings`), the loss sees the batch's user
-    and positive-item vectors instead, and the epoch's violations are NaN (no negatives).
+    With --negatives all there is no sampler: the negatives are every item but the positive
+    (scoring.every_item_scores). With no sampler otherwise (a loss whose spec
+    `takes_embeddings`), the loss sees the batch's user and positive-item vectors instead,
+    and the epoch's violations are NaN (no negatives).
     """
 
     def __init__(
@@ -178,6 +180,8 @@ class TrainStep(GraphedSteps):
     ) -> None:
         self.model, self.data, self.sampler, self.loss_fn, self.config = model, data, sampler, loss_fn, config
         self.log_q = log_q  # log(I q(item)) [I], for losses that correct for the sampler
+        self.every_item = config.negatives == ALL
+        self.scores_items = sampler is not None or self.every_item  # else a loss over vectors (DirectAU)
         self._pass_positives = get_sampler(config.sampler).needs_positives  # in-batch: negatives from the batch
         device = data.train_items.device
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -206,7 +210,7 @@ class TrainStep(GraphedSteps):
         self.violation_sum.zero_()
         batches = self._run_batches(order, self.config.last_batch == "wrap", on_batch)
         # One host sync per epoch, here, rather than one per step.
-        violations = float(self.violation_sum) / batches if self.sampler is not None else math.nan
+        violations = float(self.violation_sum) / batches if self.scores_items else math.nan
         return float(self.loss_sum) / batches, violations
 
     def _eager_step(self) -> None:
@@ -240,15 +244,16 @@ class TrainStep(GraphedSteps):
         refresh(model)  # LightGCN propagates here, once for the step's users and items
         users = self.data.train_users[batch_index]
         positives = self.data.train_items[batch_index]
-        if self.sampler is None:  # a loss over the batch's vectors (DirectAU): no negatives
-            loss, index, item_squares = self._embedding_loss(users, positives)
-        else:
+        if self.scores_items:
             loss, index, item_squares = self._score_loss(users, positives)
+        else:  # a loss over the batch's vectors (DirectAU): no negatives
+            loss, index, item_squares = self._embedding_loss(users, positives)
         if config.l2_scope == "batch":
             user_table, id_items = model.embedding_tables()
             user_squares = user_table[users].square().sum()
             if id_items is not model.item_table():  # propagated items (LightGCN): the penalty is on the ID rows
-                item_squares = id_items[index].square().sum(-1)
+                per_item = id_items.square().sum(-1)  # [I] first: no [B, M, d] gather
+                item_squares = per_item.expand(users.shape[0], -1) if index is None else per_item[index]
             loss_and_penalty = loss + config.l2 * (user_squares + item_squares.sum()) / users.shape[0]
         else:
             loss_and_penalty = loss
@@ -260,16 +265,24 @@ class TrainStep(GraphedSteps):
         self.optimizer.step()
         self.loss_sum += loss.detach()
 
-    def _score_loss(self, users: Tensor, positives: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The loss over 1 positive + N sampled negatives: (loss, item index [B, 1 + N], its squared norms)."""
-        negatives = self.sampler(users, positives) if self._pass_positives else self.sampler(users)
-        index = torch.cat([positives.unsqueeze(1), negatives], dim=1)
-        cosine = self.config.score == "cosine"
-        user_vectors = self.model.user_vectors(users, normalize=cosine)
-        scores, item_squares = gathered_scores(self.model.item_table(), user_vectors, index, cosine)
-        s_pos, s_neg = scores[:, 0], scores[:, 1:]
+    def _score_loss(self, users: Tensor, positives: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+        """The loss over 1 positive + N negatives: (loss, item index [B, 1 + N], its squared norms);
+        with --negatives all no index (every item but each row's positive) and [B, I] norms."""
+        cosine, table = self.config.score == "cosine", self.model.item_table()
+        if self.every_item:
+            index = None
+            user_vectors = self.model.user_vectors(users, normalize=cosine)
+            s_pos, s_neg, item_squares = every_item_scores(table, user_vectors, positives, cosine)
+        else:  # the negatives are drawn before the dropout mask: the order of the random streams
+            negatives = self.sampler(users, positives) if self._pass_positives else self.sampler(users)
+            index = torch.cat([positives.unsqueeze(1), negatives], dim=1)
+            user_vectors = self.model.user_vectors(users, normalize=cosine)
+            scores, item_squares = gathered_scores(table, user_vectors, index, cosine)
+            s_pos, s_neg = scores[:, 0], scores[:, 1:]
         if self.log_q is None:
             loss = self.loss_fn(s_pos, s_neg)
+        elif index is None:
+            loss = self.loss_fn(s_pos, s_neg, others_of(self.log_q.expand(len(users), -1), positives))
         else:
             loss = self.loss_fn(s_pos, s_neg, self.log_q[index[:, 1:]])
         self.violation_sum += (s_neg.detach() > s_pos.detach().unsqueeze(1)).float().mean()

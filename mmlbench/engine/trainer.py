@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from mmlbench.config import RunConfig
+from mmlbench.config import ALL, RunConfig
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.device import synchronize
 from mmlbench.engine.evaluator import Evaluation, evaluate
@@ -85,7 +85,8 @@ class Trainer:
         self.on_epoch, self.on_batch, self.on_checkpoint = on_epoch, on_batch, on_checkpoint
         sampler_spec, loss_spec = get_sampler(config.sampler), get_loss(config.loss)
         sampler_params, loss_params = sampler_spec.params_of(config), loss_spec.params_of(config)
-        sampler = None if loss_spec.takes_embeddings else make_sampler(
+        draws = not loss_spec.takes_embeddings and config.negatives != ALL  # all: every item, nothing drawn
+        sampler = None if not draws else make_sampler(
             config.sampler,
             n_items=data.n_items,
             negatives=config.negatives,
@@ -165,5 +166,6 @@ class Trainer:
         return evaluate(
             self.model, self.data, split, self.config.ks,
             cosine=self.config.score == "cosine", batch_users=self.eval_batch_users, per_user=per_user,
+            head_fraction=self.config.head_fraction,
         )
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from mmlbench import store
 from mmlbench.errors import MMLBenchError
+from mmlbench.metrics import METRICS
 from mmlbench.report.diagnostics import (
     mixing_warnings,
     protocol_lines,
@@ -254,8 +255,11 @@ def _add_tests(comparison: Comparison, pairs: list[tuple[Cell, Cell]], read_per_
     spec = comparison.spec
     loaded: dict[str, pd.DataFrame | None] = {}
     skipped: dict[str, None] = {}  # an ordered set of cells without per-user metrics
+    whole = [metric for metric in spec.metrics if not METRICS[metric.partition("@")[0]].per_user]
+    if whole and pairs:
+        comparison.notes.append(f"{', '.join(whole)}: one value per run, not per user: no paired tests")
     for cell, base in pairs:
-        for metric in spec.metrics:
+        for metric in (metric for metric in spec.metrics if metric not in whole):
             ours = _per_user_frames(cell, metric, read_per_user, loaded)
             theirs = _per_user_frames(base, metric, read_per_user, loaded)
             if ours is None or theirs is None:

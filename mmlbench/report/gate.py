@@ -5,7 +5,9 @@ normalised strings), one column per metric holding the mean over seeds, `n` (dis
 and what the group was trained with: `settings` (its hashed settings but the seed, as JSON)
 and `dataset_sha256` (its data's fingerprint). A group is a single setting; the gate refuses
 current runs trained with other settings or data, since their means are not comparable.
-Every metric is higher-is-better, so only a drop can fail; an improvement never does.
+Only a change for the worse can fail, never an improvement: a drop for most metrics, a rise
+for the ones that are better low (gini, arp: `metrics.higher_is_better`), whose "drop" below
+is how far they rose.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mmlbench.fsutil import atomic_file
-from mmlbench.metrics import is_metric_column
+from mmlbench.metrics import higher_is_better, is_metric_column
 from mmlbench.report.diagnostics import refuse_mixed_groups
 from mmlbench.report.selection import (
     MISSING,
@@ -171,7 +173,9 @@ class Regression:
 
     @property
     def drop(self) -> float:
-        return self.baseline - self.current
+        """How much worse: the fall, or the rise of a metric that is better low."""
+        change = self.baseline - self.current
+        return change if higher_is_better(self.metric) else -change
 
 
 @dataclass
@@ -205,9 +209,9 @@ def check_against(runs: pd.DataFrame, baseline: pd.DataFrame, max_drop: MaxDrop)
         for metric in metrics:
             base = float(baseline[metric].iloc[position])
             now = float(current[metric].iloc[found[key]])
-            allowed = max_drop.allowed(base)
-            if math.isnan(now) or base - now > allowed + TOLERANCE:
-                result.regressions.append(Regression(group, metric, base, now, allowed))
+            regression = Regression(group, metric, base, now, max_drop.allowed(base))
+            if math.isnan(now) or regression.drop > regression.allowed + TOLERANCE:
+                result.regressions.append(regression)
     if result.checked_groups == 0:
         example = describe(keys, next(iter(found))) if found else "no runs"
         raise fail(

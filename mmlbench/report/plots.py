@@ -16,12 +16,14 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from mmlbench import store  # noqa: E402
+from mmlbench.config import ALL  # noqa: E402
 from mmlbench.errors import MMLBenchError  # noqa: E402
 from mmlbench.fsutil import atomic_file  # noqa: E402
+from mmlbench.metrics import higher_is_better  # noqa: E402
 from mmlbench.report.compare import Comparison, CompareSpec, Key  # noqa: E402
 from mmlbench.report.formats import plot_format  # noqa: E402
 from mmlbench.report.render import significance_line  # noqa: E402
-from mmlbench.report.selection import fail, normalise, where_text  # noqa: E402
+from mmlbench.report.selection import MISSING, fail, normalise, where_text  # noqa: E402
 from mmlbench.report.significance import TEST_MARKS  # noqa: E402
 
 DPI = 150
@@ -38,16 +40,31 @@ def _save(figure: Figure, path: Path) -> None:
         figure.savefig(tmp, format=plot_format(path), dpi=DPI)
 
 
+def _catalogue_size(comparison: Comparison, col: tuple[str, ...]) -> float:
+    """Where negatives=all sits on the x axis: the number of items (every run of the column on one catalogue)."""
+    run_dirs = [d for (_, key), cell in comparison.cells.items() if key == col for d in cell.run_dirs]
+    sizes = {normalise(store.read_run(Path(d)).get("n_items")) for d in run_dirs}
+    if len(sizes) != 1 or MISSING in sizes:
+        found = ", ".join(sorted(sizes))
+        raise fail(f"--plot draws negatives=all at the number of items, which its runs do not share (n_items: {found}); "
+                   "narrow with --where dataset=...")  # fmt: skip
+    return float(sizes.pop())
+
+
 def _numeric_columns(comparison: Comparison) -> dict[tuple[str, ...], float]:
     """The x position of each column key with a positive value; an error unless there is one numeric column.
 
-    Values <= 0 have no place on a log axis: they are left out (the footnote says so).
+    negatives=all sits at the catalogue size. Values <= 0 have no place on a log axis: they
+    are left out (the footnote says so).
     """
     spec = comparison.spec
     if len(spec.cols) != 1:
         raise fail(f"--plot needs exactly one --cols column (such as negatives), got {len(spec.cols)}")
     positions = {}
     for col in comparison.col_keys:
+        if spec.cols[0] == "negatives" and col[0] == ALL:
+            positions[col] = _catalogue_size(comparison, col)
+            continue
         try:
             positions[col] = float(col[0])
         except ValueError:
@@ -84,12 +101,13 @@ def metric_figure(comparison: Comparison) -> Figure:
     for axes, metric in zip(plot.subplots(1, len(spec.metrics), squeeze=False)[0], spec.metrics, strict=True):
         tops = [_plot_row(axes, comparison, row, metric, positions, colours[row]) for row in comparison.row_keys]
         tops += _plot_references(axes, comparison, metric, colours)
-        xs = sorted({*positions.values(), *_reference_positions(comparison)})
+        ticks = _ticks(comparison, positions)
         axes.set_xscale("log")
-        axes.set_xticks(xs, labels=[normalise(x) for x in xs])
+        axes.set_xticks(list(ticks), labels=list(ticks.values()))
         axes.minorticks_off()
         axes.set_ylim(0, 1.1 * max(tops, default=1.0) or 1.0)
-        axes.set(title=metric, xlabel=f"{spec.cols[0]} (log scale)", ylabel=metric)
+        better_low = "" if higher_is_better(metric) else " (lower is better)"
+        axes.set(title=metric, xlabel=f"{spec.cols[0]} (log scale)", ylabel=metric + better_low)
         axes.grid(alpha=0.3)
     handles, labels = figure.axes[0].get_legend_handles_labels()
     # As many columns of entries as fit across the figure, at most 3.
@@ -119,6 +137,14 @@ def _plot_row(axes, comparison: Comparison, row: Key, metric: str, positions: di
         if marks:
             axes.annotate(marks, (x, mean), textcoords="offset points", xytext=(5, 3), ha="left", color=colour)
     return max((h for h in high if not math.isnan(h)), default=0.0)
+
+
+def _ticks(comparison: Comparison, positions: dict[Key, float]) -> dict[float, str]:
+    """The x ticks in order, with their labels: the column values and the published values' places;
+    negatives=all, drawn at the catalogue size, is labelled all."""
+    labels = {x: normalise(x) for x in _reference_positions(comparison)}
+    labels |= {x: ALL if col[0] == ALL else normalise(x) for col, x in positions.items()}
+    return dict(sorted(labels.items()))
 
 
 def _reference_positions(comparison: Comparison) -> list[float]:
