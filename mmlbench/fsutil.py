@@ -1,4 +1,4 @@
-"""Atomic writes and checksums: nothing half-written ever sits under a final name."""
+"""Atomic writes and checksums: nothing half-written ever sits under a final name, and no write is cut short by Ctrl-C."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ import errno
 import hashlib
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 _CHUNK = 1 << 20
+_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def sha256_file(path: Path) -> str:
@@ -40,21 +44,55 @@ def _hidden_sibling(path: Path, tag: str) -> Path:
 
 
 @contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while the block runs; their Python handlers run once it is done.
+
+    Why: torch.save writing to a file object calls back into Python, and a KeyboardInterrupt
+    raised there (Ctrl-C, SIGTERM in a sweep's worker, a cancelled Ray task: Ray interrupts the
+    task through its SIGINT handler) comes out as RuntimeError('unexpected pos'), so a run
+    stopped by the user read as failed, or as a full disk. Held, the interrupt lands after the
+    write, whole, and is an interrupt. Only the main thread runs signal handlers: elsewhere,
+    and for a signal without a Python handler (ignored, default), nothing is held.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {signum: signal.getsignal(signum) for signum in _HELD_SIGNALS}
+    handlers = {signum: handler for signum, handler in handlers.items() if callable(handler)}
+    held: dict[int, FrameType | None] = {}
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        held.setdefault(signum, frame)
+
+    for signum in handlers:
+        signal.signal(signum, hold)
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for signum, frame in held.items():  # raises, as the signal would have (even over an error of the block)
+            handlers[signum](signum, frame)  # type: ignore[operator] - callable, filtered above
+
+
+@contextlib.contextmanager
 def atomic_file(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success fsync it and rename it into place.
 
-    On any exception the temporary file is removed and `path` is left as it was.
+    On any exception the temporary file is removed and `path` is left as it was. Ctrl-C and
+    SIGTERM are held until the file is in place or removed (`interrupts_held`).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _hidden_sibling(path, "tmp")
-    try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with interrupts_held():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _hidden_sibling(path, "tmp")
+        try:
+            yield tmp
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -68,18 +106,19 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; on success swap it in for `path`.
 
     A previous folder at `path` is moved aside, replaced, then deleted, so `path` is
-    always either the old complete folder or the new complete one. On any exception
-    (including KeyboardInterrupt) the temporary folder is deleted.
+    always either the old complete folder or the new complete one. On any exception the
+    temporary folder is deleted. Ctrl-C and SIGTERM are held until then (`interrupts_held`).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _hidden_sibling(path, "tmp")
-    tmp.mkdir()
-    try:
-        yield tmp
-        replace_dir(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with interrupts_held():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _hidden_sibling(path, "tmp")
+        tmp.mkdir()
+        try:
+            yield tmp
+            replace_dir(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def replace_dir(src: Path, dst: Path) -> None:
