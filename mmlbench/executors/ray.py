@@ -15,7 +15,8 @@ worker first checks that its processed data has the fingerprint the driver plann
 Failures: a run that raises is its entry, as everywhere (not retried). A worker or node that
 dies is retried once by Ray (`max_retries`), then the run is a failed entry. Ctrl-C (or
 SIGTERM, through run_sweep) cancels the outstanding tasks: a running one gets a
-KeyboardInterrupt, so its run is stored as interrupted; the others come back CANCELLED.
+KeyboardInterrupt (held until a write in progress is done, fsutil.interrupts_held), so its
+run is stored as interrupted, and the driver waits for it; the others come back CANCELLED.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from mmlbench.executors.ray_worker import CellResult, run_cell
 from mmlbench.paths import data_home, results_home
 
 SYSTEM_RETRIES = 1  # a dead worker or node: Ray runs the task once more, then it is a failed run
-CANCEL_GRACE_SECONDS = 60.0  # for runs interrupted by a cancel to evaluate and store themselves
 POLL_SECONDS = 0.5  # how often the progress line is refreshed while nothing finishes
 
 _remote_cell = ray.remote(max_retries=SYSTEM_RETRIES, retry_exceptions=False)(run_cell)
@@ -257,19 +257,23 @@ class _Sweep:
         self.progress.finished(entry, len(self.pending))
 
     def _cancel(self, *, force: bool = False) -> None:
-        """Cancel every outstanding task; keep what runs interrupted by it send back within the grace time."""
-        if not self.pending:
-            return
+        """Cancel every outstanding task and keep what the runs it interrupts send back.
+
+        No time limit: on a busy machine a run's test evaluation and store write can take
+        minutes, and a run cut off then would be lost instead of stored as interrupted. A
+        second Ctrl-C (or SIGTERM) stops the wait and kills the tasks still running.
+        """
         for ref in self.pending:
             ray.cancel(ref, force=force)
         try:
-            ready, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=0 if force else CANCEL_GRACE_SECONDS)
+            while self.pending and not force:
+                ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=POLL_SECONDS)
+                for ref in ready:
+                    index, config = self.pending.pop(ref)
+                    with contextlib.suppress(store.StoreUnwritable):
+                        self._finish(index, self._entry(ref, config))
         except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
-            ready = []
-        for ref in ready:
-            index, config = self.pending.pop(ref)
-            with contextlib.suppress(store.StoreUnwritable):
-                self._finish(index, self._entry(ref, config))
+            pass
         for ref in self.pending:
             ray.cancel(ref, force=True)
         self.pending.clear()
