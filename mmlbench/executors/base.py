@@ -15,8 +15,8 @@ this process, local worker processes, a Ray cluster) is one module implementing 
   shared filesystem), unless its backend carries the run folders back itself (Ray's
   --ship-results). The entry that comes back is only the summary the CLI prints.
 - **Failures** are entries: a failing run has `error` (and its traceback as text, for
-  --debug) and the others go on; a worker that crashes or is killed outright is a failed
-  entry too. Once runs have started, the only exception `run` raises is
+  --debug) and the others go on. A worker that crashes or is killed outright costs only its
+  run: the backend runs it once more (resuming from its checkpoint), then it is a failed entry. Once runs have started, the only exception `run` raises is
   `store.StoreUnwritable`, after stopping the other runs, since every run would fail the same way.
 - **Interruption**: a KeyboardInterrupt in the calling thread (Ctrl-C; `run_sweep` turns
   SIGTERM into one) or a task that comes back interrupted stops the whole sweep. Runs in
