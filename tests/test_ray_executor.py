@@ -289,21 +289,6 @@ def test_packing_fractions_of_a_gpu_counts_the_runs_a_cluster_holds():
     assert ray_backend.capacity({"num_cpus": 3.0, "num_gpus": 0.0}, ONE_GPU_NODES) == 4
 
 
-def test_a_cluster_that_cannot_be_joined_is_one_line_and_sigterm_stays_ours(monkeypatch):
-    def refuse(**settings):
-        signal.signal(signal.SIGTERM, lambda *a: sys.exit(15))  # what ray.init does before connecting
-        raise ConnectionError("Could not find any running Ray instance.\nPlease start one first.")
-
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", refuse)
-    before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(MMLBenchError) as failure:
-        with ray_backend._connected("10.0.0.1:6379", quiet=True):
-            pass
-    assert str(failure.value) == "cannot start or join a Ray cluster at --address 10.0.0.1:6379: Could not find any running Ray instance."
-    assert signal.getsignal(signal.SIGTERM) is before
-
-
 def test_help_and_the_local_backend_never_import_ray(planted_dir, tmp_path):
     script = (
         "import sys\nfrom mmlbench.cli import app\n"
@@ -313,5 +298,5 @@ def test_help_and_the_local_backend_never_import_ray(planted_dir, tmp_path):
     )
     train = ["train", "--dataset", "planted", "--data-dir", str(planted_dir), "--results-dir", str(tmp_path / "r"), *FAST]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, "-c", script, *train], capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run([sys.executable, "-c", script, *train], capture_output=True, text=True, env=env, timeout=600)
     assert result.stdout.strip().splitlines()[-1] == "ray imported: False", result.stdout + result.stderr

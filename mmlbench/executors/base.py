@@ -58,6 +58,7 @@ class BackendOptions:
     gpus_per_run: float | None = None  # None: 1 where the cluster has GPUs and the device is not cpu, else 0
     cpus_per_run: float | None = None  # None: 1
     ship_results: bool = False  # workers return the run folders and this process writes them
+    connect_timeout: float | None = None  # seconds to wait for the cluster at `address`; None: ray_connect's default
 
     @property
     def cluster_options(self) -> list[str]:
@@ -65,6 +66,7 @@ class BackendOptions:
         given = {
             "--address": self.address is not None, "--gpus-per-run": self.gpus_per_run is not None,
             "--cpus-per-run": self.cpus_per_run is not None, "--ship-results": self.ship_results,
+            "--connect-timeout": self.connect_timeout is not None,
         }
         return [name for name, is_given in given.items() if is_given]
 

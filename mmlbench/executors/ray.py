@@ -23,12 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
-import signal
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import ray
 from ray import exceptions as ray_errors
@@ -39,6 +34,7 @@ from mmlbench.console import ProgressBar
 from mmlbench.engine.runner import RunOutcome, TrainOptions
 from mmlbench.errors import MMLBenchError
 from mmlbench.executors.base import CANCELLED, CLAIMED, BackendOptions, SweepEntry, fingerprint_of, plan
+from mmlbench.executors.ray_connect import connected
 from mmlbench.executors.ray_worker import CellResult, run_cell
 from mmlbench.paths import data_home, results_home
 
@@ -59,7 +55,7 @@ class RayExecutor:
         options = dataclasses.replace(
             options, data_dir=data_home(options.data_dir).absolute(), results_dir=results_home(options.results_dir).absolute()
         )
-        with _connected(self.settings.address, quiet=options.quiet):
+        with connected(self.settings.address, quiet=options.quiet, timeout=self.settings.connect_timeout):
             nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
             resources = task_resources(self.settings, options.device, nodes)
             sweep = _Sweep(options, resources, self.settings.ship_results, SweepProgress(len(configs), capacity(resources, nodes), options.quiet))
@@ -102,39 +98,6 @@ def capacity(resources: dict[str, float], nodes: list[dict[str, float]]) -> int:
         fits = [int(node.get(name, 0) // need) for name, need in (("CPU", resources["num_cpus"]), ("GPU", resources["num_gpus"])) if need > 0]
         total += min(fits) if fits else 1_000_000
     return total
-
-
-@contextlib.contextmanager
-def _connected(address: str | None, *, quiet: bool) -> Iterator[None]:
-    """Join the cluster at `address`, or start a local instance; a connection this process already has is used as is."""
-    if ray.is_initialized():  # a script (or a test) that called ray.init itself
-        yield
-        return
-    settings: dict[str, Any] = {"address": address} if address else {"address": "local", "include_dashboard": False}
-    with _sigterm_kept():
-        try:
-            ray.init(**settings, logging_level=logging.WARNING if quiet else logging.INFO)
-        except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError, ...
-            where = f" at --address {address}" if address else ""
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise MMLBenchError(f"cannot start or join a Ray cluster{where}: {first_line}") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-@contextlib.contextmanager
-def _sigterm_kept() -> Iterator[None]:
-    """ray.init makes SIGTERM exit at once; keep run_sweep's handler, which stops the sweep cleanly."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    handler = signal.getsignal(signal.SIGTERM)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, handler)
 
 
 class SweepProgress(ProgressBar):
