@@ -66,6 +66,7 @@ class LocalProcessExecutor:
 
 
 def _run_all(configs: list[RunConfig], workers: _Workers, entries: dict[int, SweepEntry]) -> None:
+    """Hand the configs out, `jobs` at a time, into `entries`; a config whose worker died goes back to the front once."""
     queue = deque(enumerate(configs))
     deaths: dict[int, int] = {}
     while queue or workers.busy:
@@ -150,9 +151,11 @@ class _Workers:
                 entries[index] = SweepEntry(config, error="killed by a second Ctrl-C before the run was stored", state=store.STATUS_INTERRUPTED)
 
     def close(self) -> None:
-        """Tell every worker to exit and wait for them (a busy one is only left after a second Ctrl-C: killed)."""
+        """Tell every idle worker to exit and wait for them all; a busy one left (a second Ctrl-C, an error here) is killed."""
         for worker in self.idle:
             _send(worker, None)
+        for worker in self.busy:
+            worker.process.kill()
         for worker in self.idle + self.busy:
             _reap(worker)
         self.idle, self.busy = [], []
