@@ -60,15 +60,20 @@ def interrupts_held() -> Iterator[None]:
     handlers = {signum: signal.getsignal(signum) for signum in _HELD_SIGNALS}
     handlers = {signum: handler for signum, handler in handlers.items() if callable(handler)}
     held: dict[int, FrameType | None] = {}
+    holding = True
 
     def hold(signum: int, frame: FrameType | None) -> None:
-        held.setdefault(signum, frame)
+        if holding:
+            held.setdefault(signum, frame)
+        else:  # left in place by a restore that a signal cut short: act as the handler it stands for
+            handlers[signum](signum, frame)  # type: ignore[operator] - callable, filtered above
 
-    for signum in handlers:
-        signal.signal(signum, hold)
     try:
+        for signum in handlers:
+            signal.signal(signum, hold)
         yield
     finally:
+        holding = False
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
         for signum, frame in held.items():  # raises, as the signal would have (even over an error of the block)

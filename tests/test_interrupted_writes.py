@@ -103,3 +103,16 @@ def test_ctrl_c_during_a_resume_checkpoint_write_stores_the_run_as_interrupted(p
     assert (row["status"], row["epochs_run"]) == (store.STATUS_INTERRUPTED, 1)
     state = torch.load(resume.folder(results, row["run_id"]) / resume.STATE_FILE, weights_only=True)
     assert len(state["epochs"]) == 1  # the checkpoint the interrupt landed in is whole
+
+
+def test_a_hold_left_in_place_by_a_cut_short_restore_acts_as_the_handler_it_stands_for():
+    """A signal may cut the restore of the handlers short: the hold still installed then passes signals on."""
+    calls: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
+    try:
+        with interrupts_held():
+            left_in_place = signal.getsignal(signal.SIGTERM)
+        left_in_place(signal.SIGTERM, None)
+        assert calls == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
