@@ -1,4 +1,4 @@
-"""Atomic writes and checksums: nothing half-written ever sits under a final name."""
+"""Atomic writes and checksums: nothing half-written ever sits under a final name, and no write is cut short by Ctrl-C."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ import errno
 import hashlib
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
+from types import FrameType
 
 _CHUNK = 1 << 20
+_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def sha256_file(path: Path) -> str:
@@ -100,15 +104,53 @@ def _destination(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while the block runs; their Python handlers run once it is done.
+
+    Why: torch.save writing to a file object calls back into Python, and a KeyboardInterrupt
+    raised there (Ctrl-C, SIGTERM in a sweep's worker, a cancelled Ray task: Ray interrupts the
+    task through its SIGINT handler) comes out as RuntimeError('unexpected pos'), so a run
+    stopped by the user read as failed, or as a full disk. Held, the interrupt lands after the
+    write, whole, and is an interrupt. Only the main thread runs signal handlers: elsewhere,
+    and for a signal without a Python handler (ignored, default), nothing is held.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {signum: signal.getsignal(signum) for signum in _HELD_SIGNALS}
+    handlers = {signum: handler for signum, handler in handlers.items() if callable(handler)}
+    held: dict[int, FrameType | None] = {}
+    holding = True
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        if holding:
+            held.setdefault(signum, frame)
+        else:  # left in place by a restore that a signal cut short: act as the handler it stands for
+            handlers[signum](signum, frame)  # type: ignore[operator] - callable, filtered above
+
+    try:
+        for signum in handlers:
+            signal.signal(signum, hold)
+        yield
+    finally:
+        holding = False
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for signum, frame in held.items():  # raises, as the signal would have (even over an error of the block)
+            handlers[signum](signum, frame)  # type: ignore[operator] - callable, filtered above
+
+
+@contextlib.contextmanager
 def atomic_file(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success fsync it and rename it into place.
 
     On any exception the temporary file (and any parent folder made for it) is removed and
-    `path` is left as it was.
+    `path` is left as it was. Ctrl-C and SIGTERM are held until the file is in place or removed
+    (`interrupts_held`).
     """
     path = Path(path)
     tmp = _hidden_sibling(path, "tmp")
-    with _destination(path):
+    with interrupts_held(), _destination(path):
         try:
             yield tmp
             with open(tmp, "rb+") as handle:
@@ -129,12 +171,12 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; on success swap it in for `path`.
 
     A previous folder at `path` is moved aside, replaced, then deleted, so `path` is
-    always either the old complete folder or the new complete one. On any exception
-    (including KeyboardInterrupt) the temporary folder is deleted.
+    always either the old complete folder or the new complete one. On any exception the
+    temporary folder is deleted. Ctrl-C and SIGTERM are held until then (`interrupts_held`).
     """
     path = Path(path)
     tmp = _hidden_sibling(path, "tmp")
-    with _destination(path):
+    with interrupts_held(), _destination(path):
         tmp.mkdir()
         try:
             yield tmp

@@ -155,7 +155,7 @@ def _sweep_in_background(planted_dir: Path, results: Path, configs: list[RunConf
     return thread, entries
 
 
-def _wait_for(condition, timeout: float = 120.0):
+def _wait_for(condition, timeout: float = 600.0):  # generous: Ray's workers run niced, behind a loaded machine
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
@@ -191,7 +191,8 @@ def test_ctrl_c_interrupts_the_running_cells_and_cancels_the_queued_one(local_ra
     threading.Thread(target=interrupt_once_two_train, daemon=True).start()
     entries = run_sweep(configs, options, executor=get_executor("ray"))
     assert was_interrupted(entries)
-    assert sorted(entry.status for entry in entries) == [CANCELLED, store.STATUS_INTERRUPTED, store.STATUS_INTERRUPTED]
+    assert sorted(entry.status for entry in entries) == [CANCELLED, store.STATUS_INTERRUPTED, store.STATUS_INTERRUPTED], [
+        (entry.status, entry.error, entry.traceback) for entry in entries]
     assert sorted(store.read_runs(results)["status"]) == [store.STATUS_INTERRUPTED] * 2  # what ran is kept
     assert list(claimed.iterdir()) == []
 
@@ -204,7 +205,8 @@ def test_a_killed_worker_is_retried_once_and_resumes(local_ray, planted_dir, tmp
     for _ in range(deaths):
         killed = _worker_training(results, config, planted_dir, other_than=killed)
         os.kill(killed, signal.SIGKILL)
-    thread.join(timeout=120)
+    thread.join(timeout=600)
+    assert not thread.is_alive(), "the sweep did not end"
     [entry] = entries
     if deaths == 1:
         assert entry.status == store.STATUS_COMPLETED, entry.error
@@ -287,21 +289,6 @@ def test_packing_fractions_of_a_gpu_counts_the_runs_a_cluster_holds():
     assert ray_backend.capacity({"num_cpus": 3.0, "num_gpus": 0.0}, ONE_GPU_NODES) == 4
 
 
-def test_a_cluster_that_cannot_be_joined_is_one_line_and_sigterm_stays_ours(monkeypatch):
-    def refuse(**settings):
-        signal.signal(signal.SIGTERM, lambda *a: sys.exit(15))  # what ray.init does before connecting
-        raise ConnectionError("Could not find any running Ray instance.\nPlease start one first.")
-
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", refuse)
-    before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(MMLBenchError) as failure:
-        with ray_backend._connected("10.0.0.1:6379", quiet=True):
-            pass
-    assert str(failure.value) == "cannot start or join a Ray cluster at --address 10.0.0.1:6379: Could not find any running Ray instance."
-    assert signal.getsignal(signal.SIGTERM) is before
-
-
 def test_help_and_the_local_backend_never_import_ray(planted_dir, tmp_path):
     script = (
         "import sys\nfrom mmlbench.cli import app\n"
@@ -311,5 +298,5 @@ def test_help_and_the_local_backend_never_import_ray(planted_dir, tmp_path):
     )
     train = ["train", "--dataset", "planted", "--data-dir", str(planted_dir), "--results-dir", str(tmp_path / "r"), *FAST]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, "-c", script, *train], capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run([sys.executable, "-c", script, *train], capture_output=True, text=True, env=env, timeout=600)
     assert result.stdout.strip().splitlines()[-1] == "ray imported: False", result.stdout + result.stderr

@@ -38,6 +38,7 @@ def _train(
     gpus_per_run: Annotated[float | None, typer.Option(help="--backend ray: GPUs per run, a fraction packs runs on a GPU [default: 1 where the cluster has GPUs and --device is not cpu, else 0].", min=0, show_default=False)] = None,
     cpus_per_run: Annotated[float | None, typer.Option(help="--backend ray: CPUs per run [default: 1].", min=0, show_default=False)] = None,
     ship_results: Annotated[bool, typer.Option("--ship-results", help="--backend ray: workers send the run folders back and this process writes them (no shared --results-dir).")] = False,
+    connect_timeout: Annotated[float | None, typer.Option(metavar="SECONDS", help="--backend ray --address: how long to wait for the cluster to answer [default: 30].", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     eval_batch_users: Annotated[int | None, typer.Option(help="Users per evaluation batch [default: from memory].", min=1)] = None,
     no_cuda_graphs: Annotated[bool, typer.Option("--no-cuda-graphs", help="Train eagerly on CUDA (no graph capture).")] = False,
@@ -59,7 +60,9 @@ def _train(
         for name in preset_names():
             out.print(f"{name}\t{preset_path(name)}", highlight=False)
         return
-    executor = get_executor(backend, BackendOptions(jobs, address, gpus_per_run, cpus_per_run, ship_results))
+    executor = get_executor(backend, BackendOptions(
+        jobs, address, gpus_per_run, cpus_per_run, ship_results, connect_timeout=connect_timeout,
+    ))
     experiment = _experiment(config, preset, quick).with_command_line(*split_command_line(settings))
     if seeds is not None:
         experiment = experiment.with_seeds(seeds)

@@ -30,6 +30,7 @@ def ray_cluster(settings: BackendOptions) -> Executor:
     """A Ray cluster, or a local Ray instance: one Ray task per run (the `ray` extra)."""
     if settings.jobs > 1:
         raise MMLBenchError("--jobs is for --backend local; on Ray, --gpus-per-run and --cpus-per-run decide how many runs share a node")
+    _check_address(settings)
     try:
         import ray as _  # noqa: F401 - only to say which extra is missing
     except ImportError:
@@ -37,6 +38,18 @@ def ray_cluster(settings: BackendOptions) -> Executor:
     from mmlbench.executors.ray import RayExecutor
 
     return RayExecutor(settings)
+
+
+def _check_address(settings: BackendOptions) -> None:
+    """An empty --address would start a local instance, as no --address does: refused as a likely slip."""
+    if settings.address is not None and not settings.address.strip():
+        raise MMLBenchError("--address is empty: give auto or HOST:PORT, or leave it out to start a local Ray instance")
+    timeout = settings.connect_timeout
+    if timeout is not None:
+        if settings.address is None:
+            raise MMLBenchError("--connect-timeout is for joining a cluster with --address")
+        if not 0 < timeout < float("inf"):  # NaN too
+            raise MMLBenchError(f"--connect-timeout must be a number of seconds above 0, not {timeout:g}")
 
 
 def lockstep(settings: BackendOptions) -> Executor:

@@ -15,8 +15,8 @@ this process, local worker processes, a Ray cluster) is one module implementing 
   shared filesystem), unless its backend carries the run folders back itself (Ray's
   --ship-results). The entry that comes back is only the summary the CLI prints.
 - **Failures** are entries: a failing run has `error` (and its traceback as text, for
-  --debug) and the others go on; a worker that crashes or is killed outright is a failed
-  entry too. Once runs have started, the only exception `run` raises is
+  --debug) and the others go on. A worker that crashes or is killed outright costs only its
+  run: the backend runs it once more (resuming from its checkpoint), then it is a failed entry. Once runs have started, the only exception `run` raises is
   `store.StoreUnwritable`, after stopping the other runs, since every run would fail the same way.
 - **Interruption**: a KeyboardInterrupt in the calling thread (Ctrl-C; `run_sweep` turns
   SIGTERM into one) or a task that comes back interrupted stops the whole sweep. Runs in
@@ -58,6 +58,7 @@ class BackendOptions:
     gpus_per_run: float | None = None  # None: 1 where the cluster has GPUs and the device is not cpu, else 0
     cpus_per_run: float | None = None  # None: 1
     ship_results: bool = False  # workers return the run folders and this process writes them
+    connect_timeout: float | None = None  # seconds to wait for the cluster at `address`; None: ray_connect's default
 
     @property
     def cluster_options(self) -> list[str]:
@@ -65,6 +66,7 @@ class BackendOptions:
         given = {
             "--address": self.address is not None, "--gpus-per-run": self.gpus_per_run is not None,
             "--cpus-per-run": self.cpus_per_run is not None, "--ship-results": self.ship_results,
+            "--connect-timeout": self.connect_timeout is not None,
         }
         return [name for name, is_given in given.items() if is_given]
 

@@ -1,7 +1,11 @@
 """The local-process executor: several runs at once in worker processes (`--jobs N`, N > 1).
 
 On one GPU this fills the gaps small runs leave. Workers are spawned (CUDA cannot be used in
-forked children) and run `run_task` with quiet options.
+forked children), live for the whole sweep, and each trains one config at a time, sent to it
+through its own pipe (`executors.local_worker`). Unlike a process pool, one worker's death
+(kill -9, the out-of-memory killer, a crash in native code) costs only its run: the main
+process sees it, starts another worker and runs that config once more, resuming from its
+resume checkpoint; a second death makes it a failed entry. The other runs go on.
 """
 
 from __future__ import annotations
@@ -11,22 +15,35 @@ import dataclasses
 import multiprocessing
 import os
 import signal
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from multiprocessing.synchronize import Event as EventType
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 
+from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.engine.runner import TrainOptions
-from mmlbench.executors.base import CANCELLED, SweepEntry, run_task
-from mmlbench import store
+from mmlbench.executors.base import CANCELLED, SweepEntry
+from mmlbench.executors.local_worker import STOP_SIGNALS, serve
+
+WORKER_RETRIES = 1  # a config whose worker died is run once more, then it is a failed entry
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    task: tuple[int, RunConfig] | None = None  # (index in the sweep, config) while it trains one
 
 
 class LocalProcessExecutor:
-    """Runs up to `jobs` configs at once in a pool of spawned worker processes.
+    """Runs up to `jobs` configs at once in spawned worker processes.
 
     On Ctrl-C (the terminal signals every process; workers ignore SIGINT) or SIGTERM the main
-    process stops the sweep: it sets `stop` (queued runs return cancelled), cancels what the pool
-    has not handed out and sends each worker SIGTERM, which interrupts the run in progress.
+    process stops the sweep: configs not handed out come back cancelled, and each busy worker
+    gets SIGTERM, which interrupts its run (stored as interrupted); the main process waits for
+    them, and a second Ctrl-C kills them instead.
     """
 
     def __init__(self, jobs: int) -> None:
@@ -34,91 +51,146 @@ class LocalProcessExecutor:
 
     def run(self, configs: list[RunConfig], options: TrainOptions) -> list[SweepEntry]:
         quiet = dataclasses.replace(options, quiet=True)  # several progress bars would interleave
-        context = multiprocessing.get_context("spawn")
-        stop = context.Event()
-        pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=context, initializer=_init_worker, initargs=(stop,))
-        futures: dict[Future, RunConfig] = {}
+        workers = _Workers(self.jobs, quiet)
+        entries: dict[int, SweepEntry] = {}
         try:
-            with _signals_blocked():  # workers are spawned here; they unblock once their handlers are set
-                futures = {pool.submit(_run_in_worker, config, quiet): config for config in configs}
-            for future in as_completed(futures):
-                if _entry(future, futures[future]).status == store.STATUS_INTERRUPTED:
-                    raise KeyboardInterrupt  # a worker was stopped on its own: stop the whole sweep
+            _run_all(configs, workers, entries)
         except KeyboardInterrupt:
-            _stop_workers(stop, futures)
+            workers.stop(entries)
         except store.StoreUnwritable:
-            _stop_workers(stop, futures)
+            workers.stop(entries)
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        return [_entry(future, config) for future, config in futures.items()]
+            workers.close()
+        return [entries.get(index) or SweepEntry(config, state=CANCELLED) for index, config in enumerate(configs)]
 
 
-def _entry(future: Future, config: RunConfig) -> SweepEntry:
-    if future.cancelled():
-        return SweepEntry(config, state=CANCELLED)
+def _run_all(configs: list[RunConfig], workers: _Workers, entries: dict[int, SweepEntry]) -> None:
+    """Hand the configs out, `jobs` at a time, into `entries`; a config whose worker died goes back to the front once."""
+    queue = deque(enumerate(configs))
+    deaths: dict[int, int] = {}
+    while queue or workers.busy:
+        while queue and len(workers.busy) < workers.jobs:
+            workers.hand_out(*queue.popleft())
+        for (index, config), answer in workers.answers():
+            if isinstance(answer, store.StoreUnwritable):
+                raise answer
+            if isinstance(answer, str):  # the worker died: `answer` says how
+                deaths[index] = deaths.get(index, 0) + 1
+                if deaths[index] <= WORKER_RETRIES:
+                    queue.appendleft((index, config))
+                    continue
+                answer = SweepEntry(config, error=f"the worker process running it died ({deaths[index]} tries): {answer}")
+            entries[index] = answer
+            if answer.status == store.STATUS_INTERRUPTED:
+                raise KeyboardInterrupt  # a worker was stopped on its own: stop the whole sweep
+
+
+class _Workers:
+    """The worker processes of one sweep: `busy` ones train a config each, idle ones wait for the next."""
+
+    def __init__(self, jobs: int, options: TrainOptions) -> None:
+        self.jobs, self.options = jobs, options
+        self.context = multiprocessing.get_context("spawn")
+        self.busy: list[_Worker] = []
+        self.idle: list[_Worker] = []
+
+    def hand_out(self, index: int, config: RunConfig) -> None:
+        """Send a config to an idle worker, or to a new one (an idle worker may have died since).
+
+        A Ctrl-C meanwhile is held until the worker is registered busy, so `stop` reaches it.
+        """
+        with _signals_blocked():
+            while self.idle:
+                worker = self.idle.pop()
+                if _send(worker, (config, self.options)):
+                    self._busy(worker, index, config)
+                    return
+                _reap(worker)
+            worker = self._start()
+            _send(worker, (config, self.options))  # if it died already, `answers` says so
+            self._busy(worker, index, config)
+
+    def _busy(self, worker: _Worker, index: int, config: RunConfig) -> None:
+        worker.task = (index, config)
+        self.busy.append(worker)
+
+    def answers(self) -> list[tuple[tuple[int, RunConfig], SweepEntry | store.StoreUnwritable | str]]:
+        """Wait until some busy workers answer or die; their tasks with the answer (a str: how the worker died)."""
+        ready = set(wait([w.conn for w in self.busy] + [w.process.sentinel for w in self.busy]))
+        answers = []
+        for worker in [w for w in self.busy if w.conn in ready or w.process.sentinel in ready]:
+            task = worker.task
+            assert task is not None  # busy
+            self.busy.remove(worker)
+            worker.task = None
+            try:
+                answers.append((task, worker.conn.recv()))
+            except (EOFError, OSError):  # nothing sent: it died during the run
+                answers.append((task, _reap(worker)))
+                continue
+            self.idle.append(worker)
+        return answers
+
+    def stop(self, entries: dict[int, SweepEntry]) -> None:
+        """Interrupt the busy workers' runs and keep their entries; a second Ctrl-C kills them instead."""
+        for worker in self.busy:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.process.pid, signal.SIGTERM)  # type: ignore[arg-type] - started
+        try:
+            while self.busy:
+                for (index, config), answer in self.answers():
+                    if isinstance(answer, str):
+                        answer = SweepEntry(config, error=f"the worker process running it died: {answer}")
+                    if isinstance(answer, SweepEntry):  # a StoreUnwritable: the sweep is stopping already
+                        entries[index] = answer
+        except KeyboardInterrupt:
+            for worker in self.busy:
+                worker.process.kill()
+                index, config = worker.task  # type: ignore[misc] - busy
+                entries[index] = SweepEntry(config, error="killed by a second Ctrl-C before the run was stored", state=store.STATUS_INTERRUPTED)
+
+    def close(self) -> None:
+        """Tell every idle worker to exit and wait for them all; a busy one left (a second Ctrl-C, an error here) is killed."""
+        for worker in self.idle:
+            _send(worker, None)
+        for worker in self.busy:
+            worker.process.kill()
+        for worker in self.idle + self.busy:
+            _reap(worker)
+        self.idle, self.busy = [], []
+
+    def _start(self) -> _Worker:
+        ours, theirs = self.context.Pipe()
+        process = self.context.Process(target=serve, args=(theirs, os.getpid()), name="mmlbench-worker")
+        process.start()  # with Ctrl-C and SIGTERM blocked (hand_out): the worker unblocks them once its handlers are set
+        theirs.close()  # the worker's end: only the worker holds it now, so its death closes the pipe
+        return _Worker(process, ours)
+
+
+def _send(worker: _Worker, message: object) -> bool:
+    """False when the worker is gone."""
     try:
-        return future.result()
-    except store.StoreUnwritable:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a worker that crashed or was killed outright
-        return SweepEntry(config, error=f"{type(exc).__name__}: {exc}")
+        worker.conn.send(message)
+    except OSError:
+        return False
+    return True
 
 
-def _stop_workers(stop: EventType, futures: dict[Future, RunConfig]) -> None:
-    stop.set()
-    for future in futures:
-        future.cancel()  # only those the pool has not handed to a worker yet
-    for worker in multiprocessing.active_children():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(worker.pid, signal.SIGTERM)
-
-
-# In a worker process: the sweep's stop flag, and whether a run is in progress.
-_stop: EventType | None = None
-_in_run = False
-_interrupted = False
-
-
-def _init_worker(stop: EventType) -> None:
-    global _stop
-    _stop = stop
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the main process, which stops us
-    signal.signal(signal.SIGTERM, _interrupt_run)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-
-
-def _interrupt_run(signum: int, frame: object) -> None:
-    """Interrupt the run in progress, once; an idle worker is wound down by the pool instead."""
-    global _interrupted
-    if _in_run and not _interrupted:
-        _interrupted = True
-        raise KeyboardInterrupt
-
-
-def _run_in_worker(config: RunConfig, options: TrainOptions) -> SweepEntry:
-    global _in_run
-    _in_run = True
-    try:
-        if _stop is not None and _stop.is_set():
-            return SweepEntry(config, state=CANCELLED)
-        entry = run_task(config, options)
-        if entry.status == store.STATUS_INTERRUPTED and _stop is not None:
-            _stop.set()
-        return entry
-    except KeyboardInterrupt:  # arrived before the run began
-        return SweepEntry(config, state=CANCELLED)
-    finally:
-        _in_run = False
-
-
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+def _reap(worker: _Worker) -> str:
+    """Wait for a worker process that exited (or is exiting) and say how it ended."""
+    worker.process.join()
+    worker.conn.close()
+    code = worker.process.exitcode
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
 
 
 @contextlib.contextmanager
 def _signals_blocked() -> Iterator[None]:
     """Hold back Ctrl-C and SIGTERM (delivered on leaving); spawned children start with them blocked."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         yield
     finally:

@@ -15,19 +15,15 @@ worker first checks that its processed data has the fingerprint the driver plann
 Failures: a run that raises is its entry, as everywhere (not retried). A worker or node that
 dies is retried once by Ray (`max_retries`), then the run is a failed entry. Ctrl-C (or
 SIGTERM, through run_sweep) cancels the outstanding tasks: a running one gets a
-KeyboardInterrupt, so its run is stored as interrupted; the others come back CANCELLED.
+KeyboardInterrupt (held until a write in progress is done, fsutil.interrupts_held), so its
+run is stored as interrupted, and the driver waits for it; the others come back CANCELLED.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
-import signal
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import ray
 from ray import exceptions as ray_errors
@@ -38,11 +34,11 @@ from mmlbench.console import ProgressBar
 from mmlbench.engine.runner import RunOutcome, TrainOptions
 from mmlbench.errors import MMLBenchError
 from mmlbench.executors.base import CANCELLED, CLAIMED, BackendOptions, SweepEntry, fingerprint_of, plan
+from mmlbench.executors.ray_connect import connected
 from mmlbench.executors.ray_worker import CellResult, run_cell
 from mmlbench.paths import data_home, results_home
 
 SYSTEM_RETRIES = 1  # a dead worker or node: Ray runs the task once more, then it is a failed run
-CANCEL_GRACE_SECONDS = 60.0  # for runs interrupted by a cancel to evaluate and store themselves
 POLL_SECONDS = 0.5  # how often the progress line is refreshed while nothing finishes
 
 _remote_cell = ray.remote(max_retries=SYSTEM_RETRIES, retry_exceptions=False)(run_cell)
@@ -59,7 +55,7 @@ class RayExecutor:
         options = dataclasses.replace(
             options, data_dir=data_home(options.data_dir).absolute(), results_dir=results_home(options.results_dir).absolute()
         )
-        with _connected(self.settings.address, quiet=options.quiet):
+        with connected(self.settings.address, quiet=options.quiet, timeout=self.settings.connect_timeout):
             nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
             resources = task_resources(self.settings, options.device, nodes)
             sweep = _Sweep(options, resources, self.settings.ship_results, SweepProgress(len(configs), capacity(resources, nodes), options.quiet))
@@ -102,39 +98,6 @@ def capacity(resources: dict[str, float], nodes: list[dict[str, float]]) -> int:
         fits = [int(node.get(name, 0) // need) for name, need in (("CPU", resources["num_cpus"]), ("GPU", resources["num_gpus"])) if need > 0]
         total += min(fits) if fits else 1_000_000
     return total
-
-
-@contextlib.contextmanager
-def _connected(address: str | None, *, quiet: bool) -> Iterator[None]:
-    """Join the cluster at `address`, or start a local instance; a connection this process already has is used as is."""
-    if ray.is_initialized():  # a script (or a test) that called ray.init itself
-        yield
-        return
-    settings: dict[str, Any] = {"address": address} if address else {"address": "local", "include_dashboard": False}
-    with _sigterm_kept():
-        try:
-            ray.init(**settings, logging_level=logging.WARNING if quiet else logging.INFO)
-        except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError, ...
-            where = f" at --address {address}" if address else ""
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise MMLBenchError(f"cannot start or join a Ray cluster{where}: {first_line}") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-@contextlib.contextmanager
-def _sigterm_kept() -> Iterator[None]:
-    """ray.init makes SIGTERM exit at once; keep run_sweep's handler, which stops the sweep cleanly."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    handler = signal.getsignal(signal.SIGTERM)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, handler)
 
 
 class SweepProgress(ProgressBar):
@@ -257,19 +220,23 @@ class _Sweep:
         self.progress.finished(entry, len(self.pending))
 
     def _cancel(self, *, force: bool = False) -> None:
-        """Cancel every outstanding task; keep what runs interrupted by it send back within the grace time."""
-        if not self.pending:
-            return
+        """Cancel every outstanding task and keep what the runs it interrupts send back.
+
+        No time limit: on a busy machine a run's test evaluation and store write can take
+        minutes, and a run cut off then would be lost instead of stored as interrupted. A
+        second Ctrl-C (or SIGTERM) stops the wait and kills the tasks still running.
+        """
         for ref in self.pending:
             ray.cancel(ref, force=force)
         try:
-            ready, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=0 if force else CANCEL_GRACE_SECONDS)
+            while self.pending and not force:
+                ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=POLL_SECONDS)
+                for ref in ready:
+                    index, config = self.pending.pop(ref)
+                    with contextlib.suppress(store.StoreUnwritable):
+                        self._finish(index, self._entry(ref, config))
         except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
-            ready = []
-        for ref in ready:
-            index, config = self.pending.pop(ref)
-            with contextlib.suppress(store.StoreUnwritable):
-                self._finish(index, self._entry(ref, config))
+            pass
         for ref in self.pending:
             ray.cancel(ref, force=True)
         self.pending.clear()
