@@ -41,7 +41,7 @@ def test_others_of_is_each_row_but_its_positive_column_in_order():
 
 
 def _explicit_loss(name: str, s_all: torch.Tensor, positives: list[int], params: dict) -> torch.Tensor:
-    """The README's formulas, every item enumerated one by one: s_all [B, I] in float64."""
+    """The losses' formulas (docs/training.md), every item enumerated one by one: s_all [B, I] in float64."""
     rows = []
     for b, positive in enumerate(positives):
         s_pos = s_all[b, positive]

@@ -36,7 +36,8 @@ def test_python_dash_m_runs_the_cli():
 
 def test_what_the_readme_examples_write_in_the_repository_root_is_ignored_by_git():
     root = Path(__file__).resolve().parents[1]
-    readme = (root / "README.md").read_text(encoding="utf-8")
+    manual = [root / "README.md", *sorted((root / "docs").rglob("*.md"))]  # the README and the docs pages
+    readme = "\n".join(path.read_text(encoding="utf-8") for path in manual)
     outputs = re.findall(r"--(?:export-topk|output|plot|plot-curves|export-baseline)\s+([^\s`]+)", readme)
     at_root = sorted({path for path in outputs if "/" not in path and path != "FILE"})
     assert "top10.parquet" in at_root  # the quick start's export

@@ -136,7 +136,7 @@ def test_the_metrics_equal_a_brute_force_reference_with_ties_and_short_lists(tmp
 
 def test_an_evaluation_stores_the_metrics_and_pandas_recomputes_them_from_the_export(planted_dir, tmp_path):
     """Train, then `evaluate --export-topk`; pandas recomputes every metric from the exported
-    lists and the processed train interactions, as the README defines them."""
+    lists and the processed train interactions, as docs/evaluate.md defines them."""
     results = tmp_path / "r"
     train = runner.invoke(app, [
         "train", "--dataset", "planted", "--data-dir", str(planted_dir), "--results-dir", str(results),

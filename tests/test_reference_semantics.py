@@ -1,4 +1,4 @@
-"""The reference trainer's semantics, on hand-worked examples (README: "Fidelity to the reference")."""
+"""The reference trainer's semantics, on hand-worked examples (docs/fidelity.md, "Semantics")."""
 
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ def _one_line_error(result, code: int, *fragments: str) -> None:
 
 def test_list_table_shows_every_run_sorted_with_its_status(results):
     result = _runs(results)
-    assert result.exit_code == 1, result.output  # a damaged run listed, as the README says
+    assert result.exit_code == 1, result.output  # a damaged run listed, as docs/runs.md says
     positions = [result.stdout.index(run_id) for run_id in ALL]
     assert positions == sorted(positions)
     lines = {run_id: next(line for line in result.stdout.splitlines() if f" {run_id} " in line) for run_id in ALL}
