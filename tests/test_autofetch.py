@@ -145,3 +145,45 @@ def test_raw_files_already_downloaded_are_only_preprocessed(registered, server, 
     assert result.exit_code == 0, result.output
     assert "downloading" not in result.stderr and "tiny: preprocessing the raw files" in result.stderr
     assert server.requests == []
+
+
+@pytest.fixture
+def sliced(monkeypatch, registered) -> str:
+    """`tiny` plus a registered slice of it, `tiny-u50`: half its users, a validation split."""
+    monkeypatch.setattr(registry, "SLICES", {"tiny-u50": registry.SliceSpec("tiny-u50", "tiny", 0.5, 0.25, 3)})
+    return registered
+
+
+def test_train_on_a_registered_slice_downloads_its_dataset_and_builds_only_the_slice(sliced, server, tmp_path):
+    result = _train(tmp_path, "--loss", "ccl", dataset="tiny-u50")
+    assert result.exit_code == 0, result.output
+    data = tmp_path / "data"
+    assert f"tiny is not in {data}: downloading it (" in result.stderr
+    assert (
+        f"tiny-u50: preprocessing 50% of tiny's users (seed 3), 25% of each user's train rows as validation "
+        f"into {data / 'tiny-u50' / 'processed'}"
+    ) in " ".join(result.stderr.split())
+    assert not (data / "tiny" / "processed").exists()  # only the slice is built
+    run = store.read_runs(tmp_path / "r").iloc[0]
+    assert run["status"] == "completed" and run["protocol"] == "validation"
+    meta = (data / "tiny-u50" / "processed" / "meta.json").read_text()
+    assert '"sample_users": 0.5' in meta and '"n_users": 5' in meta
+
+
+def test_preprocess_builds_a_registered_slice_by_name_and_refuses_other_options(sliced, tmp_path):
+    data = tmp_path / "data"
+    assert runner.invoke(app, ["download", "tiny", "--data-dir", str(data), "-q"]).exit_code == 0
+    built = runner.invoke(app, ["preprocess", "tiny-u50", "--data-dir", str(data)])
+    assert built.exit_code == 0, built.output
+    assert "tiny-u50 (lightgcn): written" in built.stdout
+    again = runner.invoke(app, ["preprocess", "tiny-u50", "--data-dir", str(data), "--sample-users", "0.3"])
+    assert again.exit_code == 1
+    assert "'tiny-u50' is a registered slice (50% of tiny's users" in " ".join(again.stderr.split())
+    taken = runner.invoke(app, ["preprocess", "tiny", "--data-dir", str(data), "--sample-users", "0.3", "--name", "tiny-u50"])
+    assert taken.exit_code == 1 and "--name 'tiny-u50' is a registered slice" in " ".join(taken.stderr.split())
+
+
+def test_a_slice_not_built_names_the_commands(sliced, tmp_path):
+    result = _train(tmp_path, "--loss", "ccl", "--no-fetch", dataset="tiny-u50")
+    assert result.exit_code == 1
+    assert "run `mmlbench preprocess tiny-u50` (after `mmlbench download tiny`)" in _error_line(result.stderr)

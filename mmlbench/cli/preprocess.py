@@ -10,7 +10,6 @@ from rich.table import Table
 
 from mmlbench.console import info, out, warn
 from mmlbench.data import registry
-from mmlbench.data.registry import DATASETS
 from mmlbench.errors import MMLBenchError, unknown_name
 
 if TYPE_CHECKING:
@@ -28,7 +27,7 @@ def command(
         Optional[str],
         typer.Argument(
             metavar="NAME",
-            help=f"Registered dataset: {', '.join(sorted(DATASETS))}. Reads <data-dir>/NAME/raw/.",
+            help=f"Registered dataset or slice: {', '.join(registry.registered_names())}. Reads <data-dir>/NAME/raw/ (a slice: its dataset's).",
             show_default=False,
         ),
     ] = None,
@@ -102,7 +101,7 @@ def command(
 ) -> None:
     """Turn raw files (or your own CSV/TSV/Parquet) into the processed Parquet format."""
     from mmlbench.data.generic import GenericOptions
-    from mmlbench.data.preprocess import preprocess_dataset, preprocess_file
+    from mmlbench.data.preprocess import preprocess_dataset, preprocess_file, preprocess_slice
     from mmlbench.data.splits import parse_split
 
     common: dict[str, Any] = {"valid_fraction": valid_fraction, "sample_users": sample_users, "seed": seed, "force": force}
@@ -114,7 +113,11 @@ def command(
             "--min-item-interactions": None if min_item_interactions == 1 else min_item_interactions,
         }  # fmt: skip
         _check_registered_use(dataset, [flag for flag, value in generic_flags.items() if value is not None])
-        result = preprocess_dataset(dataset, data_dir, trust_raw=trust_raw, output_name=name, **common)
+        if dataset in registry.SLICES:
+            _check_slice_use(dataset, {"--name": name, "--valid-fraction": valid_fraction, "--sample-users": sample_users})
+            result = preprocess_slice(dataset, data_dir, force=force, trust_raw=trust_raw)
+        else:
+            result = preprocess_dataset(dataset, data_dir, trust_raw=trust_raw, output_name=name, **common)
     else:
         required = {"--name": name, "--user-col": user_col, "--item-col": item_col, "--split": split}
         _check_generic_use(dataset, required, trust_raw)
@@ -135,14 +138,24 @@ def command(
 def _check_registered_use(dataset: str | None, generic_flags_given: list[str]) -> None:
     if dataset is None:
         raise MMLBenchError("give a registered dataset NAME or --input FILE (see --help)")
-    if dataset not in registry.DATASETS:  # looked up now: tests register their own
+    if dataset not in registry.registered_names():  # looked up now: tests register their own
         raise MMLBenchError(
-            f"{unknown_name('dataset', dataset, registry.DATASETS)} Your own data: "
+            f"{unknown_name('dataset', dataset, registry.registered_names())} Your own data: "
             f"`mmlbench preprocess --input FILE --name {dataset} --user-col U --item-col I --split leave-one-out`"
         )
     if generic_flags_given:
         flags = ", ".join(generic_flags_given)
         raise MMLBenchError(f"{flags}: only for --input FILE, not for a registered dataset")
+
+
+def _check_slice_use(dataset: str, options: dict[str, Any]) -> None:
+    given = [flag for flag, value in options.items() if value is not None]
+    if given:
+        raise MMLBenchError(
+            f"{', '.join(given)}: '{dataset}' is a registered slice ({registry.SLICES[dataset].describe()}) "
+            f"with its options fixed; for another slice use `mmlbench preprocess {registry.SLICES[dataset].source} "
+            "--sample-users F --seed S --name NAME`"
+        )
 
 
 def _check_generic_use(dataset: str | None, required: dict[str, str | None], trust_raw: bool) -> None:

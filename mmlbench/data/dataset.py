@@ -86,16 +86,18 @@ def require_processed(name: str, data_dir: Path | None) -> Path:
     if (folder / META_FILE).is_file():
         return folder
     missing = f"dataset '{name}' is not preprocessed in {folder.parent.parent}"
-    if name not in registry.DATASETS:  # nothing to download: the user's own data
-        hint = closest(name, registry.DATASETS)
+    if name not in registry.registered_names():  # nothing to download: the user's own data
+        hint = closest(name, registry.registered_names())
         registered = f"did you mean '{hint}'? " if hint else ""
         raise MMLBenchError(
-            f"{missing} and is not a registered dataset ({registered}registered: {', '.join(sorted(registry.DATASETS))}); "
+            f"{missing} and is not a registered dataset ({registered}registered: {', '.join(registry.registered_names())}); "
             f"make it from your own file with `mmlbench preprocess --input FILE --name {name} --user-col U --item-col I --split leave-one-out`"
         )
+    source = registry.SLICES[name].source if name in registry.SLICES else name
+    raw_there = (processed_dir(source, data_dir).parent / "raw").is_dir()
     raise MMLBenchError(
         f"{missing}: run `mmlbench preprocess {name}`"
-        + (" first" if (folder.parent / "raw").is_dir() else f" (after `mmlbench download {name}`)")
+        + (" first" if raw_there else f" (after `mmlbench download {source}`)")
     )
 
 

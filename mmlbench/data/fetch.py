@@ -3,7 +3,9 @@
 `train` calls `fetch_missing` before any run starts, so one command goes from a fresh clone to
 a result. Only a registered dataset without a processed folder (no meta.json, the same test as
 `require_processed`) is fetched, with the defaults of `mmlbench download` and `mmlbench
-preprocess`; any other name is left alone, so its runs keep saying which command makes it.
+preprocess`, and so is a registered slice of one (its dataset's raw files, then the slice with
+its registered options); any other name is left alone, so its runs keep saying which command
+makes it.
 
 Light to import (the CLI imports it to build `train`): the processed format and preprocessing,
 which pull in numpy and pandas, are imported when a dataset is checked or fetched.
@@ -25,13 +27,13 @@ from mmlbench.paths import data_home, processed_dir
 
 
 def missing_registered(names: Iterable[str], data_dir: Path | None) -> list[str]:
-    """The registered datasets among `names` (each once, in order) that are not preprocessed."""
+    """The registered datasets and slices among `names` (each once, in order) that are not preprocessed."""
     from mmlbench.data.processed import META_FILE
 
     return [
         name
         for name in dict.fromkeys(names)
-        if name in registry.DATASETS and not (processed_dir(name, data_dir) / META_FILE).is_file()
+        if name in registry.registered_names() and not (processed_dir(name, data_dir) / META_FILE).is_file()
     ]
 
 
@@ -60,26 +62,34 @@ def fetch_missing(
         return []
     origin = resolve_source(source)  # a bad --source is an error even when nothing is missing
     for name in missing:
-        spec = registry.get_dataset(name)
+        spec = registry.get_dataset(registry.SLICES[name].source if name in registry.SLICES else name)
         where = f"{decimal(spec.size)} from {origin or _registry_host(spec)}"
         if dry_run:
+            download, build = ("it", "it") if name == spec.name else (f"{spec.name} if needed", name)
             console.info(f"{name} is not preprocessed in {data_home(data_dir)}: "
-                         f"train would download it ({where}) and preprocess it first")
+                         f"train would download {download} ({where}) and preprocess {build} first")
         else:
-            _fetch(spec, data_dir, source, where, quiet)
+            _fetch(name, spec, data_dir, source, where, quiet)
     return missing
 
 
-def _fetch(spec: registry.DatasetSpec, data_dir: Path | None, source: str | None, where: str, quiet: bool) -> None:
-    from mmlbench.data.preprocess import preprocess_dataset
+def _fetch(
+    name: str, spec: registry.DatasetSpec, data_dir: Path | None, source: str | None, where: str, quiet: bool
+) -> None:
+    """Download `spec`'s raw files unless verified, then preprocess `name` (the dataset, or a slice of it)."""
+    from mmlbench.data.preprocess import preprocess_dataset, preprocess_slice
 
-    name = spec.name
     if dataset_status(spec, data_dir) != VERIFIED:
-        console.info(f"{name} is not in {data_home(data_dir)}: downloading it ({where})")
-        with console.status(f"{name}: downloading", quiet):
+        console.info(f"{spec.name} is not in {data_home(data_dir)}: downloading it ({where})")
+        with console.status(f"{spec.name}: downloading", quiet):
             download_dataset(spec, data_dir, source=source, quiet=True)
-    console.info(f"{name}: preprocessing the raw files (default options) into {processed_dir(name, data_dir)}")
-    for message in preprocess_dataset(name, data_dir).warnings:
+    if name in registry.SLICES:
+        console.info(f"{name}: preprocessing {registry.SLICES[name].describe()} into {processed_dir(name, data_dir)}")
+        result = preprocess_slice(name, data_dir)
+    else:
+        console.info(f"{name}: preprocessing the raw files (default options) into {processed_dir(name, data_dir)}")
+        result = preprocess_dataset(name, data_dir)
+    for message in result.warnings:
         console.warn(message)
 
 

@@ -29,6 +29,7 @@ from mmlbench.data.processed import (
     current_meta,
     write_processed,
 )
+from mmlbench.data import registry
 from mmlbench.data.registry import DATASETS, DatasetSpec, get_dataset
 from mmlbench.data.splits import (
     LEAVE_ONE_OUT,
@@ -76,6 +77,28 @@ def preprocess_dataset(
     """
     spec = get_dataset(name)
     output = name if output_name is None else _check_new_name(output_name, source=name)
+    return _build_registered(spec, output, data_dir, valid_fraction, sample_users, seed, force, trust_raw)
+
+
+def preprocess_slice(name: str, data_dir: Path | None = None, *, force: bool = False, trust_raw: bool = False) -> PreprocessResult:
+    """Build a registered slice (registry.SLICES) from its dataset's raw files, with its own options."""
+    piece = registry.SLICES[name]  # looked up now: tests register their own
+    return _build_registered(
+        get_dataset(piece.source), name, data_dir, piece.valid_fraction, piece.sample_users, piece.seed, force, trust_raw
+    )
+
+
+def _build_registered(
+    spec: DatasetSpec,
+    output: str,
+    data_dir: Path | None,
+    valid_fraction: float | None,
+    sample_users: float | None,
+    seed: int,
+    force: bool,
+    trust_raw: bool,
+) -> PreprocessResult:
+    name = spec.name
     _check_fractions(valid_fraction, sample_users)
     raw = raw_dir(name, data_dir)
     with console.status(f"{name}: reading and checking the raw files"):
@@ -206,6 +229,11 @@ def _check_new_name(name: str, *, source: str | None = None) -> str:
         raise MMLBenchError(f"--name '{name}' must be {allowed}")
     if name in DATASETS and name != source:
         raise MMLBenchError(f"--name '{name}' is a registered dataset; choose another name for your data")
+    if name in registry.SLICES:
+        raise MMLBenchError(
+            f"--name '{name}' is a registered slice ({registry.SLICES[name].describe()}): `mmlbench preprocess {name}` "
+            "builds it; choose another name for yours"
+        )
     return name
 
 

@@ -83,6 +83,39 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+@dataclass(frozen=True)
+class SliceSpec:
+    """A registered slice of a registered dataset: a seeded share of its users with all their
+    rows and a validation split, small enough for a study on 2 CPU cores (`preprocess
+    --sample-users`). `train` and `preprocess` build it by name, as they build a dataset."""
+
+    name: str
+    source: str
+    sample_users: float
+    valid_fraction: float
+    seed: int
+
+    def describe(self) -> str:
+        return (
+            f"{self.sample_users:.0%} of {self.source}'s users (seed {self.seed}), "
+            f"{self.valid_fraction:.0%} of each user's train rows as validation"
+        )
+
+
+SLICES: dict[str, SliceSpec] = {
+    spec.name: spec
+    for spec in (
+        SliceSpec("gowalla-u10", "gowalla", sample_users=0.1, valid_fraction=0.1, seed=1),
+        SliceSpec("yelp2018-u10", "yelp2018", sample_users=0.1, valid_fraction=0.1, seed=1),
+    )
+}
+
+
+def registered_names() -> list[str]:
+    """Every name `train` can fetch: the datasets and their slices."""
+    return sorted(DATASETS.keys() | SLICES.keys())
+
+
 def get_dataset(name: str) -> DatasetSpec:
     """The registered dataset called `name`, or an error naming the closest match."""
     try:
