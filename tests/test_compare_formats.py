@@ -90,3 +90,10 @@ def test_csv_and_json_carry_p_values_with_their_test_correction_and_family(resul
     cell = next(c for c in document["cells"] if c["row"] == {"loss": "mmcl"} and c["col"] == {"negatives": "10"})
     wilcoxon = cell["metrics"]["recall@20"]["tests"]["wilcoxon"]
     assert wilcoxon["title"] == "Wilcoxon signed-rank test" and wilcoxon["p_adjusted"] >= wilcoxon["p_value"]
+
+
+def test_values_below_a_thousandth_keep_three_significant_digits():
+    from mmlbench.report.render import metric_text
+
+    assert metric_text(0.000123456) == "0.000123"  # arp@K: four decimals would print 0.0001
+    assert metric_text(0.1837) == "0.1837" and metric_text(0.0) == "0.0000"

@@ -45,15 +45,21 @@ def metric_parts(comparison: Comparison, cell: Cell | None, metric: str) -> list
     """['0.1837 ± 0.0012', '(n=2) +5.2%*†']: the value, then n (when it varies), change and marks."""
     if cell is None or not _is_number(cell.mean[metric]):
         return [EMPTY]
-    value = f"{cell.mean[metric]:.4f}"
+    value = metric_text(cell.mean[metric])
     if _is_number(cell.std[metric]):
-        value += f" ± {cell.std[metric]:.4f}"
+        value += f" ± {metric_text(cell.std[metric])}"
     detail = f"(n={cell.n}) " if _uniform_n(comparison) is None else ""
     change = cell.change_pct.get(metric)
     if change is not None and _is_number(change):
         detail += f"{change:+.1f}%"
     detail += "".join(TEST_MARKS[name] for name in cell.marks(metric))
     return [value, detail.strip()] if detail.strip() else [value]
+
+
+def metric_text(value: float) -> str:
+    """Four decimals, or three significant digits below 0.001 (arp@K, an item's share of the
+    training pairs, is about 1e-4: four decimals would show one digit of it)."""
+    return f"{value:.3g}" if 0 < abs(value) < 0.001 else f"{value:.4f}"
 
 
 def _cost_text(cell: Cell | None) -> str:
@@ -109,7 +115,7 @@ def _reference_rows(comparison: Comparison) -> list[list[str]]:
 
 def _reference_value(reference: dict[str, Any], metric: str) -> str:
     value = reference.get(metric)
-    return f"{value:.4f}" if _is_number(value) else ""
+    return metric_text(value) if _is_number(value) else ""
 
 
 WARNING = "warning: "
