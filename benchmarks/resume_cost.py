@@ -91,7 +91,7 @@ def _alone_saver(trainer: SimpleNamespace):
 def _group_saver(trainers: list[SimpleNamespace]):
     """The trainers as members of a group (views into stacked tables and moments): functions saving and capturing them all."""
     from mmlbench.engine import lockstep_resume
-    from mmlbench.engine.lockstep import Member
+    from mmlbench.engine.member import Member
 
     tables = [list(t.model.embedding_tables()) for t in trainers]
     stacks = [torch.stack([ts[i].detach() for ts in tables]) for i in (0, 1)]

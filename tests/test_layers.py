@@ -43,15 +43,14 @@ def modules() -> dict[str, Path]:
 
 @cache
 def imports(module: str) -> tuple[frozenset[str], frozenset[str]]:
-    """(module-level, deferred) mmlbench imports of `module`; TYPE_CHECKING blocks left out."""
+    """(module-level, deferred) mmlbench imports of `module`; those of `if TYPE_CHECKING:` blocks count as
+    module-level: a type-only import ties the modules together as much as any other."""
     path = modules()[module]
     top: set[str] = set()
     deferred: set[str] = set()
 
     def visit(node: ast.AST, inside_function: bool) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                continue
             in_function = inside_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
             for target in _targets(child, module, path.name == "__init__.py"):
                 (deferred if in_function else top).add(target)

@@ -15,7 +15,6 @@ atomics make any two CUDA runs agree only within float tolerance anyway.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +23,7 @@ from torch.optim.adam import adam as adam_update  # torch.optim.Adam's own updat
 
 from mmlbench.console import warn
 from mmlbench.data.dataset import InteractionData
+from mmlbench.engine.member import Member
 from mmlbench.engine.models import dropout
 from mmlbench.engine.sampling import epoch_pairs
 from mmlbench.engine.scoring import (
@@ -32,9 +32,6 @@ from mmlbench.engine.scoring import (
 from mmlbench.engine.step import GraphedSteps, clip_stacked_norms, make_adam
 from mmlbench.plugins.losses import get_loss
 from mmlbench.plugins.samplers import get_sampler
-
-if TYPE_CHECKING:
-    from mmlbench.engine.lockstep import Member
 
 
 class GroupStep(GraphedSteps):

@@ -24,20 +24,18 @@ bit-identical to the run alone (tests/test_lockstep.py).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
 
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.device import synchronize
 from mmlbench.engine.group_step import GroupStep
+from mmlbench.engine.member import Member
 from mmlbench.engine.models import build_model
-from mmlbench.engine.trainer import EpochLog, FitResult, Trainer, check_finite
+from mmlbench.engine.trainer import EpochLog, Trainer, check_finite
 from mmlbench.errors import MMLBenchError
 from mmlbench.plugins.losses import get_loss
 from mmlbench.plugins.samplers import get_sampler
@@ -65,26 +63,6 @@ def default_generator(device: torch.device) -> torch.Generator:
     if device.type == "cuda":
         return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
     return torch.default_generator
-
-
-@dataclass
-class Member:
-    """One run of a group: its Trainer (sampler on its own generator, loss, evaluation) and fit."""
-
-    trainer: Trainer
-    generator: torch.Generator
-    result: FitResult = field(default_factory=lambda: FitResult(None, 0, -math.inf, []))
-    error: BaseException | None = None  # its own failure (divergence); the group goes on without it
-    moments: list[Tensor] | None = None  # Adam: exp_avg per table, exp_avg_sq per table (views while grouped)
-    steps: list[Tensor] = field(default_factory=list)  # Adam's step count per table
-
-    @property
-    def config(self) -> RunConfig:
-        return self.trainer.config
-
-    @property
-    def tables(self) -> list[Tensor]:
-        return list(self.trainer.model.embedding_tables())
 
 
 def make_member(

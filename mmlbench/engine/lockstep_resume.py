@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from mmlbench.engine import resume
-from mmlbench.engine.lockstep import Member
+from mmlbench.engine.member import Member
 from mmlbench.engine.trainer import FitResult
 
 

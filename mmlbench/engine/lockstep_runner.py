@@ -28,7 +28,8 @@ from mmlbench.data.dataset import InteractionData
 from mmlbench.engine import lockstep_resume, resume
 from mmlbench.engine.device import matmul_precision, reset_peak_memory
 from mmlbench.engine.group_step import GroupStep
-from mmlbench.engine.lockstep import Member, fit_group, make_member
+from mmlbench.engine.lockstep import fit_group, make_member
+from mmlbench.engine.member import Member
 from mmlbench.engine.progress import TrainingProgress
 from mmlbench.engine.runner import (
     RunOutcome, TrainOptions, check_against_data, claimed_run, finish_run, now, prepare, reuse, run_row, store_failure,
