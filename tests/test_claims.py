@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mmlbench import claims, store
+from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
 from mmlbench.data.processed import read_meta
 from mmlbench.engine.runner import TrainOptions
 from mmlbench.paths import processed_dir
+from mmlbench.store import claims
 from mmlbench.sweep import CLAIMED, plan, run_sweep
 
 runner = CliRunner()

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from mmlbench import claims, store
+from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.engine import resume
 from mmlbench.executors.base import fingerprint_of
+from mmlbench.store import claims
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

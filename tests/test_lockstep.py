@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mmlbench import claims, store
+from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.engine.group_step import GroupStep
 from mmlbench.engine.lockstep import group_key
@@ -19,6 +19,7 @@ from mmlbench.engine.lockstep_runner import train_group
 from mmlbench.engine.runner import TrainOptions, train_run
 from mmlbench.executors import get_executor
 from mmlbench.executors.lockstep import plan_groups
+from mmlbench.store import claims
 from mmlbench.sweep import run_sweep
 
 BASE = dict(negatives=10, batch_size=64, lr=0.01, epochs=5, patience=3)

@@ -22,7 +22,7 @@ import pytest
 import ray
 from typer.testing import CliRunner
 
-from mmlbench import claims, store
+from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
 from mmlbench.engine import resume
@@ -32,6 +32,7 @@ from mmlbench.executors import RAY_EXTRA, BackendOptions, get_executor
 from mmlbench.executors import ray as ray_backend
 from mmlbench.executors.base import fingerprint_of
 from mmlbench.executors.ray_worker import run_cell
+from mmlbench.store import claims
 from mmlbench.sweep import CANCELLED, run_sweep, was_interrupted
 
 ROOT = Path(__file__).resolve().parents[1]

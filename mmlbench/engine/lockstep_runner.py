@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from mmlbench import claims, store
+from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine import lockstep_resume, resume
@@ -36,6 +36,7 @@ from mmlbench.engine.runner import (
     train_claimed,
 )
 from mmlbench.paths import results_home
+from mmlbench.store import claims
 
 Outcome = RunOutcome | BaseException  # the stored run, or what kept it from being trained or stored
 

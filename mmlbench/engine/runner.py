@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from mmlbench import claims, store
+from mmlbench import store
 from mmlbench.config import ALL, RunConfig
 from mmlbench.data.dataset import InteractionData, load_dataset
 from mmlbench.engine import resume
@@ -28,6 +28,7 @@ from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import is_disk_full
 from mmlbench.paths import results_home
 from mmlbench.provenance import versions
+from mmlbench.store import claims
 
 
 

@@ -37,13 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import require_processed
 from mmlbench.data.processed import read_meta
 from mmlbench.engine.runner import RunOutcome, TrainOptions, train_run
 from mmlbench.errors import MMLBenchError
 from mmlbench.paths import results_home
-from mmlbench import claims, store
+from mmlbench.store import claims
 
 CLAIMED = "claimed elsewhere"  # another live process is training it: skipped, not a failure
 CANCELLED = "cancelled"  # the sweep was stopped before this run began

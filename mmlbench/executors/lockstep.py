@@ -17,12 +17,13 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable
 
-from mmlbench import claims, store
+from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.engine.memory import lockstep_size_limit
 from mmlbench.engine.runner import RunOutcome, TrainOptions
 from mmlbench.errors import MMLBenchError
 from mmlbench.executors.base import CANCELLED, CLAIMED, SweepEntry, run_task
+from mmlbench.store import claims
 
 
 class LockstepExecutor:

@@ -28,7 +28,7 @@ from pathlib import Path
 import ray
 from ray import exceptions as ray_errors
 
-from mmlbench import claims, store
+from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.console import ProgressBar
 from mmlbench.engine.runner import RunOutcome, TrainOptions
@@ -37,6 +37,7 @@ from mmlbench.executors.base import CANCELLED, CLAIMED, BackendOptions, SweepEnt
 from mmlbench.executors.ray_connect import connected
 from mmlbench.executors.ray_worker import CellResult, run_cell
 from mmlbench.paths import data_home, results_home
+from mmlbench.store import claims
 
 SYSTEM_RETRIES = 1  # a dead worker or node: Ray runs the task once more, then it is a failed run
 POLL_SECONDS = 0.5  # how often the progress line is refreshed while nothing finishes

@@ -18,11 +18,12 @@ from typing import Any
 
 import pandas as pd
 
-from mmlbench import claims, store
+from mmlbench import store
 from mmlbench.errors import MMLBenchError, closest
 from mmlbench.fsutil import remove_dir
 from mmlbench.metrics import is_metric_column
 from mmlbench.report.selection import apply_where, fail, normalise
+from mmlbench.store import claims
 
 STATUS_DAMAGED = "damaged"  # run.parquet present but unreadable
 STATUS_RUNNING = "running"  # claimed by a live process
