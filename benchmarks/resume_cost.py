@@ -32,6 +32,7 @@ from mmlbench.engine import resume
 from mmlbench.engine.models import MF
 from mmlbench.engine.step import make_adam
 from mmlbench.engine.trainer import EpochLog, FitResult
+from mmlbench.store import ids
 
 GOWALLA_USERS, GOWALLA_ITEMS = 29_858, 40_981
 
@@ -50,7 +51,7 @@ def main() -> None:
     save, capture = _group_saver(trainers) if args.members else _alone_saver(trainers[0])
     curve = [EpochLog(e, 0.5, 0.1, args.epoch_seconds, 1e-4, 1.0, {"recall@20": 0.1}) for e in range(1, 31)]
     best = {k: v.detach().clone() for k, v in trainers[0].model.state_dict().items()}
-    folders = [resume.folder(args.dir, f"gowalla-size-{k}") for k in range(len(trainers))]
+    folders = [ids.resume_folder(args.dir, f"gowalla-size-{k}") for k in range(len(trainers))]
     for case, best_epoch in (("best is the last epoch", 30), ("best is an older epoch", 27)):
         fit = FitResult(best, best_epoch, 0.1, curve, stale=0 if best_epoch == 30 else 3)
         seconds = []

@@ -218,9 +218,6 @@ class RunConfig:
         payload["dataset_fingerprint"] = dataset_fingerprint
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
-    def run_id(self, config_hash: str) -> str:
-        return f"{self.dataset}-{self.model}-{self.loss}-n{self.negatives}-s{self.seed}-{config_hash[:10]}"
-
     def to_row(self) -> dict[str, Any]:
         """Flat columns for run.parquet: tuples become comma-joined strings."""
         return {f.name: _flat(getattr(self, f.name)) for f in fields(self)}

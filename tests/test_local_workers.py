@@ -22,6 +22,7 @@ from mmlbench.config import RunConfig
 from mmlbench.engine import resume
 from mmlbench.executors.base import fingerprint_of
 from mmlbench.store import claims
+from mmlbench.store import ids
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -116,7 +117,7 @@ def _training_pids(results: Path, configs: list[RunConfig], planted_dir: Path) -
     for config in configs:
         config_hash = config.resolved().hash(fingerprint_of("planted", planted_dir))
         held = claims.read_claim(claims.claim_path(results, config_hash))
-        if held is None or not (resume.folder(results, config.run_id(config_hash)) / resume.STATE_FILE).is_file():
+        if held is None or not (ids.resume_folder(results, ids.run_id(config, config_hash)) / resume.STATE_FILE).is_file():
             return []
         pids.append(held.pid)
     return pids

@@ -33,6 +33,7 @@ from mmlbench.executors import ray as ray_backend
 from mmlbench.executors.base import fingerprint_of
 from mmlbench.executors.ray_worker import run_cell
 from mmlbench.store import claims
+from mmlbench.store import ids
 from mmlbench.sweep import CANCELLED, run_sweep, was_interrupted
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,7 +170,7 @@ def _wait_for(condition, timeout: float = 600.0):  # generous: Ray's workers run
 def _worker_training(results: Path, config: RunConfig, planted_dir: Path, other_than: int = 0) -> int:
     """The pid of the worker training `config`, once it has finished an epoch (read from its claim)."""
     config_hash = config.hash(fingerprint_of(config.dataset, planted_dir))
-    checkpoint = resume.folder(results, config.run_id(config_hash)) / resume.STATE_FILE
+    checkpoint = ids.resume_folder(results, ids.run_id(config, config_hash)) / resume.STATE_FILE
 
     def training_pid() -> int:
         held = claims.read_claim(claims.claim_path(results, config_hash))

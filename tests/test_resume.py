@@ -28,6 +28,7 @@ from mmlbench.engine.runner import TrainOptions, train_run
 from mmlbench.engine.trainer import Trainer
 from mmlbench.errors import MMLBenchError
 from mmlbench.metrics import is_metric_column
+from mmlbench.store import ids
 
 # Dropout, a random permutation and sampled negatives every epoch: the RNG state matters.
 CONFIG = RunConfig("planted", negatives=10, batch_size=48, lr=0.01, epochs=6, patience=10, dropout=0.2)
@@ -39,7 +40,7 @@ def _options(planted_dir: Path, results: Path, **kwargs) -> TrainOptions:
 
 
 def _resume_file(results: Path, run_id: str) -> Path:
-    return resume.folder(results, run_id) / resume.STATE_FILE
+    return ids.resume_folder(results, run_id) / resume.STATE_FILE
 
 
 def _interrupt_after(monkeypatch, epoch: int) -> None:
@@ -112,7 +113,7 @@ def test_ctrl_c_then_rerun_resumes_and_equals_the_uninterrupted_run(planted_dir,
     assert resumed.status == store.STATUS_COMPLETED and resumed.row["resumed_from_epoch"] == 3
     assert reference.row["resumed_from_epoch"] == 0
     _assert_same_run(resumed, reference)
-    assert not resume.folder(results, resumed.row["run_id"]).exists()  # removed once the run completed
+    assert not ids.resume_folder(results, resumed.row["run_id"]).exists()  # removed once the run completed
     assert len(store.read_runs(results)) == 1  # the interrupted folder was replaced
 
 
@@ -179,7 +180,7 @@ def test_the_checkpoint_is_written_after_an_epoch_only_when_the_interval_has_pas
     config = RunConfig("planted", negatives=5, batch_size=64, epochs=3, patience=10)
     outcome = train_run(config, _options(planted_dir, results, checkpoint_every=every))
     assert seen == on_disk
-    assert outcome.status == store.STATUS_COMPLETED and not resume.folder(results, outcome.row["run_id"]).exists()
+    assert outcome.status == store.STATUS_COMPLETED and not ids.resume_folder(results, outcome.row["run_id"]).exists()
 
 
 def test_checkpoints_write_once_the_interval_has_passed_since_the_last_write(tmp_path, monkeypatch):
@@ -284,7 +285,7 @@ def test_an_unreadable_checkpoint_is_refused_not_ignored(planted_dir, tmp_path, 
     started over silently (that would drop the progress); --no-resume starts over."""
     results = tmp_path / "r"
     config, interrupted = _interrupted_after_two_of_three(planted_dir, results, monkeypatch)
-    folder = resume.folder(results, interrupted.row["run_id"])
+    folder = ids.resume_folder(results, interrupted.row["run_id"])
     monkeypatch.setattr(resume.torch, "save", lambda state, handle: handle.write(b"not a checkpoint"))
     resume.write(folder, {})
     monkeypatch.undo()

@@ -41,12 +41,13 @@ def command(
     """
     from mmlbench import store  # pandas, and torch below: not at `--help`
     from mmlbench.engine.rescore import add_to_run, check_top_k_path, rescore, save_evaluation
+    from mmlbench.store.listing import find_run
 
     split, device = split.lower(), device.lower()  # choices are case-insensitive, as everywhere
     if export_topk is not None:
         check_top_k_path(export_topk)
     ks = _parse_ks(k) if k else None
-    run_dir = store.resolve_run(results_home(results_dir), run)
+    run_dir = find_run(results_home(results_dir), run)
     can_save = writable_folder(run_dir)  # a read-only store still serves metrics and exports
     with _users_bar(show_progress(quiet or output_format is ResultFormat.json)) as progress:
         result = rescore(

@@ -129,7 +129,8 @@ def print_sweep(entries: list[SweepEntry], data_dir: Path | None = None) -> None
     out.print(" · ".join(f"{n} {status}" for status, n in sorted(_status_counts(entries).items())), highlight=False)
 
 
-# The settings a run's label shows (dataset-model-loss-nN-sSEED).
+# The settings a run's label shows (dataset-model-loss-nN-sSEED), store.ids.LABEL_FIELDS: not
+# imported, it pulls in pandas.
 _LABELLED = ("dataset", "model", "loss", "negatives", "seed")
 
 
@@ -160,9 +161,10 @@ def _run_label(entry: SweepEntry, data_dir: Path | None) -> str:
     if entry.outcome is not None:
         return entry.label
     from mmlbench.executors.base import fingerprint_of
+    from mmlbench.store.ids import run_id
 
     try:
-        return entry.config.run_id(entry.config.hash(fingerprint_of(entry.config.dataset, data_dir)))
+        return run_id(entry.config, entry.config.hash(fingerprint_of(entry.config.dataset, data_dir)))
     except (MMLBenchError, OSError, ValueError):  # no readable data: the settings alone
         return entry.label
 

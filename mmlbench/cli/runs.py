@@ -79,6 +79,7 @@ def list_command(
     """List runs: status, dataset, model, loss, negatives, seed, best/run epochs, monitor metric, finish time."""
     from mmlbench.report import runs
     from mmlbench.report.selection import fail, parse_where
+    from mmlbench.store.listing import STATUS_DAMAGED
 
     if ctx.invoked_subcommand is not None:
         if where or status or output_format:
@@ -86,7 +87,7 @@ def list_command(
         ctx.obj = results_dir
         return
     listing = runs.list_runs(results_home(results_dir), parse_where(where or []), [s.value for s in status or []])
-    damaged = listing.loc[listing["status"] == runs.STATUS_DAMAGED, "error"]
+    damaged = listing.loc[listing["status"] == STATUS_DAMAGED, "error"]
     for message in damaged:
         warn(escape(f"{message} (listed as damaged)"))
     chosen = output_format or ListFormat.table
@@ -112,8 +113,9 @@ def show_command(
 ) -> None:
     """Show one run: settings, provenance, costs, test metrics and its per-epoch curve."""
     from mmlbench.report import runs
+    from mmlbench.store import listing
 
-    shown = runs.details(runs.find_run(_results(ctx, results_dir), run_id))
+    shown = runs.details(listing.find_run(_results(ctx, results_dir), run_id))
     _print_details(shown)
 
 
@@ -121,10 +123,10 @@ def show_command(
 @guarded
 def rm_command(ctx: typer.Context, run_ids: RunIdsArgument, results_dir: ResultsOption = None) -> None:
     """Remove runs by exact id, with their resume checkpoints; nothing is asked, and an unknown or running id stops it before anything is removed."""
-    from mmlbench.report import runs
+    from mmlbench.store import listing
 
-    chosen = runs.find_exact(_results(ctx, results_dir), run_ids)
-    for run_id in runs.remove(chosen):
+    chosen = listing.find_exact(_results(ctx, results_dir), run_ids)
+    for run_id in listing.remove(chosen):
         out.print(f"removed {run_id}", markup=False, highlight=False)
 
 
@@ -144,6 +146,7 @@ def prune_command(
     """Remove failed, interrupted, damaged runs and/or orphaned resume checkpoints (never completed or running runs)."""
     from mmlbench.report import runs
     from mmlbench.report.selection import parse_where
+    from mmlbench.store import listing
 
     chosen = {"failed": failed, "interrupted": interrupted, "damaged": damaged, "orphaned": orphaned}
     statuses = [status for status, wanted in chosen.items() if wanted]
@@ -156,7 +159,7 @@ def prune_command(
             out.print(f"would remove {run_id} ({status})", markup=False, highlight=False)
         info(f"{len(candidates)} run(s) would be removed; nothing was removed (--dry-run)")
         return
-    for run_id in runs.remove(candidates):
+    for run_id in listing.remove(candidates):
         out.print(f"removed {run_id}", markup=False, highlight=False)
     info(f"removed {len(candidates)} run(s)")
 

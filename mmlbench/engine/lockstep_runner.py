@@ -32,11 +32,12 @@ from mmlbench.engine.lockstep import fit_group, make_member
 from mmlbench.engine.member import Member
 from mmlbench.engine.progress import TrainingProgress
 from mmlbench.engine.runner import (
-    RunOutcome, TrainOptions, check_against_data, claimed_run, finish_run, now, prepare, reuse, run_row, store_failure,
+    RunOutcome, TrainOptions, check_against_data, finish_run, now, prepare, reuse, run_row, store_failure,
     train_claimed,
 )
 from mmlbench.paths import results_home
-from mmlbench.store import claims
+from mmlbench.store import claims, ids
+from mmlbench.store.ids import claimed_run
 
 Outcome = RunOutcome | BaseException  # the stored run, or what kept it from being trained or stored
 
@@ -137,8 +138,8 @@ def _member(
     """A member, resumed from its checkpoint where it has one, its own `Checkpoints` put in
     `checkpoints`, with its progress lines (one per epoch; several bars at once would interleave)."""
     config_hash = config.hash(data.fingerprint)
-    run_id = config.run_id(config_hash)
-    resume_folder = resume.folder(results_dir, run_id)
+    run_id = ids.run_id(config, config_hash)
+    resume_folder = ids.resume_folder(results_dir, run_id)
     if options.force or not options.resume:
         resume.discard(resume_folder)
     progress = TrainingProgress(config, quiet=options.quiet)

@@ -28,7 +28,8 @@ from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import is_disk_full
 from mmlbench.paths import results_home
 from mmlbench.provenance import versions
-from mmlbench.store import claims
+from mmlbench.store import claims, ids
+from mmlbench.store.ids import claimed_run
 
 
 
@@ -106,12 +107,6 @@ def train_run(config: RunConfig, options: TrainOptions) -> RunOutcome:
         return reuse(results_dir, config_hash, options) or train_claimed(config, options, device, data, results_dir)
 
 
-def claimed_run(config: RunConfig, config_hash: str) -> dict[str, Any]:
-    """What a claim says it trains, for `mmlbench runs` to list before the run has a folder."""
-    names = ("dataset", "model", "loss", "negatives", "seed")
-    return {"run_id": config.run_id(config_hash), **{name: getattr(config, name) for name in names}}
-
-
 def reuse(results_dir: Path, config_hash: str, options: TrainOptions) -> RunOutcome | None:
     """The completed run of this config hash as a skipped outcome, unless absent or --force."""
     existing = store.find_completed(results_dir, config_hash)
@@ -125,8 +120,8 @@ def train_claimed(
 ) -> RunOutcome:
     """Train one run alone and store it; the caller holds its claim and has checked it is not done."""
     config_hash = config.hash(data.fingerprint)
-    run_id = config.run_id(config_hash)
-    resume_folder = resume.folder(results_dir, run_id)
+    run_id = ids.run_id(config, config_hash)
+    resume_folder = ids.resume_folder(results_dir, run_id)
     if options.force or not options.resume:
         resume.discard(resume_folder)
     torch.manual_seed(config.seed)
@@ -179,7 +174,7 @@ def run_row(
     """
     config_hash = config.hash(data.fingerprint)
     return {
-        "run_id": config.run_id(config_hash),
+        "run_id": ids.run_id(config, config_hash),
         "config_hash": config_hash,
         "setting_hash": config.hash(data.fingerprint, with_seed=False),
         "protocol": data.protocol,
@@ -219,7 +214,7 @@ def finish_run(
     row.update({"monitor_value": fit.best_value, "test_eval_seconds": test.seconds, **test.metrics})
     run_dir = _store(results_dir, row, _curve(fit), test.per_user, _checkpoint(model, config, data))
     if status == store.STATUS_COMPLETED:
-        resume.discard(resume.folder(results_dir, str(row["run_id"])))
+        resume.discard(ids.resume_folder(results_dir, str(row["run_id"])))
     return RunOutcome(run_dir, store.read_run(run_dir))
 
 

@@ -45,6 +45,7 @@ from mmlbench.engine.runner import RunOutcome, TrainOptions, train_run
 from mmlbench.errors import MMLBenchError
 from mmlbench.paths import results_home
 from mmlbench.store import claims
+from mmlbench.store.ids import run_id, run_label
 
 CLAIMED = "claimed elsewhere"  # another live process is training it: skipped, not a failure
 CANCELLED = "cancelled"  # the sweep was stopped before this run began
@@ -87,8 +88,7 @@ class SweepEntry:
         """The run id when the run was stored, else the settings that tell the runs of a sweep apart."""
         if self.outcome is not None:
             return str(self.outcome.row.get("run_id"))
-        config = self.config
-        return f"{config.dataset}-{config.model}-{config.loss}-n{config.negatives}-s{config.seed}"
+        return run_label(self.config)
 
     @property
     def status(self) -> str:
@@ -135,14 +135,14 @@ def plan(
     rows = []
     for config in configs:
         if config.dataset in fetching:
-            rows.append((config, config.run_id("?"), "to run"))
+            rows.append((config, run_id(config, "?"), "to run"))
             continue
         config_hash = config.hash(fingerprint_of(config.dataset, options.data_dir))
         if config_hash in completed and not options.force:
             state = "done"
         else:
             state = CLAIMED if claims.live_claim(results_dir, config_hash) else "to run"
-        rows.append((config, config.run_id(config_hash), state))
+        rows.append((config, run_id(config, config_hash), state))
     return rows
 
 

@@ -13,13 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mmlbench.errors import MMLBenchError
+from mmlbench.errors import INPUT_ERROR, MMLBenchError
 
 if TYPE_CHECKING:
     from mmlbench.report.compare import Comparison
-
-# compare's exit code for bad input (selection.INPUT_ERROR, not imported: it pulls in pandas).
-_INPUT_ERROR = 2
 
 
 @dataclass(frozen=True)
@@ -52,7 +49,7 @@ PLOT_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 
 
 def _refuse(message: str) -> MMLBenchError:
-    return MMLBenchError(message, exit_code=_INPUT_ERROR)
+    return MMLBenchError(message, exit_code=INPUT_ERROR)
 
 
 def renderer_for_suffix(suffix: str) -> str | None:

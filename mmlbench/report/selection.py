@@ -17,12 +17,8 @@ import numpy as np
 import pandas as pd
 
 from mmlbench import store
-from mmlbench.errors import MMLBenchError, unknown_name
+from mmlbench.errors import INPUT_ERROR, MMLBenchError, unknown_name
 from mmlbench.metrics import is_metric_column
-
-# Every compare error stops the command before a result exists; exit code 1 is kept for
-# "the gate found a regression" so CI can tell the two apart.
-INPUT_ERROR = 2
 
 MISSING = "none"
 # A short, table-friendly name for the data a run was trained on: a prefix of its fingerprint.
