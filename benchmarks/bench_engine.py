@@ -22,8 +22,8 @@ import torch
 from mmlbench.config import RunConfig
 from mmlbench.engine.device import device_name, matmul_precision, peak_memory_bytes, reset_peak_memory, synchronize
 from mmlbench.engine.models import build_model
-from mmlbench.engine.runner import TrainOptions, prepare
 from mmlbench.engine.trainer import Trainer
+from mmlbench.runs.single import TrainOptions, prepare
 
 
 def build_parser() -> argparse.ArgumentParser:

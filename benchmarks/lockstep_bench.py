@@ -33,11 +33,11 @@ from mmlbench.config import RunConfig  # noqa: E402
 from mmlbench.engine.device import device_name, matmul_precision, peak_memory_bytes, reset_peak_memory, synchronize  # noqa: E402
 from mmlbench.engine.group_step import GroupStep  # noqa: E402
 from mmlbench.engine.lockstep import make_member  # noqa: E402
-from mmlbench.engine.lockstep_runner import train_group  # noqa: E402
 from mmlbench.engine.models import build_model  # noqa: E402
-from mmlbench.engine.runner import TrainOptions, prepare, train_run  # noqa: E402
 from mmlbench.engine.trainer import Trainer  # noqa: E402
 from mmlbench.experiment import preset_path, read_experiment  # noqa: E402
+from mmlbench.runs.group import train_group  # noqa: E402
+from mmlbench.runs.single import TrainOptions, prepare, train_run  # noqa: E402
 
 TOLERANCE = 1e-4  # metrics on ~120 planted users move in steps of ~1e-3: this is float noise only
 METRICS = ["loss", "recall@20", "ndcg@20"]

@@ -11,11 +11,11 @@ import signal
 import threading
 from collections.abc import Iterator
 
+from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.engine.runner import TrainOptions
 from mmlbench.executors import Executor, get_executor
 from mmlbench.executors.base import BackendOptions, CANCELLED, CLAIMED, SweepEntry, plan
-from mmlbench import store
+from mmlbench.runs.single import TrainOptions
 
 __all__ = ["CANCELLED", "CLAIMED", "RunTraceback", "SweepEntry", "plan", "run_sweep", "was_interrupted"]
 

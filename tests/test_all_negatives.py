@@ -19,12 +19,12 @@ from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import load_dataset
-from mmlbench.engine import memory
 from mmlbench.engine.models import build_model
-from mmlbench.engine.runner import TrainOptions, train_run
 from mmlbench.engine.scoring import others_of
 from mmlbench.engine.trainer import Trainer
 from mmlbench.plugins.losses import LOSSES
+from mmlbench.runs import preflight
+from mmlbench.runs.single import TrainOptions, train_run
 
 runner = CliRunner()
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
@@ -196,12 +196,12 @@ def test_the_memory_check_counts_a_batch_by_items_score_matrix(planted_dir, tmp_
     every = RunConfig("planted", negatives="all", batch_size=64).resolved()
     sampled = RunConfig("planted", negatives=10, batch_size=64).resolved()
     tables = (120 + 60) * 64 * 4 * 8  # 8 copies of the float32 tables
-    assert memory.training_bytes(every, 120, 60) == tables + 64 * 60 * memory._DENSE_PER_SCORE
+    assert preflight.training_bytes(every, 120, 60) == tables + 64 * 60 * preflight._DENSE_PER_SCORE
     larger = RunConfig("planted", negatives="all", batch_size=256).resolved()
-    assert memory.training_bytes(larger, 120, 60) - memory.training_bytes(every, 120, 60) == 192 * 60 * memory._DENSE_PER_SCORE
-    assert memory.training_bytes(sampled, 120, 60) - tables == 64 * 11 * (64 * 4 * 3 + 6 * 8)  # gathered rows
+    assert preflight.training_bytes(larger, 120, 60) - preflight.training_bytes(every, 120, 60) == 192 * 60 * preflight._DENSE_PER_SCORE
+    assert preflight.training_bytes(sampled, 120, 60) - tables == 64 * 11 * (64 * 4 * 3 + 6 * 8)  # gathered rows
     # A machine with room for a run at 2 negatives but one byte short of a 64 x 60 score matrix:
-    monkeypatch.setattr(memory, "device_bytes", lambda device: memory.training_bytes(every, 120, 60) - 1)
+    monkeypatch.setattr(preflight, "device_bytes", lambda device: preflight.training_bytes(every, 120, 60) - 1)
     assert _train(planted_dir, tmp_path / "r", "--negatives", "2").exit_code == 0
     result = _train(planted_dir, tmp_path / "r", "--negatives", "2,all")
     assert result.exit_code == 1 and "Traceback" not in result.output
@@ -215,12 +215,12 @@ def test_an_experiment_file_grids_all_beside_numbers(planted_dir, tmp_path):
     result = runner.invoke(app, ["train", "--config", str(experiment), "--data-dir", str(planted_dir), "--dry-run", "--format", "json"])
     assert result.exit_code == 0, result.output
     assert "nall" in result.stdout and result.stdout.count('"negatives": "all"') == 2
-    assert not math.isnan(memory.training_bytes(RunConfig("planted", negatives="all").resolved(), 1, 1))
+    assert not math.isnan(preflight.training_bytes(RunConfig("planted", negatives="all").resolved(), 1, 1))
 
 
 def test_a_lockstep_group_at_all_negatives_equals_each_run_alone_bit_for_bit(planted_dir, tmp_path):
     from mmlbench.engine.lockstep import group_key
-    from mmlbench.engine.lockstep_runner import train_group
+    from mmlbench.runs.group import train_group
     from test_lockstep import _options, _same_run
 
     base = dict(negatives="all", batch_size=64, lr=0.01, epochs=3)

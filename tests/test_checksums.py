@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from mmlbench import store
 from mmlbench.cli import app
-from mmlbench.engine import resume
-from mmlbench.engine.progress import TrainingProgress
+from mmlbench.runs import resume
+from mmlbench.runs.progress import TrainingProgress
 from mmlbench.store import ids
 
 runner = CliRunner()
@@ -219,7 +219,7 @@ def test_a_lockstep_member_with_a_damaged_checkpoint_is_left_out_and_kept(plante
     from test_lockstep import _options, _three
 
     from mmlbench.engine.group_step import GroupStep
-    from mmlbench.engine.lockstep_runner import train_group
+    from mmlbench.runs.group import train_group
 
     results, real, calls = tmp_path / "group", GroupStep.run_epoch, []
 

@@ -16,8 +16,8 @@ from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
 from mmlbench.data.processed import read_meta
-from mmlbench.engine.runner import TrainOptions
 from mmlbench.paths import processed_dir
+from mmlbench.runs.single import TrainOptions
 from mmlbench.store import claims
 from mmlbench.sweep import CLAIMED, plan, run_sweep
 

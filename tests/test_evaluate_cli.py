@@ -15,10 +15,10 @@ from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.cli import evaluate as evaluate_cli
 from mmlbench.data.processed import IdMaps
-from mmlbench.engine import rescore as rescore_module
 from mmlbench.engine.evaluator import Evaluation
-from mmlbench.engine.rescore import write_top_k
 from mmlbench.fsutil import writable_folder
+from mmlbench.runs import rescore as rescore_module
+from mmlbench.runs.rescore import write_top_k
 
 runner = CliRunner()
 N_ITEMS = 60  # the planted dataset's items

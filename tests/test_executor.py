@@ -9,12 +9,12 @@ import pytest
 from typer.testing import CliRunner
 
 from mmlbench import executors
+from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
-from mmlbench.engine.runner import TrainOptions
 from mmlbench.errors import MMLBenchError
 from mmlbench.executors import BackendOptions, InProcessExecutor, LocalProcessExecutor, get_executor
-from mmlbench import store
+from mmlbench.runs.single import TrainOptions
 from mmlbench.sweep import CANCELLED, CLAIMED, SweepEntry, run_sweep, was_interrupted
 
 runner = CliRunner()

@@ -15,9 +15,9 @@ import torch
 
 from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.engine import resume
-from mmlbench.engine.runner import TrainOptions
 from mmlbench.fsutil import atomic_file, interrupts_held
+from mmlbench.runs import resume
+from mmlbench.runs.single import TrainOptions
 from mmlbench.store import ids
 from mmlbench.sweep import run_sweep
 

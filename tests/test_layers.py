@@ -19,7 +19,7 @@ LAYERS = (
     ("mmlbench.errors", "mmlbench.fsutil", "mmlbench.paths", "mmlbench.console", "mmlbench.provenance", "mmlbench.metrics"),
     ("mmlbench.data",),
     ("mmlbench.store", "mmlbench.config", "mmlbench.plugins"),
-    ("mmlbench.engine", "mmlbench.report"),
+    ("mmlbench.engine", "mmlbench.runs", "mmlbench.report"),
     ("mmlbench.experiment", "mmlbench.sweep", "mmlbench.executors", "mmlbench.presets"),
     ("mmlbench.cli", "mmlbench.__main__"),
 )

@@ -15,12 +15,12 @@ import torch
 
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import load_dataset
-from mmlbench.engine.memory import training_bytes
 from mmlbench.engine.models import LightGCN, SymmetricSparseProduct, build_model, normalized_adjacency
 from mmlbench.engine.trainer import Trainer
 from mmlbench.errors import MMLBenchError
 from mmlbench.plugins.losses import LOSSES
 from mmlbench.plugins.samplers import SAMPLERS
+from mmlbench.runs.preflight import training_bytes
 
 R2 = math.sqrt(2)
 N_USERS, N_ITEMS = 2, 4

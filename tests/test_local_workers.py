@@ -19,10 +19,9 @@ import pytest
 
 from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.engine import resume
 from mmlbench.executors.base import fingerprint_of
-from mmlbench.store import claims
-from mmlbench.store import ids
+from mmlbench.runs import resume
+from mmlbench.store import claims, ids
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -45,7 +44,7 @@ def _sweep_killing_bpr_workers(tmp_path: Path, planted_dir: Path, deaths: int) -
     script.write_text(textwrap.dedent(f"""
         import os, signal, sys
         from pathlib import Path
-        from mmlbench.engine.progress import TrainingProgress
+        from mmlbench.runs.progress import TrainingProgress
 
         DEATHS = Path({str(tmp_path / "deaths")!r})
         original = TrainingProgress.epoch_done

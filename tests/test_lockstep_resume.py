@@ -16,12 +16,12 @@ import torch
 from test_lockstep import _options, _same_run, _three
 
 from mmlbench import store
-from mmlbench.engine import lockstep_runner, resume
 from mmlbench.engine.group_step import GroupStep
-from mmlbench.engine.lockstep_runner import train_group
-from mmlbench.engine.progress import TrainingProgress
-from mmlbench.engine.runner import train_run
 from mmlbench.executors.lockstep import plan_groups
+from mmlbench.runs import group, resume
+from mmlbench.runs.group import train_group
+from mmlbench.runs.progress import TrainingProgress
+from mmlbench.runs.single import train_run
 from mmlbench.store import ids
 
 
@@ -147,7 +147,7 @@ def test_each_member_writes_after_an_epoch_only_when_its_interval_has_passed(pla
 def test_ctrl_c_at_a_leaving_runs_test_evaluation_saves_every_run_not_stored(planted_dir, tmp_path, monkeypatch, alone):
     results = tmp_path / "group"
     with monkeypatch.context() as patch:
-        patch.setattr(lockstep_runner, "finish_run", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+        patch.setattr(group, "finish_run", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
         with pytest.raises(KeyboardInterrupt):
             train_group(_three(), _options(planted_dir, results, checkpoint_every=3600))
     assert list(store.iter_run_dirs(results)) == []

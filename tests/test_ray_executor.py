@@ -25,15 +25,14 @@ from typer.testing import CliRunner
 from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
-from mmlbench.engine import resume
-from mmlbench.engine.runner import TrainOptions
 from mmlbench.errors import MMLBenchError
 from mmlbench.executors import RAY_EXTRA, BackendOptions, get_executor
 from mmlbench.executors import ray as ray_backend
 from mmlbench.executors.base import fingerprint_of
 from mmlbench.executors.ray_worker import run_cell
-from mmlbench.store import claims
-from mmlbench.store import ids
+from mmlbench.runs import resume
+from mmlbench.runs.single import TrainOptions
+from mmlbench.store import claims, ids
 from mmlbench.sweep import CANCELLED, run_sweep, was_interrupted
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,13 +21,13 @@ from typer.testing import CliRunner
 from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
-from mmlbench.engine import resume, runner
 from mmlbench.engine.evaluator import Evaluation
-from mmlbench.engine.progress import TrainingProgress
-from mmlbench.engine.runner import TrainOptions, train_run
 from mmlbench.engine.trainer import Trainer
 from mmlbench.errors import MMLBenchError
 from mmlbench.metrics import is_metric_column
+from mmlbench.runs import resume, single
+from mmlbench.runs.progress import TrainingProgress
+from mmlbench.runs.single import TrainOptions, train_run
 from mmlbench.store import ids
 
 # Dropout, a random permutation and sampled negatives every epoch: the RNG state matters.
@@ -127,7 +127,7 @@ def test_killed_run_leaves_only_the_checkpoint_and_resumes(planted_dir, tmp_path
         import os, signal, sys
         import torch
         torch.set_num_threads(1)  # as the tests' process: same arithmetic
-        from mmlbench.engine.progress import TrainingProgress
+        from mmlbench.runs.progress import TrainingProgress
         def epoch_done(self, log):
             if log.epoch == 2:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -236,7 +236,7 @@ def test_killed_after_the_last_epoch_only_redoes_the_test_evaluation(planted_dir
 def test_a_stop_at_the_test_evaluation_keeps_the_last_epoch(planted_dir, tmp_path, monkeypatch, reference, stop):
     results = tmp_path / "r"
     with monkeypatch.context() as patch:
-        patch.setattr(runner, "finish_run", lambda *args, **kwargs: (_ for _ in ()).throw(stop))
+        patch.setattr(single, "finish_run", lambda *args, **kwargs: (_ for _ in ()).throw(stop))
         with pytest.raises(type(stop) if isinstance(stop, BaseException) else stop):
             train_run(CONFIG, _options(planted_dir, results, checkpoint_every=3600))
     assert list(store.iter_run_dirs(results)) == []

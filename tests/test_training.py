@@ -10,10 +10,10 @@ from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import load_dataset
 from mmlbench.engine.evaluator import Evaluation, evaluate
-from mmlbench.engine.runner import TrainOptions, train_run
 from mmlbench.engine.trainer import Trainer
 from mmlbench.errors import MMLBenchError
 from mmlbench.metrics import is_metric_column
+from mmlbench.runs.single import TrainOptions, train_run
 
 _real = Trainer.evaluate
 

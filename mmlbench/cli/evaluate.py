@@ -16,7 +16,7 @@ from mmlbench.fsutil import writable_folder
 from mmlbench.paths import results_home
 
 if TYPE_CHECKING:
-    from mmlbench.engine.rescore import Rescored
+    from mmlbench.runs.rescore import Rescored
 
 NAME = "evaluate"
 NO_ARGS_IS_HELP = True
@@ -40,7 +40,7 @@ def command(
     are added to it, provided the ones it holds re-score to the stored values.
     """
     from mmlbench import store  # pandas, and torch below: not at `--help`
-    from mmlbench.engine.rescore import add_to_run, check_top_k_path, rescore, save_evaluation
+    from mmlbench.runs.rescore import add_to_run, check_top_k_path, rescore, save_evaluation
     from mmlbench.store.listing import find_run
 
     split, device = split.lower(), device.lower()  # choices are case-insensitive, as everywhere
@@ -95,7 +95,7 @@ def _users_bar(shown: bool) -> Iterator[Callable[[int, int], None] | None]:
 
 
 def _export(path: Path, result: Rescored, k: int) -> dict[str, Any]:
-    from mmlbench.engine.rescore import write_top_k
+    from mmlbench.runs.rescore import write_top_k
 
     evaluation = result.evaluation
     rows = write_top_k(path, evaluation, k, result.originals)

@@ -50,9 +50,9 @@ def _train(
     output_format: Annotated[ResultFormat, typer.Option("--format", help="table, or json: one document on stdout for scripts.")] = ResultFormat.table,
 ) -> None:
     """The sweep: `settings` holds the RunConfig-field options by field name (None: not given)."""
-    from mmlbench.engine.memory import check_sweep_fits  # the engine imports torch: not at `--help`
-    from mmlbench.engine.runner import TrainOptions
     from mmlbench.executors import BackendOptions, get_executor
+    from mmlbench.runs.preflight import check_sweep_fits  # the engine imports torch: not at `--help`
+    from mmlbench.runs.single import TrainOptions
     from mmlbench.sweep import plan, run_sweep
 
     device, backend = device.lower(), backend.lower()  # choices are case-insensitive, as everywhere

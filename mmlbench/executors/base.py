@@ -5,7 +5,7 @@ share; `Executor.run` returns one SweepEntry per config, in the order given. A b
 this process, local worker processes, a Ray cluster) is one module implementing `run`:
 
 - **A task** is one config through `run_task(config, options)`: the single-run path
-  (`engine.runner.train_run`: load the data, reuse a completed run, claim, train, store) with
+  (`runs.single.train_run`: load the data, reuse a completed run, claim, train, store) with
   its failures turned into an entry. A backend runs `run_task` wherever its workers are; it
   never re-implements training. Several progress bars would interleave: a backend running
   tasks at once passes `options` with `quiet=True`.
@@ -41,9 +41,9 @@ from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import require_processed
 from mmlbench.data.processed import read_meta
-from mmlbench.engine.runner import RunOutcome, TrainOptions, train_run
 from mmlbench.errors import MMLBenchError
 from mmlbench.paths import results_home
+from mmlbench.runs.single import RunOutcome, TrainOptions, train_run
 from mmlbench.store import claims
 from mmlbench.store.ids import run_id, run_label
 

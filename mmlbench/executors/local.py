@@ -23,9 +23,9 @@ from multiprocessing.process import BaseProcess
 
 from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.engine.runner import TrainOptions
 from mmlbench.executors.base import CANCELLED, SweepEntry
 from mmlbench.executors.local_worker import STOP_SIGNALS, serve
+from mmlbench.runs.single import TrainOptions
 
 WORKER_RETRIES = 1  # a config whose worker died is run once more, then it is a failed entry
 

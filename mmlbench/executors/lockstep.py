@@ -5,9 +5,9 @@ negatives; any loss, seed, lr, l2, dropout, clipping); each group trains in this
 one batched step and each of its runs is stored as alone, its row saying `execution =
 lockstep`. Configs that fit no group (another model, a sampler needing the model or the
 batch) and groups of one go through the single-run path, `run_task`. A run interrupted
-alone or in a group resumes in its group from its checkpoint (engine.lockstep_resume).
+alone or in a group resumes in its group from its checkpoint (runs.group_resume).
 A group holds K runs' tables and step tensors at once, so one larger than the device's
-memory allows (engine.memory.lockstep_size_limit) is cut into groups that fit.
+memory allows (runs.preflight.lockstep_size_limit) is cut into groups that fit.
 Groups run one after another, in the order of their first config; the entries come back
 in the order given.
 """
@@ -19,10 +19,10 @@ from collections.abc import Callable
 
 from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.engine.memory import lockstep_size_limit
-from mmlbench.engine.runner import RunOutcome, TrainOptions
 from mmlbench.errors import MMLBenchError
 from mmlbench.executors.base import CANCELLED, CLAIMED, SweepEntry, run_task
+from mmlbench.runs.preflight import lockstep_size_limit
+from mmlbench.runs.single import RunOutcome, TrainOptions
 from mmlbench.store import claims
 
 
@@ -70,7 +70,7 @@ def plan_groups(configs: list[RunConfig], size_limit: Callable[[RunConfig], int 
 def _run_group(configs: list[RunConfig], options: TrainOptions) -> list[SweepEntry]:
     if len(configs) == 1:
         return [run_task(configs[0], options)]
-    from mmlbench.engine.lockstep_runner import train_group
+    from mmlbench.runs.group import train_group
 
     try:
         outcomes = train_group(configs, options)

@@ -31,12 +31,12 @@ from ray import exceptions as ray_errors
 from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.console import ProgressBar
-from mmlbench.engine.runner import RunOutcome, TrainOptions
 from mmlbench.errors import MMLBenchError
 from mmlbench.executors.base import CANCELLED, CLAIMED, BackendOptions, SweepEntry, fingerprint_of, plan
 from mmlbench.executors.ray_connect import connected
 from mmlbench.executors.ray_worker import CellResult, run_cell
 from mmlbench.paths import data_home, results_home
+from mmlbench.runs.single import RunOutcome, TrainOptions
 from mmlbench.store import claims
 
 SYSTEM_RETRIES = 1  # a dead worker or node: Ray runs the task once more, then it is a failed run

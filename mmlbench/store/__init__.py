@@ -69,7 +69,7 @@ def write_run(results_dir: Path, record: RunRecord) -> Path:
     with atomic_dir(final) as tmp:
         row = {"schema_version": SCHEMA_VERSION, **record.row}
         if record.checkpoint is not None:
-            # Hashed as written, checked before use (engine.rescore): torch.load verifies nothing.
+            # Hashed as written, checked before use (runs.rescore): torch.load verifies nothing.
             row[CHECKPOINT_SHA256] = write_hashed(tmp / CHECKPOINT_FILE, lambda handle: torch.save(record.checkpoint, handle))
         pd.DataFrame([row]).to_parquet(tmp / RUN_FILE, index=False)
         if record.curve is not None:

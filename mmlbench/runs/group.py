@@ -1,11 +1,11 @@
 """A lockstep group end to end: claim its runs, train them together, store each as train_run does.
 
-The single-run path's pieces (runner.reuse, run_row, finish_run, store_failure) do the
+The single-run path's pieces (single.reuse, run_row, finish_run, store_failure) do the
 storing, so a run trained in a group leaves the same run folder (row, curve, per-user
 metrics, checkpoint) as alone, its row saying `execution = lockstep` and the group's size.
 
 Resume checkpoints as alone: each run writes one on its own clock (`--checkpoint-every`,
-engine.resume.Checkpoints), in the format of a run alone (engine.lockstep_resume), and a run
+runs.resume.Checkpoints), in the format of a run alone (runs.group_resume), and a run
 with one (unless --force or --no-resume) starts in its group from it; runs resumed from
 different epochs train together, each counting its own. A run whose checkpoint cannot be used
 (resume.DamagedCheckpoint) is left out of the group, untrained, and the others train. An interrupted or failed run first
@@ -25,17 +25,17 @@ import torch
 from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import InteractionData
-from mmlbench.engine import lockstep_resume, resume
 from mmlbench.engine.device import matmul_precision, reset_peak_memory
 from mmlbench.engine.group_step import GroupStep
 from mmlbench.engine.lockstep import fit_group, make_member
 from mmlbench.engine.member import Member
-from mmlbench.engine.progress import TrainingProgress
-from mmlbench.engine.runner import (
+from mmlbench.paths import results_home
+from mmlbench.runs import group_resume, resume
+from mmlbench.runs.progress import TrainingProgress
+from mmlbench.runs.single import (
     RunOutcome, TrainOptions, check_against_data, finish_run, now, prepare, reuse, run_row, store_failure,
     train_claimed,
 )
-from mmlbench.paths import results_home
 from mmlbench.store import claims, ids
 from mmlbench.store.ids import claimed_run
 
@@ -145,14 +145,14 @@ def _member(
     progress = TrainingProgress(config, quiet=options.quiet)
     saving = resume.Checkpoints(
         resume_folder, options.checkpoint_every,
-        lambda fit, snapshot: lockstep_resume.capture(member, fit, config_hash, snapshot=snapshot),
+        lambda fit, snapshot: group_resume.capture(member, fit, config_hash, snapshot=snapshot),
     )
     member = make_member(
         config, data, device, eval_batch_users=options.eval_batch_users, on_epoch=progress.epoch_done,
         on_checkpoint=saving.epoch_closed,
     )
     checkpoints[id(member)] = saving
-    resumed_from = lockstep_resume.load(resume_folder, member, config_hash)  # after seeding and building: overrides both
+    resumed_from = group_resume.load(resume_folder, member, config_hash)  # after seeding and building: overrides both
     resume.announce(run_id, resumed_from, quiet=options.quiet)
     progress.start(member.trainer.batches_per_epoch, first_epoch=resumed_from + 1)
     return member

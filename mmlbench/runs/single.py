@@ -15,19 +15,19 @@ import torch
 from mmlbench import store
 from mmlbench.config import ALL, RunConfig
 from mmlbench.data.dataset import InteractionData, load_dataset
-from mmlbench.engine import resume
 from mmlbench.engine.allocator import reuse_freed_memory
 from mmlbench.engine.device import (
     check_precision, device_name, matmul_precision, peak_memory_bytes, reset_peak_memory, resolve_device,
 )
-from mmlbench.engine.memory import check_fits
 from mmlbench.engine.models import build_model
-from mmlbench.engine.progress import TrainingProgress
 from mmlbench.engine.trainer import FitResult, Trainer
 from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import is_disk_full
 from mmlbench.paths import results_home
 from mmlbench.provenance import versions
+from mmlbench.runs import resume
+from mmlbench.runs.preflight import check_fits
+from mmlbench.runs.progress import TrainingProgress
 from mmlbench.store import claims, ids
 from mmlbench.store.ids import claimed_run
 
@@ -44,7 +44,7 @@ class TrainOptions:
     quiet: bool = False
     force: bool = False  # re-run even when a completed run with the same config exists (from scratch)
     resume: bool = True  # continue an interrupted or killed run from its last finished epoch
-    checkpoint_every: float = 60.0  # seconds between resume checkpoint writes (0: every epoch); engine.resume
+    checkpoint_every: float = 60.0  # seconds between resume checkpoint writes (0: every epoch); runs.resume
     eval_batch_users: int | None = None
     cuda_graphs: bool = True
 

@@ -1,4 +1,4 @@
-"""Resume checkpoints of runs trained in lockstep, in the format of a run alone (engine.resume).
+"""Resume checkpoints of runs trained in lockstep, in the format of a run alone (runs.resume).
 
 A run in a group keeps its Adam state in `member.moments` (exp_avg per table, then
 exp_avg_sq per table: views into the group's stacks) and `member.steps`, and its random
@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mmlbench.engine import resume
 from mmlbench.engine.member import Member
 from mmlbench.engine.trainer import FitResult
+from mmlbench.runs import resume
 
 
 def save(resume_folder: Path, member: Member, fit: FitResult, config_hash: str) -> None:
