@@ -19,10 +19,10 @@ from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import load_dataset
-from mmlbench.engine.models import build_model
 from mmlbench.engine.scoring import others_of
 from mmlbench.engine.trainer import Trainer
 from mmlbench.plugins.losses import LOSSES
+from mmlbench.runs import build
 from mmlbench.runs import preflight
 from mmlbench.runs.single import TrainOptions, train_run
 
@@ -75,8 +75,8 @@ def test_the_loss_and_gradients_equal_an_explicit_enumeration_of_every_item(plan
     config = RunConfig("planted", loss=loss, negatives="all", score=score, dropout=0.0, init_std=0.3, seed=7).resolved()
     data = load_dataset("planted", planted_dir, device)
     torch.manual_seed(config.seed)
-    model = build_model(config, data).to(device)
-    trainer = Trainer(config, data, model, device, cuda_graphs=False)
+    model = build.model(config, data, device)
+    trainer = Trainer(config, data, build.parts(config, data, model), device, cuda_graphs=False)
     batch = torch.randperm(data.train_items.numel(), device=device)[:16]
     users, positives = data.train_users[batch], data.train_items[batch]
 
@@ -219,7 +219,7 @@ def test_an_experiment_file_grids_all_beside_numbers(planted_dir, tmp_path):
 
 
 def test_a_lockstep_group_at_all_negatives_equals_each_run_alone_bit_for_bit(planted_dir, tmp_path):
-    from mmlbench.engine.lockstep import group_key
+    from mmlbench.runs.build import group_key
     from mmlbench.runs.group import train_group
     from test_lockstep import _options, _same_run
 
@@ -265,8 +265,7 @@ def test_the_logq_correction_is_a_no_op_at_all_negatives(planted_dir):
     for correction in (False, True):
         config = RunConfig("planted", loss="ssm", negatives="all", logq_correction=correction, dropout=0.0).resolved()
         torch.manual_seed(1)
-        model = build_model(config, data)
-        step = Trainer(config, data, model, torch.device("cpu"), cuda_graphs=False).step
+        step = Trainer(config, data, build.parts(config, data, build.model(config, data)), torch.device("cpu"), cuda_graphs=False).step
         assert (step.log_q is not None) == correction
         losses.append(step._score_loss(data.train_users[batch], data.train_items[batch])[0])
     assert torch.equal(losses[0], losses[1])

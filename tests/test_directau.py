@@ -10,10 +10,11 @@ import torch
 
 from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.engine.losses import directau, loss_function
+from mmlbench.engine.losses import directau
 from mmlbench.errors import MMLBenchError
 from mmlbench.experiment import Experiment
 from mmlbench.plugins.losses import get_loss, resolve_params
+from mmlbench.runs.build import loss_function
 from mmlbench.runs.single import TrainOptions, train_run
 from mmlbench.store import ids
 

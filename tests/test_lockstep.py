@@ -14,9 +14,9 @@ import torch
 from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.engine.group_step import GroupStep
-from mmlbench.engine.lockstep import group_key
 from mmlbench.executors import get_executor
 from mmlbench.executors.lockstep import plan_groups
+from mmlbench.runs.build import group_key
 from mmlbench.runs.group import train_group
 from mmlbench.runs.single import TrainOptions, train_run
 from mmlbench.store import claims
@@ -90,7 +90,7 @@ def test_runs_without_clipping_and_with_the_user_uniform_epoch_equal_alone(plant
 def _group_weights(planted_dir, configs, epochs, **step_options):
     """Train `configs` as one GroupStep for `epochs` epochs: each run's losses and final tables."""
     from mmlbench.data.dataset import load_dataset
-    from mmlbench.engine.lockstep import make_member
+    from mmlbench.runs.group import make_member
 
     device = torch.device("cpu")
     data = load_dataset("planted", planted_dir, device)
@@ -171,7 +171,7 @@ def test_a_group_larger_than_the_memory_allows_is_cut_into_groups_that_fit(plant
 def test_group_adam_equals_torch_adam_on_a_slice(planted_dir, tmp_path):
     """The group's optimiser (torch's functional Adam on slices, one call per lr) against torch.optim.Adam."""
     from mmlbench.data.dataset import load_dataset
-    from mmlbench.engine.lockstep import make_member
+    from mmlbench.runs.group import make_member
 
     data = load_dataset("planted", planted_dir, torch.device("cpu"))
     configs = [RunConfig("planted", lr=0.01, seed=1).resolved(), RunConfig("planted", lr=0.003, seed=2).resolved()]

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
-from mmlbench.engine.losses import bsl, hinge, loss_function, mse, ssm
-from mmlbench.engine.sampling import relative_log_q
+from mmlbench.engine.losses import bsl, hinge, mse, ssm
 from mmlbench.errors import MMLBenchError
 from mmlbench.plugins.losses import LOSSES, get_loss, resolve_params
+from mmlbench.runs.build import loss_function, relative_log_q
 from mmlbench.runs.single import TrainOptions, train_run
 
 S_POS = torch.tensor([0.8, 0.2], dtype=torch.float64)

@@ -1,6 +1,6 @@
 """The lockstep executor (`--backend lockstep`): runs that can share a step train together.
 
-The configs are grouped by `engine.lockstep.group_key` (same data, model, batch and
+The configs are grouped by `runs.build.group_key` (same data, model, batch and
 negatives; any loss, seed, lr, l2, dropout, clipping); each group trains in this process as
 one batched step and each of its runs is stored as alone, its row saying `execution =
 lockstep`. Configs that fit no group (another model, a sampler needing the model or the
@@ -48,7 +48,7 @@ def plan_groups(configs: list[RunConfig], size_limit: Callable[[RunConfig], int 
     A group larger than `size_limit` of its first config (the runs that fit in the device's
     memory at once) is cut into consecutive groups of at most that many runs.
     """
-    from mmlbench.engine.lockstep import group_key  # the engine imports torch
+    from mmlbench.runs.build import group_key  # the engine imports torch
 
     groups: dict[object, list[int]] = {}
     for position, config in enumerate(configs):

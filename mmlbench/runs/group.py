@@ -24,12 +24,15 @@ import torch
 
 from mmlbench import store
 from mmlbench.config import RunConfig
+from mmlbench.console import warn
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.device import matmul_precision, reset_peak_memory
 from mmlbench.engine.group_step import GroupStep
-from mmlbench.engine.lockstep import fit_group, make_member
+from mmlbench.engine.lockstep import continued_generator, fit_group
 from mmlbench.engine.member import Member
+from mmlbench.engine.trainer import Trainer
 from mmlbench.paths import results_home
+from mmlbench.runs import build
 from mmlbench.runs import group_resume, resume
 from mmlbench.runs.progress import TrainingProgress
 from mmlbench.runs.single import (
@@ -98,7 +101,7 @@ def _train_together(
         id(m): run_row(m.config, data, device, started_at, lockstep_group=len(members)) | {"resumed_from_epoch": len(m.result.epochs)}
         for m in members
     }
-    step = GroupStep(members, data, device, use_graph=options.cuda_graphs)
+    step = GroupStep(members, data, device, use_graph=options.cuda_graphs, warn=warn)
     outcomes: dict[int, Outcome] = {}
 
     def leave(member: Member) -> None:
@@ -129,6 +132,16 @@ def _train_together(
                 outcomes[id(member)] = exc
     trained = iter(outcomes[id(member)] for member in members)
     return [refused[position] if position in refused else next(trained) for position in range(len(configs))]
+
+
+def make_member(config: RunConfig, data: InteractionData, device: torch.device, **trainer_options: object) -> Member:
+    """The run as `train_run` starts it (seeded, model built), on a generator of its own."""
+    torch.manual_seed(config.seed)
+    model = build.model(config, data, device)
+    generator = continued_generator(device)  # where the run alone would draw next
+    parts = build.parts(config, data, model, generator=generator)
+    trainer = Trainer(config, data, parts, device, cuda_graphs=False, warn=warn, **trainer_options)
+    return Member(trainer, generator)
 
 
 def _member(

@@ -18,7 +18,7 @@ from mmlbench.data.dataset import require_processed
 from mmlbench.data.processed import read_meta
 from mmlbench.engine.device import check_precision, resolve_device
 from mmlbench.errors import MMLBenchError
-from mmlbench.plugins.models import get_model
+from mmlbench.runs.build import specs
 
 _FLOAT, _INDEX = 4, 8  # bytes: float32 values, int64 indices
 _TABLE_COPIES = 8  # weights, gradient, Adam's two moments, the best weights, the resume snapshot (weights, moments)
@@ -39,11 +39,12 @@ def training_bytes(config: RunConfig, n_users: int, n_items: int) -> int:
     else:
         step = config.batch_size * (config.negatives + 1) * (dim * _FLOAT * _GATHERED_COPIES + _PER_SCORE)
     history = 0
-    if get_model(config.model).needs_history:  # SimpleX: padded histories on the device, gathered per batch
+    model = specs(config).model
+    if model.needs_history:  # SimpleX: padded histories on the device, gathered per batch
         history = n_users * config.history_len * (_INDEX + 1)
         history += config.batch_size * config.history_len * dim * _FLOAT * _GATHERED_COPIES
     graph = 0
-    if get_model(config.model).needs_graph:  # LightGCN: every layer's [U + I, d] output and its gradient
+    if model.needs_graph:  # LightGCN: every layer's [U + I, d] output and its gradient
         graph = (config.layers + 1) * 2 * (n_users + n_items) * dim * _FLOAT
     return tables + step + history + graph
 

@@ -16,10 +16,10 @@ from mmlbench.data.dataset import load_dataset, require_processed
 from mmlbench.data.processed import SOURCE_GENERIC, IdMaps, read_id_map, read_meta
 from mmlbench.engine.device import resolve_device
 from mmlbench.engine.evaluator import Evaluation, evaluate
-from mmlbench.engine.models import build_model
 from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import atomic_file, writable_folder
 from mmlbench.metrics import is_metric_column
+from mmlbench.runs import build
 
 SPLITS = ("test", "valid")
 TOPK_SUFFIXES = (".csv", ".parquet")
@@ -70,7 +70,7 @@ def rescore(
             f"give --k values of at most {data.n_items}"
         )
     originals = original_ids(config.dataset, data_dir, data.n_users, data.n_items) if keep_top else None
-    model = build_model(config, data).to(target)
+    model = build.model(config, data, target)
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, RuntimeError) as exc:

@@ -14,18 +14,18 @@ import torch
 
 from mmlbench import store
 from mmlbench.config import ALL, RunConfig
+from mmlbench.console import warn
 from mmlbench.data.dataset import InteractionData, load_dataset
 from mmlbench.engine.allocator import reuse_freed_memory
 from mmlbench.engine.device import (
     check_precision, device_name, matmul_precision, peak_memory_bytes, reset_peak_memory, resolve_device,
 )
-from mmlbench.engine.models import build_model
 from mmlbench.engine.trainer import FitResult, Trainer
 from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import is_disk_full
 from mmlbench.paths import results_home
 from mmlbench.provenance import versions
-from mmlbench.runs import resume
+from mmlbench.runs import build, resume
 from mmlbench.runs.preflight import check_fits
 from mmlbench.runs.progress import TrainingProgress
 from mmlbench.store import claims, ids
@@ -126,7 +126,7 @@ def train_claimed(
         resume.discard(resume_folder)
     torch.manual_seed(config.seed)
     reset_peak_memory(device)
-    model = build_model(config, data).to(device)
+    model = build.model(config, data, device)
     started_at, started = now(), time.perf_counter()
     checkpoints = resume.Checkpoints(
         resume_folder, options.checkpoint_every,
@@ -135,10 +135,10 @@ def train_claimed(
     with matmul_precision(config.precision):  # training and the test evaluation alike
         with TrainingProgress(config, quiet=options.quiet) as progress:
             trainer = Trainer(
-                config, data, model, device,
+                config, data, build.parts(config, data, model), device,
                 eval_batch_users=options.eval_batch_users, cuda_graphs=options.cuda_graphs,
                 on_epoch=progress.epoch_done, on_batch=progress.batch_done,
-                on_checkpoint=checkpoints.epoch_closed,
+                on_checkpoint=checkpoints.epoch_closed, warn=warn,
             )
             resumed = resume.load(resume_folder, trainer, config_hash)  # after seeding and building: overrides both
             resumed_from = len(resumed.epochs) if resumed is not None else 0
