@@ -23,7 +23,8 @@ from mmlbench.config import RunConfig
 from mmlbench.engine.device import device_name, matmul_precision, peak_memory_bytes, reset_peak_memory, synchronize
 from mmlbench.engine.trainer import Trainer
 from mmlbench.runs import build
-from mmlbench.runs.single import TrainOptions, prepare
+from mmlbench.runs.options import TrainOptions
+from mmlbench.runs.preflight import prepare
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,7 +36,9 @@ from mmlbench.engine.trainer import Trainer  # noqa: E402
 from mmlbench.experiment import preset_path, read_experiment  # noqa: E402
 from mmlbench.runs import build  # noqa: E402
 from mmlbench.runs.group import make_member, train_group  # noqa: E402
-from mmlbench.runs.single import TrainOptions, prepare, train_run  # noqa: E402
+from mmlbench.runs.options import TrainOptions  # noqa: E402
+from mmlbench.runs.preflight import prepare  # noqa: E402
+from mmlbench.runs.single import train_run  # noqa: E402
 
 TOLERANCE = 1e-4  # metrics on ~120 planted users move in steps of ~1e-3: this is float noise only
 METRICS = ["loss", "recall@20", "ndcg@20"]

@@ -14,7 +14,7 @@ other epoch (`resume.capture`, on the device); `share_of_epoch` is the write's m
 an epoch of `--epoch-seconds`, i.e. its cost were it written every epoch (--checkpoint-every 0).
 With `--members K`: a lockstep group of K such runs (tables and Adam moments views into
 stacks, as GroupStep leaves them); the seconds are those of all K members' checkpoints
-(`group_resume.save` / `capture`), i.e. what one group epoch pays, and the bytes one member's file.
+(`runs.group.save_member` / `capture_member`), i.e. what one group epoch pays, and the bytes one member's file.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def _alone_saver(trainer: SimpleNamespace):
 def _group_saver(trainers: list[SimpleNamespace]):
     """The trainers as members of a group (views into stacked tables and moments): functions saving and capturing them all."""
     from mmlbench.engine.member import Member
-    from mmlbench.runs import group_resume
+    from mmlbench.runs.group import capture_member, save_member
 
     tables = [list(t.model.embedding_tables()) for t in trainers]
     stacks = [torch.stack([ts[i].detach() for ts in tables]) for i in (0, 1)]
@@ -108,10 +108,10 @@ def _group_saver(trainers: list[SimpleNamespace]):
 
     def save(folders: list, fit: FitResult) -> None:
         for member, folder in zip(members, folders):
-            group_resume.save(folder, member, fit, "hash")
+            save_member(folder, member, fit, "hash")
 
     def capture(fit: FitResult) -> list:
-        return [group_resume.capture(member, fit, "hash") for member in members]
+        return [capture_member(member, fit, "hash") for member in members]
     return save, capture
 
 

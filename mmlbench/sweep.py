@@ -15,7 +15,7 @@ from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.executors import Executor, get_executor
 from mmlbench.executors.base import BackendOptions, CANCELLED, CLAIMED, SweepEntry, plan
-from mmlbench.runs.single import TrainOptions
+from mmlbench.runs.options import TrainOptions
 
 __all__ = ["CANCELLED", "CLAIMED", "RunTraceback", "SweepEntry", "plan", "run_sweep", "was_interrupted"]
 

@@ -24,7 +24,8 @@ from mmlbench.engine.trainer import Trainer
 from mmlbench.plugins.losses import LOSSES
 from mmlbench.runs import build
 from mmlbench.runs import preflight
-from mmlbench.runs.single import TrainOptions, train_run
+from mmlbench.runs.options import TrainOptions
+from mmlbench.runs.single import train_run
 
 runner = CliRunner()
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]

@@ -17,7 +17,7 @@ from mmlbench.cli import app
 from mmlbench.config import RunConfig
 from mmlbench.data.processed import read_meta
 from mmlbench.paths import processed_dir
-from mmlbench.runs.single import TrainOptions
+from mmlbench.runs.options import TrainOptions
 from mmlbench.store import claims
 from mmlbench.sweep import CLAIMED, plan, run_sweep
 

@@ -15,7 +15,8 @@ from mmlbench.errors import MMLBenchError
 from mmlbench.experiment import Experiment
 from mmlbench.plugins.losses import get_loss, resolve_params
 from mmlbench.runs.build import loss_function
-from mmlbench.runs.single import TrainOptions, train_run
+from mmlbench.runs.options import TrainOptions
+from mmlbench.runs.single import train_run
 from mmlbench.store import ids
 
 

@@ -14,7 +14,7 @@ from mmlbench.cli import app
 from mmlbench.config import RunConfig
 from mmlbench.errors import MMLBenchError
 from mmlbench.executors import BackendOptions, InProcessExecutor, LocalProcessExecutor, get_executor
-from mmlbench.runs.single import TrainOptions
+from mmlbench.runs.options import TrainOptions
 from mmlbench.sweep import CANCELLED, CLAIMED, SweepEntry, run_sweep, was_interrupted
 
 runner = CliRunner()

@@ -17,7 +17,7 @@ from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.fsutil import atomic_file, interrupts_held
 from mmlbench.runs import resume
-from mmlbench.runs.single import TrainOptions
+from mmlbench.runs.options import TrainOptions
 from mmlbench.store import ids
 from mmlbench.sweep import run_sweep
 

@@ -18,7 +18,8 @@ from mmlbench.executors import get_executor
 from mmlbench.executors.lockstep import plan_groups
 from mmlbench.runs.build import group_key
 from mmlbench.runs.group import train_group
-from mmlbench.runs.single import TrainOptions, train_run
+from mmlbench.runs.options import TrainOptions
+from mmlbench.runs.single import train_run
 from mmlbench.store import claims
 from mmlbench.sweep import run_sweep
 

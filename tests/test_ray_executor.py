@@ -31,7 +31,7 @@ from mmlbench.executors import ray as ray_backend
 from mmlbench.executors.base import fingerprint_of
 from mmlbench.executors.ray_worker import run_cell
 from mmlbench.runs import resume
-from mmlbench.runs.single import TrainOptions
+from mmlbench.runs.options import TrainOptions
 from mmlbench.store import claims, ids
 from mmlbench.sweep import CANCELLED, run_sweep, was_interrupted
 

@@ -26,8 +26,9 @@ from mmlbench.engine.trainer import Trainer
 from mmlbench.errors import MMLBenchError
 from mmlbench.metrics import is_metric_column
 from mmlbench.runs import resume, single
+from mmlbench.runs.options import STATUS_TRAINED, TrainOptions
 from mmlbench.runs.progress import TrainingProgress
-from mmlbench.runs.single import TrainOptions, train_run
+from mmlbench.runs.single import train_run
 from mmlbench.store import ids
 
 # Dropout, a random permutation and sampled negatives every epoch: the RNG state matters.
@@ -230,6 +231,22 @@ def test_killed_after_the_last_epoch_only_redoes_the_test_evaluation(planted_dir
     resumed = train_run(CONFIG, _options(planted_dir, results))
     assert trained == [] and resumed.row["resumed_from_epoch"] == CONFIG.epochs
     _assert_same_run(resumed, reference)
+
+
+def test_a_run_trained_without_its_test_evaluation_waits_in_its_checkpoint(planted_dir, tmp_path, monkeypatch, reference):
+    """train_run(test=False), what a tuner selecting on validation needs: the fit happens and is
+    seen epoch by epoch, nothing is stored, and training the config again only evaluates it."""
+    results, seen = tmp_path / "r", []
+    trained = train_run(CONFIG, _options(planted_dir, results), on_epoch=seen.append, test=False)
+    assert trained.status == STATUS_TRAINED and [log.epoch for log in seen] == [1, 2, 3, 4, 5, 6]
+    assert trained.row["monitor_value"] == reference.row["monitor_value"] == max(log.metrics[CONFIG.monitor] for log in seen)
+    assert store.read_runs(results).empty and (trained.run_dir / resume.STATE_FILE).is_file()
+
+    epochs = _count_epochs(monkeypatch)
+    tested = train_run(CONFIG, _options(planted_dir, results))
+    assert epochs == [] and tested.status == store.STATUS_COMPLETED and tested.row["resumed_from_epoch"] == 6
+    _assert_same_run(tested, reference)
+    assert not trained.run_dir.exists()
 
 
 @pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError("CUDA out of memory")], ids=["ctrl-c", "error"])

@@ -15,7 +15,8 @@ from mmlbench.engine.parts import Parts
 from mmlbench.engine.trainer import Trainer
 from mmlbench.errors import MMLBenchError
 from mmlbench.metrics import is_metric_column
-from mmlbench.runs.single import TrainOptions, train_run
+from mmlbench.runs.options import TrainOptions
+from mmlbench.runs.single import train_run
 
 _real = Trainer.evaluate
 

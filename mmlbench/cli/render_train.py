@@ -19,7 +19,7 @@ from mmlbench.errors import MMLBenchError
 from mmlbench.metrics import METRIC_NAMES, is_metric_column, parse_metric
 
 if TYPE_CHECKING:  # the engine imports torch: `--help` and `evaluate --help` do not pay for it
-    from mmlbench.runs.single import RunOutcome
+    from mmlbench.runs.options import RunOutcome
     from mmlbench.sweep import SweepEntry
 
 class ResultFormat(str, enum.Enum):

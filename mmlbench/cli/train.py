@@ -51,8 +51,8 @@ def _train(
 ) -> None:
     """The sweep: `settings` holds the RunConfig-field options by field name (None: not given)."""
     from mmlbench.executors import BackendOptions, get_executor
+    from mmlbench.runs.options import TrainOptions
     from mmlbench.runs.preflight import check_sweep_fits  # the engine imports torch: not at `--help`
-    from mmlbench.runs.single import TrainOptions
     from mmlbench.sweep import plan, run_sweep
 
     device, backend = device.lower(), backend.lower()  # choices are case-insensitive, as everywhere

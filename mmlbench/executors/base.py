@@ -42,8 +42,8 @@ from mmlbench.config import RunConfig
 from mmlbench.data.dataset import require_processed
 from mmlbench.data.processed import read_meta
 from mmlbench.errors import MMLBenchError
-from mmlbench.paths import results_home
-from mmlbench.runs.single import RunOutcome, TrainOptions, train_run
+from mmlbench.runs.options import RunOutcome, TrainOptions
+from mmlbench.runs.single import train_run
 from mmlbench.store import claims
 from mmlbench.store.ids import run_id, run_label
 
@@ -130,7 +130,7 @@ def plan(
     A config whose dataset is in `fetching` (not there yet, `train` would fetch it) is 'to run'
     with '?' for the hash in its run id: the hash needs the data's fingerprint.
     """
-    results_dir = results_home(options.results_dir)
+    results_dir = options.results_dir
     completed = store.completed_runs(results_dir)
     rows = []
     for config in configs:

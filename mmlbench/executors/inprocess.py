@@ -5,7 +5,7 @@ from __future__ import annotations
 from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.executors.base import CANCELLED, SweepEntry, run_task
-from mmlbench.runs.single import TrainOptions
+from mmlbench.runs.options import TrainOptions
 
 
 class InProcessExecutor:

@@ -5,7 +5,7 @@ negatives; any loss, seed, lr, l2, dropout, clipping); each group trains in this
 one batched step and each of its runs is stored as alone, its row saying `execution =
 lockstep`. Configs that fit no group (another model, a sampler needing the model or the
 batch) and groups of one go through the single-run path, `run_task`. A run interrupted
-alone or in a group resumes in its group from its checkpoint (runs.group_resume).
+alone or in a group resumes in its group from its checkpoint (runs.group).
 A group holds K runs' tables and step tensors at once, so one larger than the device's
 memory allows (runs.preflight.lockstep_size_limit) is cut into groups that fit.
 Groups run one after another, in the order of their first config; the entries come back
@@ -21,8 +21,8 @@ from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.errors import MMLBenchError
 from mmlbench.executors.base import CANCELLED, CLAIMED, SweepEntry, run_task
+from mmlbench.runs.options import RunOutcome, TrainOptions
 from mmlbench.runs.preflight import lockstep_size_limit
-from mmlbench.runs.single import RunOutcome, TrainOptions
 from mmlbench.store import claims
 
 

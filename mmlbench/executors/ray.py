@@ -35,8 +35,8 @@ from mmlbench.errors import MMLBenchError
 from mmlbench.executors.base import CANCELLED, CLAIMED, BackendOptions, SweepEntry, fingerprint_of, plan
 from mmlbench.executors.ray_connect import connected
 from mmlbench.executors.ray_worker import CellResult, run_cell
-from mmlbench.paths import data_home, results_home
-from mmlbench.runs.single import RunOutcome, TrainOptions
+from mmlbench.paths import data_home
+from mmlbench.runs.options import RunOutcome, TrainOptions
 from mmlbench.store import claims
 
 SYSTEM_RETRIES = 1  # a dead worker or node: Ray runs the task once more, then it is a failed run
@@ -54,7 +54,7 @@ class RayExecutor:
     def run(self, configs: list[RunConfig], options: TrainOptions) -> list[SweepEntry]:
         # Absolute paths: a worker's working folder is not the driver's.
         options = dataclasses.replace(
-            options, data_dir=data_home(options.data_dir).absolute(), results_dir=results_home(options.results_dir).absolute()
+            options, data_dir=data_home(options.data_dir).absolute(), results_dir=options.results_dir.absolute()
         )
         with connected(self.settings.address, quiet=options.quiet, timeout=self.settings.connect_timeout):
             nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]

@@ -15,7 +15,7 @@ from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.errors import MMLBenchError
 from mmlbench.executors.base import SweepEntry, fingerprint_of, run_task
-from mmlbench.runs.single import TrainOptions
+from mmlbench.runs.options import TrainOptions
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,7 @@ class Checkpoints:
     have passed since the run's last write or its start (0: every epoch), and otherwise keeps
     a snapshot of it; `flush` writes that snapshot when the run stops short of completion,
     before its interrupted or failed row is stored. `capture(fit, snapshot)` is `capture`
-    bound to the run (a run alone's trainer, or a lockstep member's, runs.group_resume).
+    bound to the run (a run alone's trainer, or a lockstep member's, runs.group.capture_member).
     """
 
     def __init__(self, resume_folder: Path, every: float, capture: Callable[[FitResult, bool], dict[str, Any]]) -> None:
