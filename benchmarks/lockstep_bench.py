@@ -33,7 +33,8 @@ from mmlbench.config import RunConfig  # noqa: E402
 from mmlbench.engine.device import device_name, matmul_precision, peak_memory_bytes, reset_peak_memory, synchronize  # noqa: E402
 from mmlbench.engine.group_step import GroupStep  # noqa: E402
 from mmlbench.engine.trainer import Trainer  # noqa: E402
-from mmlbench.experiment import preset_path, read_experiment  # noqa: E402
+from mmlbench.plan.experiment import read_experiment  # noqa: E402
+from mmlbench.plan.presets import preset_path  # noqa: E402
 from mmlbench.runs import build  # noqa: E402
 from mmlbench.runs.group import make_member, train_group  # noqa: E402
 from mmlbench.runs.options import TrainOptions  # noqa: E402

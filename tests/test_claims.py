@@ -17,9 +17,9 @@ from mmlbench.cli import app
 from mmlbench.config import RunConfig
 from mmlbench.data.processed import read_meta
 from mmlbench.paths import processed_dir
+from mmlbench.plan.sweep import CLAIMED, plan, run_sweep
 from mmlbench.runs.options import TrainOptions
 from mmlbench.store import claims
-from mmlbench.sweep import CLAIMED, plan, run_sweep
 
 runner = CliRunner()
 FAST = dict(negatives=5, batch_size=64, lr=0.01, epochs=2)

@@ -12,7 +12,7 @@ from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.engine.losses import directau
 from mmlbench.errors import MMLBenchError
-from mmlbench.experiment import Experiment
+from mmlbench.plan.experiment import Experiment
 from mmlbench.plugins.losses import get_loss, resolve_params
 from mmlbench.runs.build import loss_function
 from mmlbench.runs.options import TrainOptions

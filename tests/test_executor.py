@@ -8,14 +8,14 @@ import signal
 import pytest
 from typer.testing import CliRunner
 
-from mmlbench import executors
 from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
 from mmlbench.errors import MMLBenchError
-from mmlbench.executors import BackendOptions, InProcessExecutor, LocalProcessExecutor, get_executor
+from mmlbench.plan import executors
+from mmlbench.plan.executors import BackendOptions, InProcessExecutor, LocalProcessExecutor, get_executor
+from mmlbench.plan.sweep import CANCELLED, CLAIMED, SweepEntry, run_sweep, was_interrupted
 from mmlbench.runs.options import TrainOptions
-from mmlbench.sweep import CANCELLED, CLAIMED, SweepEntry, run_sweep, was_interrupted
 
 runner = CliRunner()
 

@@ -16,10 +16,10 @@ import torch
 from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.fsutil import atomic_file, interrupts_held
+from mmlbench.plan.sweep import run_sweep
 from mmlbench.runs import resume
 from mmlbench.runs.options import TrainOptions
 from mmlbench.store import ids
-from mmlbench.sweep import run_sweep
 
 
 class _SignalMidWrite:

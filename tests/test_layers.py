@@ -20,7 +20,7 @@ LAYERS = (
     ("mmlbench.data",),
     ("mmlbench.store", "mmlbench.config", "mmlbench.plugins"),
     ("mmlbench.engine", "mmlbench.runs", "mmlbench.report"),
-    ("mmlbench.experiment", "mmlbench.sweep", "mmlbench.executors", "mmlbench.presets"),
+    ("mmlbench.plan",),
     ("mmlbench.cli", "mmlbench.__main__"),
 )
 

@@ -19,7 +19,7 @@ import pytest
 
 from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.executors.base import fingerprint_of
+from mmlbench.plan.executors.base import fingerprint_of
 from mmlbench.runs import resume
 from mmlbench.store import claims, ids
 
@@ -145,7 +145,7 @@ def test_workers_exit_when_the_main_process_is_killed(planted_dir, tmp_path):
 
 WATCHED_CHILD = """
 import os, sys, threading
-from mmlbench.executors.local_worker import watch_parent
+from mmlbench.plan.executors.local_worker import watch_parent
 threading.Thread(target=watch_parent, args=(os.getppid(), 0.05), daemon=True).start()
 print(os.getpid(), flush=True)
 threading.Event().wait()

@@ -14,14 +14,14 @@ import torch
 from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.engine.group_step import GroupStep
-from mmlbench.executors import get_executor
-from mmlbench.executors.lockstep import plan_groups
+from mmlbench.plan.executors import get_executor
+from mmlbench.plan.executors.lockstep import plan_groups
+from mmlbench.plan.sweep import run_sweep
 from mmlbench.runs.build import group_key
 from mmlbench.runs.group import train_group
 from mmlbench.runs.options import TrainOptions
 from mmlbench.runs.single import train_run
 from mmlbench.store import claims
-from mmlbench.sweep import run_sweep
 
 BASE = dict(negatives=10, batch_size=64, lr=0.01, epochs=5, patience=3)
 CURVE = ["epoch", "loss", "violations", "lr", "recall@10", "recall@20", "ndcg@20"]

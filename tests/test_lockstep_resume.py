@@ -17,7 +17,7 @@ from test_lockstep import _options, _same_run, _three
 
 from mmlbench import store
 from mmlbench.engine.group_step import GroupStep
-from mmlbench.executors.lockstep import plan_groups
+from mmlbench.plan.executors.lockstep import plan_groups
 from mmlbench.runs import group, resume
 from mmlbench.runs.group import train_group
 from mmlbench.runs.progress import TrainingProgress

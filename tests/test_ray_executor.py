@@ -26,14 +26,14 @@ from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
 from mmlbench.errors import MMLBenchError
-from mmlbench.executors import RAY_EXTRA, BackendOptions, get_executor
-from mmlbench.executors import ray as ray_backend
-from mmlbench.executors.base import fingerprint_of
-from mmlbench.executors.ray_worker import run_cell
+from mmlbench.plan.executors import RAY_EXTRA, BackendOptions, get_executor
+from mmlbench.plan.executors import ray as ray_backend
+from mmlbench.plan.executors.base import fingerprint_of
+from mmlbench.plan.executors.ray_worker import run_cell
+from mmlbench.plan.sweep import CANCELLED, run_sweep, was_interrupted
 from mmlbench.runs import resume
 from mmlbench.runs.options import TrainOptions
 from mmlbench.store import claims, ids
-from mmlbench.sweep import CANCELLED, run_sweep, was_interrupted
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ROOT / "results" / "baselines"

@@ -147,7 +147,8 @@ def _baseline_frame(runs: pd.DataFrame, spec: CompareSpec) -> pd.DataFrame:
 def _preset_spec(name: str, where: dict[str, list[str]], baseline: str | None, alpha: float, cost: bool) -> CompareSpec:
     """The paper-shaped comparison a preset describes; --where adds filters, --baseline replaces its own."""
     from mmlbench.errors import MMLBenchError
-    from mmlbench.experiment import preset_path, read_experiment
+    from mmlbench.plan.experiment import read_experiment
+    from mmlbench.plan.presets import preset_path
     from mmlbench.report.compare import CompareSpec
     from mmlbench.report.selection import fail, parse_baseline
 

@@ -19,8 +19,8 @@ from mmlbench.errors import MMLBenchError
 from mmlbench.metrics import METRIC_NAMES, is_metric_column, parse_metric
 
 if TYPE_CHECKING:  # the engine imports torch: `--help` and `evaluate --help` do not pay for it
+    from mmlbench.plan.sweep import SweepEntry
     from mmlbench.runs.options import RunOutcome
-    from mmlbench.sweep import SweepEntry
 
 class ResultFormat(str, enum.Enum):
     table = "table"
@@ -58,7 +58,7 @@ def metrics_table(values: Mapping[str, object], ks: Sequence[int]) -> Table:
 
 def report_sweep(entries: list[SweepEntry], *, as_json: bool = False, data_dir: Path | None = None) -> None:
     from mmlbench import store
-    from mmlbench.sweep import CANCELLED, CLAIMED, RunTraceback, was_interrupted
+    from mmlbench.plan.sweep import CANCELLED, CLAIMED, RunTraceback, was_interrupted
 
     """Print what `train` did; failures exit 1 and an interrupted sweep exits 130, as Ctrl-C does.
 
@@ -160,7 +160,7 @@ def _run_label(entry: SweepEntry, data_dir: Path | None) -> str:
     """The run id, also for a run that failed before its outcome came back (its stored row has it)."""
     if entry.outcome is not None:
         return entry.label
-    from mmlbench.executors.base import fingerprint_of
+    from mmlbench.plan.executors.base import fingerprint_of
     from mmlbench.store.ids import run_id
 
     try:

@@ -14,7 +14,8 @@ from mmlbench.console import out
 from mmlbench.data.download import MIRROR_ENV
 from mmlbench.data.fetch import fetch_missing
 from mmlbench.errors import MMLBenchError
-from mmlbench.experiment import Experiment, preset_names, preset_path, read_experiment
+from mmlbench.plan.experiment import Experiment, read_experiment
+from mmlbench.plan.presets import preset_names, preset_path
 
 NAME = "train"
 NO_ARGS_IS_HELP = True
@@ -50,10 +51,10 @@ def _train(
     output_format: Annotated[ResultFormat, typer.Option("--format", help="table, or json: one document on stdout for scripts.")] = ResultFormat.table,
 ) -> None:
     """The sweep: `settings` holds the RunConfig-field options by field name (None: not given)."""
-    from mmlbench.executors import BackendOptions, get_executor
+    from mmlbench.plan.executors import BackendOptions, get_executor
+    from mmlbench.plan.sweep import plan, run_sweep
     from mmlbench.runs.options import TrainOptions
     from mmlbench.runs.preflight import check_sweep_fits  # the engine imports torch: not at `--help`
-    from mmlbench.sweep import plan, run_sweep
 
     device, backend = device.lower(), backend.lower()  # choices are case-insensitive, as everywhere
     if list_presets:

@@ -1,6 +1,6 @@
 """The executor contract: how the runs of a sweep are carried out, whatever the backend.
 
-`mmlbench.sweep.run_sweep` hands an executor the configs of a sweep and the TrainOptions they
+`mmlbench.plan.sweep.run_sweep` hands an executor the configs of a sweep and the TrainOptions they
 share; `Executor.run` returns one SweepEntry per config, in the order given. A backend (in
 this process, local worker processes, a Ray cluster) is one module implementing `run`:
 

@@ -32,10 +32,10 @@ from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.console import ProgressBar
 from mmlbench.errors import MMLBenchError
-from mmlbench.executors.base import CANCELLED, CLAIMED, BackendOptions, SweepEntry, fingerprint_of, plan
-from mmlbench.executors.ray_connect import connected
-from mmlbench.executors.ray_worker import CellResult, run_cell
 from mmlbench.paths import data_home
+from mmlbench.plan.executors.base import CANCELLED, CLAIMED, BackendOptions, SweepEntry, fingerprint_of, plan
+from mmlbench.plan.executors.ray_connect import connected
+from mmlbench.plan.executors.ray_worker import CellResult, run_cell
 from mmlbench.runs.options import RunOutcome, TrainOptions
 from mmlbench.store import claims
 

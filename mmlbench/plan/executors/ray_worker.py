@@ -14,7 +14,7 @@ from pathlib import Path
 from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.errors import MMLBenchError
-from mmlbench.executors.base import SweepEntry, fingerprint_of, run_task
+from mmlbench.plan.executors.base import SweepEntry, fingerprint_of, run_task
 from mmlbench.runs.options import TrainOptions
 
 

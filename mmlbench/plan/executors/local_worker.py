@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 
 from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.executors.base import CANCELLED, SweepEntry, run_task
+from mmlbench.plan.executors.base import CANCELLED, SweepEntry, run_task
 from mmlbench.runs.options import TrainOptions
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}

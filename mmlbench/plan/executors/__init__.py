@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mmlbench.errors import MMLBenchError, unknown_name
-from mmlbench.executors.base import BackendOptions, Executor
-from mmlbench.executors.inprocess import InProcessExecutor
-from mmlbench.executors.local import LocalProcessExecutor
-from mmlbench.executors.lockstep import LockstepExecutor
+from mmlbench.plan.executors.base import BackendOptions, Executor
+from mmlbench.plan.executors.inprocess import InProcessExecutor
+from mmlbench.plan.executors.local import LocalProcessExecutor
+from mmlbench.plan.executors.lockstep import LockstepExecutor
 
 RAY_EXTRA = "--backend ray needs the ray extra: pip install 'mmlbench[ray]'"
 
@@ -35,7 +35,7 @@ def ray_cluster(settings: BackendOptions) -> Executor:
         import ray as _  # noqa: F401 - only to say which extra is missing
     except ImportError:
         raise MMLBenchError(RAY_EXTRA) from None
-    from mmlbench.executors.ray import RayExecutor
+    from mmlbench.plan.executors.ray import RayExecutor
 
     return RayExecutor(settings)
 

@@ -32,7 +32,6 @@ import itertools
 import tomllib
 from collections.abc import Collection
 from dataclasses import dataclass, field, fields
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -288,17 +287,3 @@ def _ignored_param_message(name: str, losses: list[str]) -> str:
 def _takes(loss: str) -> str:
     names = LOSSES[loss].param_names
     return f"it takes {', '.join(map(option_name, names))}" if names else "it takes no parameters"
-
-
-PRESET_PACKAGE = "mmlbench.presets"
-
-
-def preset_names() -> list[str]:
-    return sorted(p.name.removesuffix(".toml") for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".toml"))
-
-
-def preset_path(name: str) -> Path:
-    """The packaged experiment file of a preset (copy it to make your own)."""
-    if name not in preset_names():
-        raise unknown_name("preset", name, preset_names())
-    return Path(str(resources.files(PRESET_PACKAGE) / f"{name}.toml"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.executors.base import CANCELLED, SweepEntry, run_task
+from mmlbench.plan.executors.base import CANCELLED, SweepEntry, run_task
 from mmlbench.runs.options import TrainOptions
 
 

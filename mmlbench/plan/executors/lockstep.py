@@ -20,7 +20,7 @@ from collections.abc import Callable
 from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.errors import MMLBenchError
-from mmlbench.executors.base import CANCELLED, CLAIMED, SweepEntry, run_task
+from mmlbench.plan.executors.base import CANCELLED, CLAIMED, SweepEntry, run_task
 from mmlbench.runs.options import RunOutcome, TrainOptions
 from mmlbench.runs.preflight import lockstep_size_limit
 from mmlbench.store import claims

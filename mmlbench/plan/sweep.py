@@ -1,7 +1,7 @@
 """Running many configs: skip completed ones, keep going past failures, report what happened.
 
 How the runs are carried out (this process, worker processes, later a cluster) is the
-executor's job: see `mmlbench.executors`.
+executor's job: see `mmlbench.plan.executors`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.executors import Executor, get_executor
-from mmlbench.executors.base import BackendOptions, CANCELLED, CLAIMED, SweepEntry, plan
+from mmlbench.plan.executors import Executor, get_executor
+from mmlbench.plan.executors.base import BackendOptions, CANCELLED, CLAIMED, SweepEntry, plan
 from mmlbench.runs.options import TrainOptions
 
 __all__ = ["CANCELLED", "CLAIMED", "RunTraceback", "SweepEntry", "plan", "run_sweep", "was_interrupted"]

@@ -23,8 +23,8 @@ from multiprocessing.process import BaseProcess
 
 from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.executors.base import CANCELLED, SweepEntry
-from mmlbench.executors.local_worker import STOP_SIGNALS, serve
+from mmlbench.plan.executors.base import CANCELLED, SweepEntry
+from mmlbench.plan.executors.local_worker import STOP_SIGNALS, serve
 from mmlbench.runs.options import TrainOptions
 
 WORKER_RETRIES = 1  # a config whose worker died is run once more, then it is a failed entry
