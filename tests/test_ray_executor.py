@@ -9,7 +9,6 @@ instance is only ever shut down with ray.shutdown().
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -19,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-import ray
 from typer.testing import CliRunner
 
 from mmlbench import store
@@ -37,25 +35,8 @@ from mmlbench.store import claims, ids
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ROOT / "results" / "baselines"
-RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
 FAST = ["--negatives", "5", "--batch-size", "64", "--epochs", "2", "--device", "cpu", "-q"]
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """A local Ray instance on the loopback interface with 2 CPUs; its workers import this checkout."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in RAY_ENV.items():
-            patch.setenv(name, value)
-        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-        sigterm = signal.getsignal(signal.SIGTERM)
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-        signal.signal(signal.SIGTERM, sigterm)  # ray.init makes SIGTERM exit the test process
-        try:
-            yield
-        finally:
-            ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from mmlbench.console import out
 from mmlbench.data.download import MIRROR_ENV
 from mmlbench.data.fetch import fetch_missing
 from mmlbench.errors import MMLBenchError
+from mmlbench.plan.executors import backend_help
 from mmlbench.plan.experiment import Experiment, read_experiment
 from mmlbench.plan.presets import preset_names, preset_path
 
@@ -34,7 +35,7 @@ def _train(
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Start interrupted runs over instead of resuming them.")] = False,
     checkpoint_every: Annotated[float, typer.Option(metavar="SECONDS", help="Write a run's resume checkpoint after an epoch at most every SECONDS (0: every epoch), and whenever it stops short of completion.")] = 60.0,
     jobs: Annotated[int, typer.Option(help="Runs at once (worker processes; for one GPU). --backend local.", min=1)] = 1,
-    backend: Annotated[str, typer.Option(help="Where the runs go: local (this machine, --jobs), lockstep (this process; runs differing only in loss, seed, lr, l2, dropout or clipping train together in one batched step) or ray (a Ray cluster, or a local Ray instance; the ray extra).")] = "local",
+    backend: Annotated[str, typer.Option(help=backend_help())] = "local",
     address: Annotated[str | None, typer.Option(help="--backend ray: the cluster to join, auto or HOST:PORT [default: start a local Ray instance].", show_default=False)] = None,
     gpus_per_run: Annotated[float | None, typer.Option(help="--backend ray: GPUs per run, a fraction packs runs on a GPU [default: 1 where the cluster has GPUs and --device is not cpu, else 0].", min=0, show_default=False)] = None,
     cpus_per_run: Annotated[float | None, typer.Option(help="--backend ray: CPUs per run [default: 1].", min=0, show_default=False)] = None,

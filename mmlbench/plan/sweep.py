@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.plan.executors import Executor, get_executor
-from mmlbench.plan.executors.base import BackendOptions, CANCELLED, CLAIMED, SweepEntry, plan
+from mmlbench.plan.executors import BackendOptions, get_executor
+from mmlbench.plan.executors.base import CANCELLED, CLAIMED, Executor, SweepEntry, plan
 from mmlbench.runs.options import TrainOptions
 
 __all__ = ["CANCELLED", "CLAIMED", "RunTraceback", "SweepEntry", "plan", "run_sweep", "was_interrupted"]

@@ -52,28 +52,6 @@ CANCELLED = "cancelled"  # the sweep was stopped before this run began
 
 
 @dataclass(frozen=True)
-class BackendOptions:
-    """How a backend spreads the runs (none of it changes a result): `--jobs` for local, the rest for ray."""
-
-    jobs: int = 1  # runs at once on this machine
-    address: str | None = None  # the Ray cluster to join; None starts a local instance
-    gpus_per_run: float | None = None  # None: 1 where the cluster has GPUs and the device is not cpu, else 0
-    cpus_per_run: float | None = None  # None: 1
-    ship_results: bool = False  # workers return the run folders and this process writes them
-    connect_timeout: float | None = None  # seconds to wait for the cluster at `address`; None: ray_connect's default
-
-    @property
-    def cluster_options(self) -> list[str]:
-        """The cluster-only options that were given, as their command-line names."""
-        given = {
-            "--address": self.address is not None, "--gpus-per-run": self.gpus_per_run is not None,
-            "--cpus-per-run": self.cpus_per_run is not None, "--ship-results": self.ship_results,
-            "--connect-timeout": self.connect_timeout is not None,
-        }
-        return [name for name, is_given in given.items() if is_given]
-
-
-@dataclass(frozen=True)
 class SweepEntry:
     """What became of one config of a sweep."""
 

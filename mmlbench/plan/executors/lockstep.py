@@ -20,10 +20,16 @@ from collections.abc import Callable
 from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.errors import MMLBenchError
+from mmlbench.plan.executors import BackendOptions
 from mmlbench.plan.executors.base import CANCELLED, CLAIMED, SweepEntry, run_task
 from mmlbench.runs.options import RunOutcome, TrainOptions
 from mmlbench.runs.preflight import lockstep_size_limit
 from mmlbench.store import claims
+
+
+def make(settings: BackendOptions) -> LockstepExecutor:
+    """This process: runs of one shape trained together in one batched step (engine.lockstep)."""
+    return LockstepExecutor()
 
 
 class LockstepExecutor:

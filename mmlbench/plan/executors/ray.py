@@ -33,7 +33,8 @@ from mmlbench.config import RunConfig
 from mmlbench.console import ProgressBar
 from mmlbench.errors import MMLBenchError
 from mmlbench.paths import data_home
-from mmlbench.plan.executors.base import CANCELLED, CLAIMED, BackendOptions, SweepEntry, fingerprint_of, plan
+from mmlbench.plan.executors import BackendOptions
+from mmlbench.plan.executors.base import CANCELLED, CLAIMED, SweepEntry, fingerprint_of, plan
 from mmlbench.plan.executors.ray_connect import connected
 from mmlbench.plan.executors.ray_worker import CellResult, run_cell
 from mmlbench.runs.options import RunOutcome, TrainOptions
@@ -43,6 +44,11 @@ SYSTEM_RETRIES = 1  # a dead worker or node: Ray runs the task once more, then i
 POLL_SECONDS = 0.5  # how often the progress line is refreshed while nothing finishes
 
 _remote_cell = ray.remote(max_retries=SYSTEM_RETRIES, retry_exceptions=False)(run_cell)
+
+
+def make(settings: BackendOptions) -> RayExecutor:
+    """A Ray cluster, or a local Ray instance: one Ray task per run (the `ray` extra)."""
+    return RayExecutor(settings)
 
 
 class RayExecutor:
