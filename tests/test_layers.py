@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = (
     ("mmlbench.errors", "mmlbench.fsutil", "mmlbench.paths", "mmlbench.console", "mmlbench.provenance", "mmlbench.metrics"),
     ("mmlbench.data",),
-    ("mmlbench.store", "mmlbench.config", "mmlbench.plugins"),
+    ("mmlbench.store", "mmlbench.config", "mmlbench.config_checks", "mmlbench.plugins"),
     ("mmlbench.engine", "mmlbench.runs", "mmlbench.report"),
     ("mmlbench.plan",),
     ("mmlbench.cli", "mmlbench.__main__"),

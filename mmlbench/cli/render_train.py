@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
-from mmlbench.config import RunConfig, option_name
+from mmlbench.config import RunConfig
+from mmlbench.config_checks import option_name
 from mmlbench.console import documents, info, out
 from mmlbench.errors import MMLBenchError
 from mmlbench.metrics import METRIC_NAMES, is_metric_column, parse_metric

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from mmlbench.config import PLUGINS, RunConfig, check_setting, option_name
+from mmlbench.config import PLUGINS, RunConfig
+from mmlbench.config_checks import check_setting, option_name
 from mmlbench.errors import MMLBenchError, closest, unknown_name
 from mmlbench.plugins.losses import LOSS_PARAMS, LOSSES
 
