@@ -129,7 +129,18 @@ class RunConfig:
     layers: int | None = setting(None, "LightGCN propagation layers over the training graph", grid=True)
 
     def resolved(self) -> RunConfig:
-        """Defaults filled in for what this run uses, the rest cleared, everything checked."""
+        """Defaults filled in for what this run uses, the rest cleared, everything checked.
+
+        A config resolved already comes back as it is (also after pickling, to a worker): the
+        experiment resolves each run's config once and every layer below receives it so.
+        """
+        if self.__dict__.get("_resolved"):
+            return self
+        config = self._resolve()
+        object.__setattr__(config, "_resolved", True)  # not a field: no part of equality, hash or row
+        return config
+
+    def _resolve(self) -> RunConfig:
         specs = [registry.spec(getattr(self, registry.kind)) for registry in PLUGINS]  # names first
         self._check_names()
         if self.negatives == ALL:
