@@ -38,6 +38,7 @@ from typing import Any
 from mmlbench.config import PLUGINS, RunConfig
 from mmlbench.config_checks import check_setting, option_name
 from mmlbench.errors import MMLBenchError, closest, unknown_name
+from mmlbench.plan.presets import preset_path
 from mmlbench.plugins.losses import LOSS_PARAMS, LOSSES
 
 CONFIG_FIELDS = {f.name for f in fields(RunConfig)}
@@ -288,3 +289,15 @@ def _ignored_param_message(name: str, losses: list[str]) -> str:
 def _takes(loss: str) -> str:
     names = LOSSES[loss].param_names
     return f"it takes {', '.join(map(option_name, names))}" if names else "it takes no parameters"
+
+
+def load_experiment(config: Path | None, preset: str | None, quick: bool) -> Experiment:
+    """The experiment of a file (`--config`) or a preset, its [quick] variant with `quick`; none: an empty one."""
+    if config and preset:
+        raise MMLBenchError("give --config or --preset, not both")
+    source = config or (preset_path(preset) if preset else None)
+    if source is None:
+        if quick:
+            raise MMLBenchError("--quick needs --config or --preset")
+        return Experiment()
+    return read_experiment(source, quick=quick)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mmlbench.console import OutputFormat
 from mmlbench.errors import INPUT_ERROR, MMLBenchError
 
 if TYPE_CHECKING:
@@ -36,13 +37,14 @@ class Renderer:
         return getattr(module, self.function)(comparison)
 
 
+# Named as every command names its --format (console.OutputFormat), with markdown besides.
 RENDERERS = {
-    "rich": Renderer((".txt",), "to_text"),  # coloured on a terminal, plain text in a file
+    OutputFormat.table.value: Renderer((".txt",), "to_text"),  # coloured on a terminal, plain text in a file
     "markdown": Renderer((".md", ".markdown"), "to_markdown"),
-    "csv": Renderer((".csv",), "to_csv", machine=True),
-    "json": Renderer((".json",), "to_json", machine=True),
+    OutputFormat.csv.value: Renderer((".csv",), "to_csv", machine=True),
+    OutputFormat.json.value: Renderer((".json",), "to_json", machine=True),
 }
-DEFAULT_RENDERER = "rich"
+DEFAULT_RENDERER = OutputFormat.table.value
 
 # matplotlib's savefig format for each plot suffix.
 PLOT_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
@@ -58,7 +60,7 @@ def renderer_for_suffix(suffix: str) -> str | None:
 
 
 def table_renderer(output: Path | None, name: str | None) -> str:
-    """The renderer for --format NAME and --output FILE: named, else from the suffix, else rich.
+    """The renderer for --format NAME and --output FILE: named, else from the suffix, else table.
 
     An unknown suffix needs an explicit --format; a suffix naming another format is refused.
     """

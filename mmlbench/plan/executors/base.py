@@ -69,6 +69,10 @@ class SweepEntry:
         return run_label(self.config)
 
     @property
+    def claimed_elsewhere(self) -> bool:
+        return self.state == CLAIMED
+
+    @property
     def status(self) -> str:
         if self.state:
             return self.state
