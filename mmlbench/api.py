@@ -30,10 +30,10 @@ if TYPE_CHECKING:
     from mmlbench.report.gate import GateResult, MaxDrop
     from mmlbench.report.runs import RunDetails
     from mmlbench.report.selection import CompareSpec
-    from mmlbench.runs.rescore import Evaluation, Rescored
+    from mmlbench.runs.rescore import Evaluated
 
 __all__ = [
-    "EXECUTORS", "BackendOptions", "CompareRequest", "Compared", "Evaluated", "Gated", "Pruned", "RunOutcome", "Runs",
+    "EXECUTORS", "BackendOptions", "CompareRequest", "Compared", "Gated", "Pruned", "RunOutcome", "Runs",
     "RunsListing", "TrainOptions", "backend_help", "compare", "evaluate", "gate", "list_runs", "plan", "presets",
     "prune_runs", "remove_runs", "show_run", "train",
 ]  # fmt: skip
@@ -113,54 +113,24 @@ def _sweep(
     return executor, found, fetching
 
 
-@dataclass(frozen=True)
-class Evaluated:
-    """A stored run re-scored: its metrics, and what was written (`export`: path and rows of the
-    top-K lists; `saved`: eval-<split>.parquet; `added`: metrics the run's row lacked, added to it,
-    or `not_added` saying why none were; `read_only`: the run folder could not be written)."""
-
-    run_dir: Path
-    status: str
-    split: str
-    ks: tuple[int, ...]
-    evaluation: Evaluation
-    export: tuple[Path, int] | None = None
-    saved: Path | None = None
-    added: list[str] = field(default_factory=list)
-    added_to: str = ""  # the files the added metrics went to
-    not_added: str = ""
-    read_only: bool = False
-
-
 def evaluate(
     run: str, *, ks: tuple[int, ...] | None = None, split: str = "test", device: str = "auto", data_dir: Path | None = None,
     results_dir: Path | None = None, eval_batch_users: int | None = None, export_topk: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Evaluated:
-    """Re-score a stored run's checkpoint at `ks` (default: the run's) on `split`; on test, metrics
-    the run lacks are added to it when the ones it holds re-score to the stored values."""
-    from mmlbench import store
-    from mmlbench.runs.rescore import add_to_run, check_top_k_path, rescore, save_evaluation, write_top_k
+    """Re-score a stored run (a folder, an id or a unique prefix) at `ks` (default: the run's) on
+    `split`, its top-K lists exported to `export_topk`; on test, metrics the run lacks are added
+    to it when the ones it holds re-score to the stored values (runs.rescore.evaluate_stored)."""
+    from mmlbench.runs.rescore import check_top_k_path, evaluate_stored
     from mmlbench.store.listing import find_run
 
     if export_topk is not None:
         check_top_k_path(export_topk)
     run_dir = find_run(_store(results_dir), run)
-    can_save = writable_folder(run_dir)  # a read-only store still serves metrics and exports
-    result: Rescored = rescore(
-        run_dir, ks=ks, split=split, device=device, data_dir=data_dir,
-        eval_batch_users=eval_batch_users, keep_top=export_topk is not None, progress=progress,
+    return evaluate_stored(
+        run_dir, ks=ks, split=split, device=device, data_dir=data_dir, eval_batch_users=eval_batch_users,
+        export_topk=export_topk, progress=progress, writable=writable_folder(run_dir),
     )
-    ks = ks or result.config.ks
-    evaluation, export, saved, added, not_added = result.evaluation, None, None, [], ""
-    if export_topk is not None:
-        export = (export_topk, write_top_k(export_topk, evaluation, max(ks), result.originals))
-    if can_save:
-        saved = save_evaluation(run_dir, split, ks, evaluation, device)
-        if split == "test":  # the run row's metrics are test metrics
-            added, not_added = add_to_run(run_dir, evaluation)
-    added_to = f"{store.RUN_FILE}, per-user ones to {store.PER_USER_FILE}"
-    return Evaluated(run_dir, result.status, split, ks, evaluation, export, saved, added, added_to, not_added, not can_save)
 
 
 @dataclass(frozen=True)
