@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from mmlbench.fsutil import writable_folder
 from mmlbench.paths import results_home
 from mmlbench.plan.executors import EXECUTORS, BackendOptions, backend_help
+from mmlbench.plan.experiment import Runs
 from mmlbench.runs.options import RunOutcome, TrainOptions
 
 if TYPE_CHECKING:
@@ -39,36 +40,11 @@ __all__ = [
 ]  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Runs:
-    """Which runs: an experiment file or a preset (or none; its [quick] variant), the command
-    line's settings on top (one value fixes a setting, a list in `grid` makes one run per value),
-    and `seeds` runs per cell."""
-
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    grid: Mapping[str, Sequence[Any]] = field(default_factory=dict)
-    config: Path | None = None
-    preset: str | None = None
-    quick: bool = False
-    seeds: int | None = None
-
-
 def presets() -> list[tuple[str, Path]]:
     """The packaged presets: (name, experiment file)."""
     from mmlbench.plan.presets import preset_names, preset_path
 
     return [(name, preset_path(name)) for name in preset_names()]
-
-
-def configs(runs: Runs) -> list[RunConfig]:
-    """Every run of `runs`, each config resolved (once) and checked before anything runs."""
-    from mmlbench.plan.experiment import load_experiment
-
-    experiment = load_experiment(runs.config, runs.preset, runs.quick)
-    experiment = experiment.with_command_line(dict(runs.settings), {name: list(values) for name, values in runs.grid.items()})
-    if runs.seeds is not None:
-        experiment = experiment.with_seeds(runs.seeds)
-    return experiment.configs()
 
 
 def plan(
@@ -106,7 +82,7 @@ def _sweep(
     from mmlbench.runs.preflight import check_sweep_fits  # the engine imports torch: only when a sweep is made
 
     executor = get_executor(backend, spread)
-    found = configs(runs)
+    found = runs.configs()
     datasets = [config.dataset for config in found]
     fetching = fetch_missing(datasets, options.data_dir, source=source, fetch=fetch, dry_run=dry_run, quiet=options.quiet)
     check_sweep_fits(found, options.device, options.data_dir)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import tomllib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -291,13 +291,27 @@ def _takes(loss: str) -> str:
     return f"it takes {', '.join(map(option_name, names))}" if names else "it takes no parameters"
 
 
-def load_experiment(config: Path | None, preset: str | None, quick: bool) -> Experiment:
-    """The experiment of a file (`--config`) or a preset, its [quick] variant with `quick`; none: an empty one."""
-    if config and preset:
-        raise MMLBenchError("give --config or --preset, not both")
-    source = config or (preset_path(preset) if preset else None)
-    if source is None:
-        if quick:
+
+@dataclass(frozen=True)
+class Runs:
+    """Which runs a command asks for: an experiment file (`config`) or a preset, or neither (its
+    [quick] variant with `quick`), the command line's settings on top (one value fixes a setting,
+    a list in `grid` makes one run per value), and `seeds` runs per cell."""
+
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    grid: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    config: Path | None = None
+    preset: str | None = None
+    quick: bool = False
+    seeds: int | None = None
+
+    def configs(self) -> list[RunConfig]:
+        """Every run, each config resolved (once) and checked before anything runs."""
+        if self.config and self.preset:
+            raise MMLBenchError("give --config or --preset, not both")
+        source = self.config or (preset_path(self.preset) if self.preset else None)
+        if source is None and self.quick:
             raise MMLBenchError("--quick needs --config or --preset")
-        return Experiment()
-    return read_experiment(source, quick=quick)
+        experiment = read_experiment(source, quick=self.quick) if source is not None else Experiment()
+        experiment = experiment.with_command_line(dict(self.settings), {name: list(values) for name, values in self.grid.items()})
+        return (experiment if self.seeds is None else experiment.with_seeds(self.seeds)).configs()
