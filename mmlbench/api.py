@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mmlbench.fsutil import writable_folder
 from mmlbench.paths import results_home
-from mmlbench.plan.executors import EXECUTORS, BackendOptions, backend_help
+from mmlbench.plan.executors import BackendOptions, backend_help, get_executor
 from mmlbench.plan.experiment import Runs
 from mmlbench.runs.options import RunOutcome, TrainOptions
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from mmlbench.config import RunConfig
+    from mmlbench.plan.executors.base import Executor
     from mmlbench.plan.sweep import SweepResult
     from mmlbench.report.compare import Comparison
     from mmlbench.report.gate import GateResult, MaxDrop
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from mmlbench.runs.rescore import Evaluated
 
 __all__ = [
-    "EXECUTORS", "BackendOptions", "CompareRequest", "Compared", "Gated", "Pruned", "RunOutcome", "Runs",
+    "BackendOptions", "CompareRequest", "Compared", "Gated", "Pruned", "RunOutcome", "Runs",
     "RunsListing", "TrainOptions", "backend_help", "compare", "evaluate", "gate", "list_runs", "plan", "presets",
     "prune_runs", "remove_runs", "show_run", "train",
 ]  # fmt: skip
@@ -75,10 +76,9 @@ def train(
 def _sweep(
     runs: Runs, options: TrainOptions, backend: str, spread: BackendOptions | None, fetch: bool, source: str | None,
     *, dry_run: bool,
-) -> tuple[Any, list[RunConfig], Collection[str]]:
+) -> tuple[Executor, list[RunConfig], Collection[str]]:
     """The backend's executor, the runs, the datasets being fetched: all checked before any run starts."""
     from mmlbench.data.fetch import fetch_missing
-    from mmlbench.plan.executors import get_executor
     from mmlbench.runs.preflight import check_sweep_fits  # the engine imports torch: only when a sweep is made
 
     executor = get_executor(backend, spread)

@@ -22,8 +22,7 @@ from mmlbench.data.dataset import load_dataset
 from mmlbench.engine.scoring import others_of
 from mmlbench.engine.trainer import Trainer
 from mmlbench.plugins.losses import LOSSES
-from mmlbench.runs import build
-from mmlbench.runs import preflight
+from mmlbench.runs import build, preflight
 from mmlbench.runs.options import TrainOptions
 from mmlbench.runs.single import train_run
 

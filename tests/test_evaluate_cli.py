@@ -11,8 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mmlbench import store
-from mmlbench import api
+from mmlbench import api, store
 from mmlbench.cli import app
 from mmlbench.cli import evaluate as evaluate_cli
 from mmlbench.data.processed import IdMaps

@@ -41,11 +41,10 @@ from mmlbench.engine.group_step import GroupStep
 from mmlbench.engine.lockstep import continued_generator, fit_group
 from mmlbench.engine.member import Member
 from mmlbench.engine.trainer import FitResult, Trainer
-from mmlbench.runs import build
-from mmlbench.runs import resume
-from mmlbench.runs.progress import TrainingProgress
+from mmlbench.runs import build, resume
 from mmlbench.runs.options import RunOutcome, TrainOptions
 from mmlbench.runs.preflight import check_against_data, prepare
+from mmlbench.runs.progress import TrainingProgress
 from mmlbench.runs.single import finish_run, now, reuse, run_row, store_failure, train_claimed
 from mmlbench.store import claims, ids
 from mmlbench.store.ids import claimed_run
@@ -54,7 +53,7 @@ Outcome = RunOutcome | BaseException  # the stored run, or what kept it from bei
 
 
 def train_group(configs: list[RunConfig], options: TrainOptions) -> list[Outcome]:
-    """Train `configs` (one `lockstep.group_key`) together; per config its outcome or exception.
+    """Train `configs` (one `build.group_key`) together; per config its outcome or exception.
 
     Completed runs are reused (unless --force) and every other run is claimed before any
     trains: one claimed elsewhere comes back as claims.ClaimedElsewhere and the rest train
