@@ -21,9 +21,10 @@ import torch
 
 from mmlbench.config import RunConfig
 from mmlbench.engine.device import device_name, matmul_precision, peak_memory_bytes, reset_peak_memory, synchronize
-from mmlbench.engine.models import build_model
-from mmlbench.engine.runner import TrainOptions, prepare
 from mmlbench.engine.trainer import Trainer
+from mmlbench.runs import build
+from mmlbench.runs.options import TrainOptions
+from mmlbench.runs.preflight import prepare
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,8 +61,8 @@ def main() -> None:
 
 def _measure(args: argparse.Namespace, config: RunConfig, device: torch.device, data: object) -> None:
     torch.manual_seed(config.seed)
-    model = build_model(config, data).to(device)
-    trainer = Trainer(config, data, model, device, cuda_graphs=not args.no_cuda_graphs)
+    model = build.model(config, data, device)
+    trainer = Trainer(config, data, build.parts(config, data, model), device, cuda_graphs=not args.no_cuda_graphs)
     reset_peak_memory(device)
 
     epoch_seconds, losses = [], []

@@ -21,8 +21,9 @@ from synthetic import make_planted  # noqa: E402
 
 from mmlbench.config import RunConfig  # noqa: E402
 from mmlbench.plugins.losses import LOSSES  # noqa: E402
-from mmlbench.engine.rescore import rescore  # noqa: E402
-from mmlbench.engine.runner import TrainOptions, train_run  # noqa: E402
+from mmlbench.runs.options import TrainOptions  # noqa: E402
+from mmlbench.runs.rescore import rescore  # noqa: E402
+from mmlbench.runs.single import train_run  # noqa: E402
 
 SETTINGS = dict(negatives=20, batch_size=256, lr=0.01, epochs=8, patience=5)
 

@@ -32,12 +32,14 @@ from mmlbench import store  # noqa: E402
 from mmlbench.config import RunConfig  # noqa: E402
 from mmlbench.engine.device import device_name, matmul_precision, peak_memory_bytes, reset_peak_memory, synchronize  # noqa: E402
 from mmlbench.engine.group_step import GroupStep  # noqa: E402
-from mmlbench.engine.lockstep import make_member  # noqa: E402
-from mmlbench.engine.lockstep_runner import train_group  # noqa: E402
-from mmlbench.engine.models import build_model  # noqa: E402
-from mmlbench.engine.runner import TrainOptions, prepare, train_run  # noqa: E402
 from mmlbench.engine.trainer import Trainer  # noqa: E402
-from mmlbench.experiment import preset_path, read_experiment  # noqa: E402
+from mmlbench.plan.experiment import read_experiment  # noqa: E402
+from mmlbench.plan.presets import preset_path  # noqa: E402
+from mmlbench.runs import build  # noqa: E402
+from mmlbench.runs.group import make_member, train_group  # noqa: E402
+from mmlbench.runs.options import TrainOptions  # noqa: E402
+from mmlbench.runs.preflight import prepare  # noqa: E402
+from mmlbench.runs.single import train_run  # noqa: E402
 
 TOLERANCE = 1e-4  # metrics on ~120 planted users move in steps of ~1e-3: this is float noise only
 METRICS = ["loss", "recall@20", "ndcg@20"]
@@ -117,7 +119,8 @@ def time_group(args: argparse.Namespace) -> int:
         alone = []
         for config in configs[: len(experiment.grid["loss"])]:
             torch.manual_seed(config.seed)
-            trainer = Trainer(config, data, build_model(config, data).to(device), device, cuda_graphs=not args.no_cuda_graphs)
+            parts = build.parts(config, data, build.model(config, data, device))
+            trainer = Trainer(config, data, parts, device, cuda_graphs=not args.no_cuda_graphs)
             trainer.step.run_epoch()  # capture and warm-up
             started = time.perf_counter()
             trainer.step.run_epoch()

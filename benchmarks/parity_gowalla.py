@@ -22,7 +22,8 @@ import pandas as pd
 
 from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.engine.runner import TrainOptions, train_run
+from mmlbench.runs.options import TrainOptions
+from mmlbench.runs.single import train_run
 
 # From the published log, epochs 1-10 (Recall@20, NDCG@20, the logged train loss).
 PUBLISHED = {

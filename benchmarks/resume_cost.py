@@ -14,7 +14,7 @@ other epoch (`resume.capture`, on the device); `share_of_epoch` is the write's m
 an epoch of `--epoch-seconds`, i.e. its cost were it written every epoch (--checkpoint-every 0).
 With `--members K`: a lockstep group of K such runs (tables and Adam moments views into
 stacks, as GroupStep leaves them); the seconds are those of all K members' checkpoints
-(`lockstep_resume.save` / `capture`), i.e. what one group epoch pays, and the bytes one member's file.
+(`runs.group.save_member` / `capture_member`), i.e. what one group epoch pays, and the bytes one member's file.
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ from types import SimpleNamespace
 
 import torch
 
-from mmlbench.engine import resume
 from mmlbench.engine.models import MF
 from mmlbench.engine.step import make_adam
 from mmlbench.engine.trainer import EpochLog, FitResult
+from mmlbench.runs import resume
+from mmlbench.store import ids
 
 GOWALLA_USERS, GOWALLA_ITEMS = 29_858, 40_981
 
@@ -50,7 +51,7 @@ def main() -> None:
     save, capture = _group_saver(trainers) if args.members else _alone_saver(trainers[0])
     curve = [EpochLog(e, 0.5, 0.1, args.epoch_seconds, 1e-4, 1.0, {"recall@20": 0.1}) for e in range(1, 31)]
     best = {k: v.detach().clone() for k, v in trainers[0].model.state_dict().items()}
-    folders = [resume.folder(args.dir, f"gowalla-size-{k}") for k in range(len(trainers))]
+    folders = [ids.resume_folder(args.dir, f"gowalla-size-{k}") for k in range(len(trainers))]
     for case, best_epoch in (("best is the last epoch", 30), ("best is an older epoch", 27)):
         fit = FitResult(best, best_epoch, 0.1, curve, stale=0 if best_epoch == 30 else 3)
         seconds = []
@@ -90,8 +91,8 @@ def _alone_saver(trainer: SimpleNamespace):
 
 def _group_saver(trainers: list[SimpleNamespace]):
     """The trainers as members of a group (views into stacked tables and moments): functions saving and capturing them all."""
-    from mmlbench.engine import lockstep_resume
-    from mmlbench.engine.lockstep import Member
+    from mmlbench.engine.member import Member
+    from mmlbench.runs.group import capture_member, save_member
 
     tables = [list(t.model.embedding_tables()) for t in trainers]
     stacks = [torch.stack([ts[i].detach() for ts in tables]) for i in (0, 1)]
@@ -107,10 +108,10 @@ def _group_saver(trainers: list[SimpleNamespace]):
 
     def save(folders: list, fit: FitResult) -> None:
         for member, folder in zip(members, folders):
-            lockstep_resume.save(folder, member, fit, "hash")
+            save_member(folder, member, fit, "hash")
 
     def capture(fit: FitResult) -> list:
-        return [lockstep_resume.capture(member, fit, "hash") for member in members]
+        return [capture_member(member, fit, "hash") for member in members]
     return save, capture
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import sys
 from typing import ContextManager
 
@@ -28,6 +29,15 @@ def status(message: str, quiet: bool = False) -> ContextManager[object]:
 
 # Messages are plain text: escaped, so "[grid]" or "[default: 1]" is shown, not read as a style,
 # and one line each (soft_wrap), so a long path is never split across lines in a log.
+
+
+class OutputFormat(str, enum.Enum):
+    """What a command writes to stdout (--format), in one vocabulary for every command: a table
+    for a person, or for scripts one JSON document or CSV rows (compare adds markdown)."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
 
 
 class Documents:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+# The exit code of bad input (an unknown run, a bad --where, no matching runs): 1 is kept for a
+# run that failed and for a regression the gate found, so a script can tell them apart.
+INPUT_ERROR = 2
+
 
 class MMLBenchError(Exception):
     """A problem the user can fix; shown as one line, never as a traceback."""

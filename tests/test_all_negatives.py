@@ -19,12 +19,12 @@ from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import load_dataset
-from mmlbench.engine import memory
-from mmlbench.engine.models import build_model
-from mmlbench.engine.runner import TrainOptions, train_run
 from mmlbench.engine.scoring import others_of
 from mmlbench.engine.trainer import Trainer
 from mmlbench.plugins.losses import LOSSES
+from mmlbench.runs import build, preflight
+from mmlbench.runs.options import TrainOptions
+from mmlbench.runs.single import train_run
 
 runner = CliRunner()
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
@@ -75,8 +75,8 @@ def test_the_loss_and_gradients_equal_an_explicit_enumeration_of_every_item(plan
     config = RunConfig("planted", loss=loss, negatives="all", score=score, dropout=0.0, init_std=0.3, seed=7).resolved()
     data = load_dataset("planted", planted_dir, device)
     torch.manual_seed(config.seed)
-    model = build_model(config, data).to(device)
-    trainer = Trainer(config, data, model, device, cuda_graphs=False)
+    model = build.model(config, data, device)
+    trainer = Trainer(config, data, build.parts(config, data, model), device, cuda_graphs=False)
     batch = torch.randperm(data.train_items.numel(), device=device)[:16]
     users, positives = data.train_users[batch], data.train_items[batch]
 
@@ -196,12 +196,12 @@ def test_the_memory_check_counts_a_batch_by_items_score_matrix(planted_dir, tmp_
     every = RunConfig("planted", negatives="all", batch_size=64).resolved()
     sampled = RunConfig("planted", negatives=10, batch_size=64).resolved()
     tables = (120 + 60) * 64 * 4 * 8  # 8 copies of the float32 tables
-    assert memory.training_bytes(every, 120, 60) == tables + 64 * 60 * memory._DENSE_PER_SCORE
+    assert preflight.training_bytes(every, 120, 60) == tables + 64 * 60 * preflight._DENSE_PER_SCORE
     larger = RunConfig("planted", negatives="all", batch_size=256).resolved()
-    assert memory.training_bytes(larger, 120, 60) - memory.training_bytes(every, 120, 60) == 192 * 60 * memory._DENSE_PER_SCORE
-    assert memory.training_bytes(sampled, 120, 60) - tables == 64 * 11 * (64 * 4 * 3 + 6 * 8)  # gathered rows
+    assert preflight.training_bytes(larger, 120, 60) - preflight.training_bytes(every, 120, 60) == 192 * 60 * preflight._DENSE_PER_SCORE
+    assert preflight.training_bytes(sampled, 120, 60) - tables == 64 * 11 * (64 * 4 * 3 + 6 * 8)  # gathered rows
     # A machine with room for a run at 2 negatives but one byte short of a 64 x 60 score matrix:
-    monkeypatch.setattr(memory, "device_bytes", lambda device: memory.training_bytes(every, 120, 60) - 1)
+    monkeypatch.setattr(preflight, "device_bytes", lambda device: preflight.training_bytes(every, 120, 60) - 1)
     assert _train(planted_dir, tmp_path / "r", "--negatives", "2").exit_code == 0
     result = _train(planted_dir, tmp_path / "r", "--negatives", "2,all")
     assert result.exit_code == 1 and "Traceback" not in result.output
@@ -215,12 +215,12 @@ def test_an_experiment_file_grids_all_beside_numbers(planted_dir, tmp_path):
     result = runner.invoke(app, ["train", "--config", str(experiment), "--data-dir", str(planted_dir), "--dry-run", "--format", "json"])
     assert result.exit_code == 0, result.output
     assert "nall" in result.stdout and result.stdout.count('"negatives": "all"') == 2
-    assert not math.isnan(memory.training_bytes(RunConfig("planted", negatives="all").resolved(), 1, 1))
+    assert not math.isnan(preflight.training_bytes(RunConfig("planted", negatives="all").resolved(), 1, 1))
 
 
 def test_a_lockstep_group_at_all_negatives_equals_each_run_alone_bit_for_bit(planted_dir, tmp_path):
-    from mmlbench.engine.lockstep import group_key
-    from mmlbench.engine.lockstep_runner import train_group
+    from mmlbench.runs.build import group_key
+    from mmlbench.runs.group import train_group
     from test_lockstep import _options, _same_run
 
     base = dict(negatives="all", batch_size=64, lr=0.01, epochs=3)
@@ -265,8 +265,7 @@ def test_the_logq_correction_is_a_no_op_at_all_negatives(planted_dir):
     for correction in (False, True):
         config = RunConfig("planted", loss="ssm", negatives="all", logq_correction=correction, dropout=0.0).resolved()
         torch.manual_seed(1)
-        model = build_model(config, data)
-        step = Trainer(config, data, model, torch.device("cpu"), cuda_graphs=False).step
+        step = Trainer(config, data, build.parts(config, data, build.model(config, data)), torch.device("cpu"), cuda_graphs=False).step
         assert (step.log_q is not None) == correction
         losses.append(step._score_loss(data.train_users[batch], data.train_items[batch])[0])
     assert torch.equal(losses[0], losses[1])

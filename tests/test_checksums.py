@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from mmlbench import store
 from mmlbench.cli import app
-from mmlbench.engine import resume
-from mmlbench.engine.progress import TrainingProgress
+from mmlbench.runs import resume
+from mmlbench.runs.progress import TrainingProgress
+from mmlbench.store import ids
 
 runner = CliRunner()
 FAST = ["--negatives", "5", "--batch-size", "64", "--lr", "0.01", "--device", "cpu", "-q"]
@@ -125,7 +126,7 @@ def interrupted(planted_dir, tmp_path, monkeypatch) -> tuple[Path, Path, Path]:
         assert _train(planted_dir, results, *INT).exit_code == 130
     [run_dir] = store.iter_run_dirs(results)
     assert store.read_run(run_dir)["status"] == store.STATUS_INTERRUPTED
-    return results, run_dir, resume.folder(results, run_dir.name)
+    return results, run_dir, ids.resume_folder(results, run_dir.name)
 
 
 def _without_rng(folder: Path) -> None:
@@ -218,7 +219,7 @@ def test_a_lockstep_member_with_a_damaged_checkpoint_is_left_out_and_kept(plante
     from test_lockstep import _options, _three
 
     from mmlbench.engine.group_step import GroupStep
-    from mmlbench.engine.lockstep_runner import train_group
+    from mmlbench.runs.group import train_group
 
     results, real, calls = tmp_path / "group", GroupStep.run_epoch, []
 
@@ -232,11 +233,11 @@ def test_a_lockstep_member_with_a_damaged_checkpoint_is_left_out_and_kept(plante
         patch.setattr(GroupStep, "run_epoch", ctrl_c_at_epoch_three)
         interrupted = train_group(_three(), _options(planted_dir, results))
     spoiled = interrupted[1].row["run_id"]
-    DAMAGES[damage][0](resume.folder(results, spoiled))
-    kept = _snapshot(store.runs_dir(results) / spoiled), _snapshot(resume.folder(results, spoiled))
+    DAMAGES[damage][0](ids.resume_folder(results, spoiled))
+    kept = _snapshot(store.runs_dir(results) / spoiled), _snapshot(ids.resume_folder(results, spoiled))
 
     outcomes = train_group(_three(), _options(planted_dir, results))
     assert isinstance(outcomes[1], resume.DamagedCheckpoint) and DAMAGES[damage][1] in str(outcomes[1])
     assert [outcomes[i].status for i in (0, 2)] == [store.STATUS_COMPLETED] * 2
     assert [outcomes[i].row["resumed_from_epoch"] for i in (0, 2)] == [2, 2]
-    assert (_snapshot(store.runs_dir(results) / spoiled), _snapshot(resume.folder(results, spoiled))) == kept
+    assert (_snapshot(store.runs_dir(results) / spoiled), _snapshot(ids.resume_folder(results, spoiled))) == kept

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mmlbench import claims, store
+from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
 from mmlbench.data.processed import read_meta
-from mmlbench.engine.runner import TrainOptions
 from mmlbench.paths import processed_dir
-from mmlbench.sweep import CLAIMED, plan, run_sweep
+from mmlbench.plan.sweep import CLAIMED, plan, run_sweep
+from mmlbench.runs.options import TrainOptions
+from mmlbench.store import claims
 
 runner = CliRunner()
 FAST = dict(negatives=5, batch_size=64, lr=0.01, epochs=2)

@@ -54,7 +54,7 @@ def test_a_usage_error_names_the_option_and_value():
     [
         (["train", "--dataset", "planted", "--jobs", "0"], "train", 2),
         (["train", "--dataset", "planted", "--lr", "-1"], "train", 1),
-        (["evaluate", "nope"], "evaluate", 1),
+        (["evaluate", "nope"], "evaluate", 2),  # an unknown run is bad input, as for `runs show`
         (["compare", "--where", "dataset=nothing-here"], "compare", 2),
         (["runs", "--where", "no-equals-sign"], "runs", 2),
     ],

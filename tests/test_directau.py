@@ -10,11 +10,14 @@ import torch
 
 from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.engine.losses import directau, loss_function
-from mmlbench.engine.runner import TrainOptions, train_run
+from mmlbench.engine.losses import directau
 from mmlbench.errors import MMLBenchError
-from mmlbench.experiment import Experiment
+from mmlbench.plan.experiment import Experiment
 from mmlbench.plugins.losses import get_loss, resolve_params
+from mmlbench.runs.build import loss_function
+from mmlbench.runs.options import TrainOptions
+from mmlbench.runs.single import train_run
+from mmlbench.store import ids
 
 
 def test_directau_by_hand():
@@ -49,7 +52,7 @@ def test_a_run_of_directau_has_no_negatives_whatever_was_asked():
     spec = get_loss("directau")
     assert spec.takes_embeddings and spec.defaults == {"uniformity_weight": 1.0}
     config = RunConfig("planted", loss="directau", negatives=100).resolved()
-    assert config.negatives == 0 and "-n0-" in config.run_id("abc")
+    assert config.negatives == 0 and "-n0-" in ids.run_id(config, "abc")
     grid = Experiment({"dataset": "planted", "loss": "directau"}, {"negatives": [10, 100, 800]})
     assert [c.negatives for c in grid.configs()] == [0]  # one run, not three identical ones
 

@@ -18,11 +18,11 @@ from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import load_dataset
-from mmlbench.engine.models import build_model
-from mmlbench.engine.sampling import epoch_pairs, make_sampler
-from mmlbench.engine.losses import loss_function
+from mmlbench.engine.parts import Parts
+from mmlbench.engine.sampling import epoch_pairs
 from mmlbench.engine.step import TrainStep
 from mmlbench.errors import MMLBenchError
+from mmlbench.runs import build
 from synthetic import planted_interactions, write_processed
 
 runner = CliRunner()
@@ -84,9 +84,9 @@ def _one_step_tables(data, grad_clip: float) -> list[torch.Tensor]:
     """The MF tables after one eager step at lr 1 (large gradients), from the same start."""
     config = RunConfig("skewed", negatives=5, batch_size=32, lr=1.0, grad_clip=grad_clip, loss="bpr", score="dot").resolved()
     torch.manual_seed(0)
-    model = build_model(config, data)
-    sampler = make_sampler("uniform", n_items=data.n_items, negatives=5, positive_keys=None, item_counts=None, params={})
-    step = TrainStep(model, data, sampler, loss_function("bpr", {}), config, use_graph=False)
+    model = build.model(config, data)
+    sampler = build.make_sampler("uniform", n_items=data.n_items, negatives=5, positive_keys=None, item_counts=None, params={})
+    step = TrainStep(Parts(model, build.loss_function("bpr", {}), sampler), data, config, use_graph=False)
     step.batch_index.copy_(torch.arange(32))
     step._eager_step()
     return [table.detach().clone() for table in model.embedding_tables()]

@@ -11,14 +11,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mmlbench import store
+from mmlbench import api, store
 from mmlbench.cli import app
 from mmlbench.cli import evaluate as evaluate_cli
 from mmlbench.data.processed import IdMaps
-from mmlbench.engine import rescore as rescore_module
 from mmlbench.engine.evaluator import Evaluation
-from mmlbench.engine.rescore import write_top_k
 from mmlbench.fsutil import writable_folder
+from mmlbench.runs import rescore as rescore_module
+from mmlbench.runs.rescore import write_top_k
 
 runner = CliRunner()
 N_ITEMS = 60  # the planted dataset's items
@@ -152,7 +152,7 @@ def test_writable_folder_sees_what_root_cannot_write():
 def test_a_read_only_run_folder_still_prints_and_exports(planted_dir, trained, tmp_path, monkeypatch):
     # Tests run as root, which ignores permission bits: the run folder is declared read-only.
     run_dir = trained[1]
-    monkeypatch.setattr(evaluate_cli, "writable_folder", lambda path: Path(path) != run_dir and writable_folder(path))
+    monkeypatch.setattr(api, "writable_folder", lambda path: Path(path) != run_dir and writable_folder(path))
     export = tmp_path / "out" / "top.csv"
     result = _evaluate(planted_dir, trained, "--export-topk", str(export))
     assert result.exit_code == 0, result.output

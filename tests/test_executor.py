@@ -8,14 +8,16 @@ import signal
 import pytest
 from typer.testing import CliRunner
 
-from mmlbench import executors
+from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
-from mmlbench.engine.runner import TrainOptions
 from mmlbench.errors import MMLBenchError
-from mmlbench.executors import BackendOptions, InProcessExecutor, LocalProcessExecutor, get_executor
-from mmlbench import store
-from mmlbench.sweep import CANCELLED, CLAIMED, SweepEntry, run_sweep, was_interrupted
+from mmlbench.plan import executors
+from mmlbench.plan.executors import BackendOptions, ExecutorSpec, get_executor
+from mmlbench.plan.executors.inprocess import InProcessExecutor
+from mmlbench.plan.executors.local import LocalProcessExecutor
+from mmlbench.plan.sweep import CANCELLED, CLAIMED, SweepEntry, run_sweep, was_interrupted
+from mmlbench.runs.options import TrainOptions
 
 runner = CliRunner()
 
@@ -75,20 +77,26 @@ def test_an_unknown_backend_is_one_line_naming_the_closest():
         get_executor("locla")
 
 
+_made: list[RecordingExecutor] = []
+
+
+def _failing(config):
+    if config.loss == "bpr":
+        return SweepEntry(config, error="worker lost")
+    return SweepEntry(config, state=CLAIMED)
+
+
+def make(settings):
+    """The factory of the recording backend registered below (an ExecutorSpec names it by module and name)."""
+    _made.append(RecordingExecutor(settings.jobs, answer=_failing))
+    return _made[-1]
+
+
 def test_a_registered_backend_runs_trains_sweep(planted_dir, tmp_path, monkeypatch):
     """A new backend is one class plus one registry entry: `train` uses it and reports its entries."""
-    made: list[RecordingExecutor] = []
-
-    def failing(config):
-        if config.loss == "bpr":
-            return SweepEntry(config, error="worker lost")
-        return SweepEntry(config, state=CLAIMED)
-
-    def make(settings):
-        made.append(RecordingExecutor(settings.jobs, answer=failing))
-        return made[-1]
-
-    monkeypatch.setitem(executors.EXECUTORS, "local", make)
+    _made.clear()
+    made = _made
+    monkeypatch.setitem(executors.EXECUTORS, "local", ExecutorSpec(f"{__name__}:make", help="records"))
     result = runner.invoke(app, [
         "train", "--dataset", "planted", "--loss", "ccl,bpr", "--jobs", "3", "--device", "cpu",
         "--data-dir", str(planted_dir), "--results-dir", str(tmp_path / "r"), "-q",

@@ -9,7 +9,8 @@ import pytest
 from mmlbench.config import RunConfig
 from mmlbench.errors import MMLBenchError
 from mmlbench.data.registry import SLICES
-from mmlbench.experiment import Experiment, parse_experiment, preset_names, preset_path, read_experiment
+from mmlbench.plan.experiment import Experiment, parse_experiment, read_experiment
+from mmlbench.plan.presets import preset_names, preset_path
 
 DOCUMENT = {
     "settings": {"dataset": "d", "epochs": 7, "batch_size": 256},

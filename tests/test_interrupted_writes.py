@@ -15,10 +15,11 @@ import torch
 
 from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.engine import resume
-from mmlbench.engine.runner import TrainOptions
 from mmlbench.fsutil import atomic_file, interrupts_held
-from mmlbench.sweep import run_sweep
+from mmlbench.plan.sweep import run_sweep
+from mmlbench.runs import resume
+from mmlbench.runs.options import TrainOptions
+from mmlbench.store import ids
 
 
 class _SignalMidWrite:
@@ -101,7 +102,7 @@ def test_ctrl_c_during_a_resume_checkpoint_write_stores_the_run_as_interrupted(p
     assert entry.status == store.STATUS_INTERRUPTED, entry.error
     [row] = store.read_runs(results).to_dict("records")
     assert (row["status"], row["epochs_run"]) == (store.STATUS_INTERRUPTED, 1)
-    state = torch.load(resume.folder(results, row["run_id"]) / resume.STATE_FILE, weights_only=True)
+    state = torch.load(ids.resume_folder(results, row["run_id"]) / resume.STATE_FILE, weights_only=True)
     assert len(state["epochs"]) == 1  # the checkpoint the interrupt landed in is whole
 
 

@@ -15,12 +15,13 @@ import torch
 
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import load_dataset
-from mmlbench.engine.memory import training_bytes
-from mmlbench.engine.models import LightGCN, SymmetricSparseProduct, build_model, normalized_adjacency
+from mmlbench.engine.models import LightGCN, SymmetricSparseProduct, normalized_adjacency
 from mmlbench.engine.trainer import Trainer
 from mmlbench.errors import MMLBenchError
 from mmlbench.plugins.losses import LOSSES
 from mmlbench.plugins.samplers import SAMPLERS
+from mmlbench.runs import build
+from mmlbench.runs.preflight import training_bytes
 
 R2 = math.sqrt(2)
 N_USERS, N_ITEMS = 2, 4
@@ -108,7 +109,7 @@ def planted(planted_dir):
 def _trainer(data, **settings) -> Trainer:
     config = RunConfig("planted", model="lightgcn", negatives=5, batch_size=64, lr=0.01, **settings).resolved()
     torch.manual_seed(0)
-    return Trainer(config, data, build_model(config, data), torch.device("cpu"), cuda_graphs=False)
+    return Trainer(config, data, build.parts(config, data, build.model(config, data)), torch.device("cpu"), cuda_graphs=False)
 
 
 @pytest.mark.parametrize("sampler", ["uniform", "hard"])  # hard scores candidates under no_grad first

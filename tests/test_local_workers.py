@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from mmlbench import claims, store
+from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.engine import resume
-from mmlbench.executors.base import fingerprint_of
+from mmlbench.plan.executors.base import fingerprint_of
+from mmlbench.runs import resume
+from mmlbench.store import claims, ids
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -43,7 +44,7 @@ def _sweep_killing_bpr_workers(tmp_path: Path, planted_dir: Path, deaths: int) -
     script.write_text(textwrap.dedent(f"""
         import os, signal, sys
         from pathlib import Path
-        from mmlbench.engine.progress import TrainingProgress
+        from mmlbench.runs.progress import TrainingProgress
 
         DEATHS = Path({str(tmp_path / "deaths")!r})
         original = TrainingProgress.epoch_done
@@ -115,7 +116,7 @@ def _training_pids(results: Path, configs: list[RunConfig], planted_dir: Path) -
     for config in configs:
         config_hash = config.resolved().hash(fingerprint_of("planted", planted_dir))
         held = claims.read_claim(claims.claim_path(results, config_hash))
-        if held is None or not (resume.folder(results, config.run_id(config_hash)) / resume.STATE_FILE).is_file():
+        if held is None or not (ids.resume_folder(results, ids.run_id(config, config_hash)) / resume.STATE_FILE).is_file():
             return []
         pids.append(held.pid)
     return pids
@@ -144,7 +145,7 @@ def test_workers_exit_when_the_main_process_is_killed(planted_dir, tmp_path):
 
 WATCHED_CHILD = """
 import os, sys, threading
-from mmlbench.executors.local_worker import watch_parent
+from mmlbench.plan.executors.local_worker import watch_parent
 threading.Thread(target=watch_parent, args=(os.getppid(), 0.05), daemon=True).start()
 print(os.getpid(), flush=True)
 threading.Event().wait()

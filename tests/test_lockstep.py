@@ -11,15 +11,17 @@ import pandas as pd
 import pytest
 import torch
 
-from mmlbench import claims, store
+from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.engine.group_step import GroupStep
-from mmlbench.engine.lockstep import group_key
-from mmlbench.engine.lockstep_runner import train_group
-from mmlbench.engine.runner import TrainOptions, train_run
-from mmlbench.executors import get_executor
-from mmlbench.executors.lockstep import plan_groups
-from mmlbench.sweep import run_sweep
+from mmlbench.plan.executors import get_executor
+from mmlbench.plan.executors.lockstep import plan_groups
+from mmlbench.plan.sweep import run_sweep
+from mmlbench.runs.build import group_key
+from mmlbench.runs.group import train_group
+from mmlbench.runs.options import TrainOptions
+from mmlbench.runs.single import train_run
+from mmlbench.store import claims
 
 BASE = dict(negatives=10, batch_size=64, lr=0.01, epochs=5, patience=3)
 CURVE = ["epoch", "loss", "violations", "lr", "recall@10", "recall@20", "ndcg@20"]
@@ -89,7 +91,7 @@ def test_runs_without_clipping_and_with_the_user_uniform_epoch_equal_alone(plant
 def _group_weights(planted_dir, configs, epochs, **step_options):
     """Train `configs` as one GroupStep for `epochs` epochs: each run's losses and final tables."""
     from mmlbench.data.dataset import load_dataset
-    from mmlbench.engine.lockstep import make_member
+    from mmlbench.runs.group import make_member
 
     device = torch.device("cpu")
     data = load_dataset("planted", planted_dir, device)
@@ -153,24 +155,24 @@ def test_incompatible_configs_train_alone(planted_dir, tmp_path):
 
 
 def test_a_group_larger_than_the_memory_allows_is_cut_into_groups_that_fit(planted_dir, tmp_path, monkeypatch):
-    from mmlbench.engine import memory
+    from mmlbench.runs import preflight
 
     configs = [RunConfig("planted", loss="ccl", seed=seed, **BASE) for seed in (1, 2, 3)]
-    one_run = memory.training_bytes(configs[0].resolved(), 120, 60)
-    monkeypatch.setattr(memory, "device_bytes", lambda device: int(2.5 * one_run))  # room for two
+    one_run = preflight.training_bytes(configs[0].resolved(), 120, 60)
+    monkeypatch.setattr(preflight, "device_bytes", lambda device: int(2.5 * one_run))  # room for two
     options = _options(planted_dir, tmp_path / "results")
     entries = run_sweep(configs, options, executor=get_executor("lockstep"))
     assert [entry.status for entry in entries] == ["completed"] * 3
     assert [entry.outcome.row["lockstep_group"] for entry in entries] == [2, 2, 1]
     assert [entry.outcome.row["execution"] for entry in entries] == ["lockstep", "lockstep", "alone"]
-    monkeypatch.setattr(memory, "device_bytes", lambda device: 100 * one_run)
-    assert plan_groups(configs, lambda c: memory.lockstep_size_limit(c, "cpu", planted_dir)) == [[0, 1, 2]]
+    monkeypatch.setattr(preflight, "device_bytes", lambda device: 100 * one_run)
+    assert plan_groups(configs, lambda c: preflight.lockstep_size_limit(c, "cpu", planted_dir)) == [[0, 1, 2]]
 
 
 def test_group_adam_equals_torch_adam_on_a_slice(planted_dir, tmp_path):
     """The group's optimiser (torch's functional Adam on slices, one call per lr) against torch.optim.Adam."""
     from mmlbench.data.dataset import load_dataset
-    from mmlbench.engine.lockstep import make_member
+    from mmlbench.runs.group import make_member
 
     data = load_dataset("planted", planted_dir, torch.device("cpu"))
     configs = [RunConfig("planted", lr=0.01, seed=1).resolved(), RunConfig("planted", lr=0.003, seed=2).resolved()]

@@ -16,16 +16,17 @@ import torch
 from test_lockstep import _options, _same_run, _three
 
 from mmlbench import store
-from mmlbench.engine import lockstep_runner, resume
 from mmlbench.engine.group_step import GroupStep
-from mmlbench.engine.lockstep_runner import train_group
-from mmlbench.engine.progress import TrainingProgress
-from mmlbench.engine.runner import train_run
-from mmlbench.executors.lockstep import plan_groups
+from mmlbench.plan.executors.lockstep import plan_groups
+from mmlbench.runs import group, resume
+from mmlbench.runs.group import train_group
+from mmlbench.runs.progress import TrainingProgress
+from mmlbench.runs.single import train_run
+from mmlbench.store import ids
 
 
 def _checkpoint(results, outcome) -> bool:
-    return (resume.folder(results, outcome.row["run_id"]) / resume.STATE_FILE).is_file()
+    return (ids.resume_folder(results, outcome.row["run_id"]) / resume.STATE_FILE).is_file()
 
 
 def _interrupt_group_after(monkeypatch, epochs: int) -> list[int]:
@@ -59,7 +60,7 @@ def _interrupt_group_training(monkeypatch, epoch: int) -> None:
 
 
 def _saved_epochs(results, outcome) -> int:
-    return len(torch.load(resume.folder(results, outcome.row["run_id"]) / resume.STATE_FILE)["epochs"])
+    return len(torch.load(ids.resume_folder(results, outcome.row["run_id"]) / resume.STATE_FILE)["epochs"])
 
 
 def _count_group_epochs(monkeypatch) -> list[int]:
@@ -106,7 +107,7 @@ def test_a_group_interrupted_after_epoch_two_resumes_and_equals_each_run_alone(p
     for one, together in zip(alone, resumed):
         _same_run(one, together)
         assert together.row["resumed_from_epoch"] == 2 and together.row["execution"] == "lockstep"
-        assert together.status == store.STATUS_COMPLETED and not resume.folder(results, together.row["run_id"]).exists()
+        assert together.status == store.STATUS_COMPLETED and not ids.resume_folder(results, together.row["run_id"]).exists()
 
 
 @pytest.mark.parametrize("every", [0, 3600])
@@ -146,7 +147,7 @@ def test_each_member_writes_after_an_epoch_only_when_its_interval_has_passed(pla
 def test_ctrl_c_at_a_leaving_runs_test_evaluation_saves_every_run_not_stored(planted_dir, tmp_path, monkeypatch, alone):
     results = tmp_path / "group"
     with monkeypatch.context() as patch:
-        patch.setattr(lockstep_runner, "finish_run", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+        patch.setattr(group, "finish_run", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
         with pytest.raises(KeyboardInterrupt):
             train_group(_three(), _options(planted_dir, results, checkpoint_every=3600))
     assert list(store.iter_run_dirs(results)) == []
@@ -235,7 +236,7 @@ def test_a_members_checkpoint_is_the_one_its_run_alone_writes(planted_dir, tmp_p
     with monkeypatch.context() as patch:
         _interrupt_group_after(patch, 2)
         train_group(_three(), _options(planted_dir, tmp_path / "group"))
-    alone, grouped = (torch.load(resume.folder(tmp_path / where, run_id) / resume.STATE_FILE) for where in ("alone", "group"))
+    alone, grouped = (torch.load(ids.resume_folder(tmp_path / where, run_id) / resume.STATE_FILE) for where in ("alone", "group"))
     assert alone.keys() == grouped.keys()
     for name, weights in alone["model"].items():
         assert torch.equal(weights, grouped["model"][name])
@@ -261,10 +262,10 @@ def test_a_failed_member_keeps_its_checkpoint_the_completed_ones_do_not(planted_
         patch.setattr(GroupStep, "run_epoch", diverge_at_three)
         outcomes = train_group(_three(), _options(planted_dir, results, checkpoint_every=3600))
     assert "diverged at epoch 3" in str(outcomes[1])
-    assert [resume.folder(results, outcome.row["run_id"]).exists() for outcome in (outcomes[0], outcomes[2])] == [False, False]
+    assert [ids.resume_folder(results, outcome.row["run_id"]).exists() for outcome in (outcomes[0], outcomes[2])] == [False, False]
     failed = store.read_runs(results).query("status == 'failed'")["run_id"].tolist()
     assert len(failed) == 1
-    assert len(torch.load(resume.folder(results, failed[0]) / resume.STATE_FILE)["epochs"]) == 2  # written at the failure
+    assert len(torch.load(ids.resume_folder(results, failed[0]) / resume.STATE_FILE)["epochs"]) == 2  # written at the failure
     config = _three()[1]
     resumed = train_run(config, _options(planted_dir, results))  # epoch 2's state, not the one epoch 3 left
     assert resumed.row["resumed_from_epoch"] == 2
@@ -286,4 +287,4 @@ def test_a_group_that_fails_as_a_whole_saves_every_member(planted_dir, tmp_path,
     assert all("out of memory" in str(outcome) for outcome in outcomes)
     runs = store.read_runs(results)
     assert runs["status"].tolist() == [store.STATUS_FAILED] * 3
-    assert [len(torch.load(resume.folder(results, run_id) / resume.STATE_FILE)["epochs"]) for run_id in runs["run_id"]] == [2, 2, 2]
+    assert [len(torch.load(ids.resume_folder(results, run_id) / resume.STATE_FILE)["epochs"]) for run_id in runs["run_id"]] == [2, 2, 2]

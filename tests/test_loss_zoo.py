@@ -13,11 +13,12 @@ from typer.testing import CliRunner
 from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
-from mmlbench.engine.losses import bsl, hinge, loss_function, mse, ssm
-from mmlbench.engine.runner import TrainOptions, train_run
-from mmlbench.engine.sampling import relative_log_q
+from mmlbench.engine.losses import bsl, hinge, mse, ssm
 from mmlbench.errors import MMLBenchError
 from mmlbench.plugins.losses import LOSSES, get_loss, resolve_params
+from mmlbench.runs.build import loss_function, relative_log_q
+from mmlbench.runs.options import TrainOptions
+from mmlbench.runs.single import train_run
 
 S_POS = torch.tensor([0.8, 0.2], dtype=torch.float64)
 S_NEG = torch.tensor([[0.95, 0.5], [0.1, 0.85]], dtype=torch.float64)

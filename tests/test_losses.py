@@ -7,10 +7,11 @@ import math
 import pytest
 import torch
 
-from mmlbench.engine.losses import bce, bpr, ccl, loss_function, mmcl, ssm
+from mmlbench.engine.losses import bce, bpr, ccl, mmcl, ssm
 from mmlbench.engine.scoring import DenseCosine, GatheredCosine, unit
 from mmlbench.errors import MMLBenchError
 from mmlbench.plugins.losses import LOSSES, resolve_params
+from mmlbench.runs.build import loss_function
 
 # The losses over scores; DirectAU, over the batch's vectors, has its own tests (test_directau.py).
 SCORE_LOSSES = sorted(name for name, spec in LOSSES.items() if not spec.takes_embeddings)

@@ -57,9 +57,9 @@ def test_warnings_and_notes_are_verbatim(capsys):
 def test_sweep_table_notes_are_verbatim(capsys):
     from mmlbench.cli.render_train import print_sweep
     from mmlbench.config import RunConfig
-    from mmlbench.sweep import SweepEntry
+    from mmlbench.plan.sweep import SweepEntry, SweepResult
 
-    print_sweep([SweepEntry(RunConfig("d"), error="RuntimeError: [enforce fail at alloc_cpu.cpp:127] err == 0")])
+    print_sweep(SweepResult.of([SweepEntry(RunConfig("d"), error="RuntimeError: [enforce fail at alloc_cpu.cpp:127] err == 0")]))
     assert "[enforce fail at alloc_cpu.cpp:127]" in capsys.readouterr().out
 
 

@@ -6,31 +6,31 @@ import pytest
 import torch
 
 from mmlbench.config import RunConfig
-from mmlbench.engine import memory
 from mmlbench.errors import MMLBenchError
+from mmlbench.runs import preflight
 
 
 def test_estimate_grows_with_every_size_option():
-    base = memory.training_bytes(RunConfig("d").resolved(), 1000, 500)
+    base = preflight.training_bytes(RunConfig("d").resolved(), 1000, 500)
     for change in ({"negatives": 1000}, {"batch_size": 4096}, {"embedding_dim": 512}):
-        assert memory.training_bytes(RunConfig("d", **change).resolved(), 1000, 500) > base
-    assert memory.training_bytes(RunConfig("d").resolved(), 10**6, 500) > base  # the tables
-    assert memory.training_bytes(RunConfig("d", model="simplex").resolved(), 1000, 500) > base  # the histories
+        assert preflight.training_bytes(RunConfig("d", **change).resolved(), 1000, 500) > base
+    assert preflight.training_bytes(RunConfig("d").resolved(), 10**6, 500) > base  # the tables
+    assert preflight.training_bytes(RunConfig("d", model="simplex").resolved(), 1000, 500) > base  # the histories
 
 
 def test_estimate_covers_the_gathered_rows():
     config = RunConfig("d", negatives=100, batch_size=512, embedding_dim=64).resolved()
     gathered = 512 * 101 * 64 * 4  # one float32 copy of [B, N+1, d]
-    assert memory.training_bytes(config, 10, 10) >= 2 * gathered
+    assert preflight.training_bytes(config, 10, 10) >= 2 * gathered
 
 
 def test_machine_memory_is_known():
-    assert memory.device_bytes(torch.device("cpu")) > 1 << 20
+    assert preflight.device_bytes(torch.device("cpu")) > 1 << 20
 
 
 def test_check_fits_names_the_size_options(monkeypatch):
-    monkeypatch.setattr(memory, "device_bytes", lambda device: 1 << 30)
+    monkeypatch.setattr(preflight, "device_bytes", lambda device: 1 << 30)
     config = RunConfig("d", negatives=100_000).resolved()
     with pytest.raises(MMLBenchError, match="--negatives 100000, --batch-size 512 and --embedding-dim 64 need about"):
-        memory.check_fits(config, 100, 100, torch.device("cpu"))
-    memory.check_fits(RunConfig("d").resolved(), 100, 100, torch.device("cpu"))  # the default fits in 1 GiB
+        preflight.check_fits(config, 100, 100, torch.device("cpu"))
+    preflight.check_fits(RunConfig("d").resolved(), 100, 100, torch.device("cpu"))  # the default fits in 1 GiB

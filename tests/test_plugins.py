@@ -21,12 +21,13 @@ import torch
 import compare_support as cs
 from mmlbench import store
 from mmlbench.config import PLUGINS, RunConfig
-from mmlbench.engine.rescore import rescore
-from mmlbench.engine.runner import TrainOptions, train_run
 from mmlbench.plugins.losses import LOSSES
 from mmlbench.report.compare import CompareSpec, build_comparison
 from mmlbench.report.formats import RENDERERS
 from mmlbench.report.selection import load_completed_runs
+from mmlbench.runs.options import TrainOptions
+from mmlbench.runs.rescore import rescore
+from mmlbench.runs.single import train_run
 
 FAST = dict(negatives=10, batch_size=64, lr=0.01, epochs=12, patience=4, history_len=8)
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]

@@ -14,7 +14,7 @@ from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import HASH_NEUTRAL, RunConfig
 from mmlbench.engine.device import matmul_precision
-from mmlbench.engine.lockstep import group_key
+from mmlbench.runs.build import group_key
 
 runner = CliRunner()
 COMMITTED_RUNS = sorted(Path(__file__).resolve().parent.parent.glob("results/paper/*/runs/*/run.parquet"))

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from mmlbench.cli import app
 from mmlbench.errors import MMLBenchError
-from mmlbench.executors import ray_connect
+from mmlbench.plan.executors import ray_connect
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}

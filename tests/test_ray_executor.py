@@ -9,7 +9,6 @@ instance is only ever shut down with ray.shutdown().
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -19,42 +18,25 @@ import time
 from pathlib import Path
 
 import pytest
-import ray
 from typer.testing import CliRunner
 
-from mmlbench import claims, store
+from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
-from mmlbench.engine import resume
-from mmlbench.engine.runner import TrainOptions
 from mmlbench.errors import MMLBenchError
-from mmlbench.executors import RAY_EXTRA, BackendOptions, get_executor
-from mmlbench.executors import ray as ray_backend
-from mmlbench.executors.base import fingerprint_of
-from mmlbench.executors.ray_worker import run_cell
-from mmlbench.sweep import CANCELLED, run_sweep, was_interrupted
+from mmlbench.plan.executors import RAY_EXTRA, BackendOptions, get_executor
+from mmlbench.plan.executors import ray as ray_backend
+from mmlbench.plan.executors.base import fingerprint_of
+from mmlbench.plan.executors.ray_worker import run_cell
+from mmlbench.plan.sweep import CANCELLED, run_sweep, was_interrupted
+from mmlbench.runs import resume
+from mmlbench.runs.options import TrainOptions
+from mmlbench.store import claims, ids
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ROOT / "results" / "baselines"
-RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
 FAST = ["--negatives", "5", "--batch-size", "64", "--epochs", "2", "--device", "cpu", "-q"]
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """A local Ray instance on the loopback interface with 2 CPUs; its workers import this checkout."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in RAY_ENV.items():
-            patch.setenv(name, value)
-        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-        sigterm = signal.getsignal(signal.SIGTERM)
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-        signal.signal(signal.SIGTERM, sigterm)  # ray.init makes SIGTERM exit the test process
-        try:
-            yield
-        finally:
-            ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +150,7 @@ def _wait_for(condition, timeout: float = 600.0):  # generous: Ray's workers run
 def _worker_training(results: Path, config: RunConfig, planted_dir: Path, other_than: int = 0) -> int:
     """The pid of the worker training `config`, once it has finished an epoch (read from its claim)."""
     config_hash = config.hash(fingerprint_of(config.dataset, planted_dir))
-    checkpoint = resume.folder(results, config.run_id(config_hash)) / resume.STATE_FILE
+    checkpoint = ids.resume_folder(results, ids.run_id(config, config_hash)) / resume.STATE_FILE
 
     def training_pid() -> int:
         held = claims.read_claim(claims.claim_path(results, config_hash))

@@ -10,9 +10,10 @@ import torch
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import load_dataset
 from mmlbench.engine.models import MF
+from mmlbench.engine.parts import Parts
+from mmlbench.engine.sampling import uniform
 from mmlbench.engine.scoring import gathered_scores
 from mmlbench.engine.step import TrainStep, add_table_l2
-from mmlbench.engine.sampling import uniform
 from mmlbench.errors import MMLBenchError
 
 
@@ -80,7 +81,7 @@ def _step(planted_dir, **settings) -> tuple[TrainStep, MF, _Recorder]:
     model = MF(data.n_users, data.n_items, config.embedding_dim, config.dropout, config.init_std)
     sampler = _Recorder(data.n_items, config.negatives)
     loss = lambda s_pos, s_neg: (1 - s_pos).mean()  # noqa: E731 - a loss that ignores the negatives
-    return TrainStep(model, data, sampler, loss, config, use_graph=False), model, sampler
+    return TrainStep(Parts(model, loss, sampler), data, config, use_graph=False), model, sampler
 
 
 @pytest.mark.parametrize(("last_batch", "last_size"), [("partial", None), ("wrap", 64)])

@@ -21,13 +21,15 @@ from typer.testing import CliRunner
 from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.config import RunConfig
-from mmlbench.engine import resume, runner
 from mmlbench.engine.evaluator import Evaluation
-from mmlbench.engine.progress import TrainingProgress
-from mmlbench.engine.runner import TrainOptions, train_run
 from mmlbench.engine.trainer import Trainer
 from mmlbench.errors import MMLBenchError
 from mmlbench.metrics import is_metric_column
+from mmlbench.runs import resume, single
+from mmlbench.runs.options import STATUS_TRAINED, TrainOptions
+from mmlbench.runs.progress import TrainingProgress
+from mmlbench.runs.single import train_run
+from mmlbench.store import ids
 
 # Dropout, a random permutation and sampled negatives every epoch: the RNG state matters.
 CONFIG = RunConfig("planted", negatives=10, batch_size=48, lr=0.01, epochs=6, patience=10, dropout=0.2)
@@ -39,7 +41,7 @@ def _options(planted_dir: Path, results: Path, **kwargs) -> TrainOptions:
 
 
 def _resume_file(results: Path, run_id: str) -> Path:
-    return resume.folder(results, run_id) / resume.STATE_FILE
+    return ids.resume_folder(results, run_id) / resume.STATE_FILE
 
 
 def _interrupt_after(monkeypatch, epoch: int) -> None:
@@ -112,7 +114,7 @@ def test_ctrl_c_then_rerun_resumes_and_equals_the_uninterrupted_run(planted_dir,
     assert resumed.status == store.STATUS_COMPLETED and resumed.row["resumed_from_epoch"] == 3
     assert reference.row["resumed_from_epoch"] == 0
     _assert_same_run(resumed, reference)
-    assert not resume.folder(results, resumed.row["run_id"]).exists()  # removed once the run completed
+    assert not ids.resume_folder(results, resumed.row["run_id"]).exists()  # removed once the run completed
     assert len(store.read_runs(results)) == 1  # the interrupted folder was replaced
 
 
@@ -126,7 +128,7 @@ def test_killed_run_leaves_only_the_checkpoint_and_resumes(planted_dir, tmp_path
         import os, signal, sys
         import torch
         torch.set_num_threads(1)  # as the tests' process: same arithmetic
-        from mmlbench.engine.progress import TrainingProgress
+        from mmlbench.runs.progress import TrainingProgress
         def epoch_done(self, log):
             if log.epoch == 2:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -179,7 +181,7 @@ def test_the_checkpoint_is_written_after_an_epoch_only_when_the_interval_has_pas
     config = RunConfig("planted", negatives=5, batch_size=64, epochs=3, patience=10)
     outcome = train_run(config, _options(planted_dir, results, checkpoint_every=every))
     assert seen == on_disk
-    assert outcome.status == store.STATUS_COMPLETED and not resume.folder(results, outcome.row["run_id"]).exists()
+    assert outcome.status == store.STATUS_COMPLETED and not ids.resume_folder(results, outcome.row["run_id"]).exists()
 
 
 def test_checkpoints_write_once_the_interval_has_passed_since_the_last_write(tmp_path, monkeypatch):
@@ -231,11 +233,27 @@ def test_killed_after_the_last_epoch_only_redoes_the_test_evaluation(planted_dir
     _assert_same_run(resumed, reference)
 
 
+def test_a_run_trained_without_its_test_evaluation_waits_in_its_checkpoint(planted_dir, tmp_path, monkeypatch, reference):
+    """train_run(test=False), what a tuner selecting on validation needs: the fit happens and is
+    seen epoch by epoch, nothing is stored, and training the config again only evaluates it."""
+    results, seen = tmp_path / "r", []
+    trained = train_run(CONFIG, _options(planted_dir, results), on_epoch=seen.append, test=False)
+    assert trained.status == STATUS_TRAINED and [log.epoch for log in seen] == [1, 2, 3, 4, 5, 6]
+    assert trained.row["monitor_value"] == reference.row["monitor_value"] == max(log.metrics[CONFIG.monitor] for log in seen)
+    assert store.read_runs(results).empty and (trained.run_dir / resume.STATE_FILE).is_file()
+
+    epochs = _count_epochs(monkeypatch)
+    tested = train_run(CONFIG, _options(planted_dir, results))
+    assert epochs == [] and tested.status == store.STATUS_COMPLETED and tested.row["resumed_from_epoch"] == 6
+    _assert_same_run(tested, reference)
+    assert not trained.run_dir.exists()
+
+
 @pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError("CUDA out of memory")], ids=["ctrl-c", "error"])
 def test_a_stop_at_the_test_evaluation_keeps_the_last_epoch(planted_dir, tmp_path, monkeypatch, reference, stop):
     results = tmp_path / "r"
     with monkeypatch.context() as patch:
-        patch.setattr(runner, "finish_run", lambda *args, **kwargs: (_ for _ in ()).throw(stop))
+        patch.setattr(single, "finish_run", lambda *args, **kwargs: (_ for _ in ()).throw(stop))
         with pytest.raises(type(stop) if isinstance(stop, BaseException) else stop):
             train_run(CONFIG, _options(planted_dir, results, checkpoint_every=3600))
     assert list(store.iter_run_dirs(results)) == []
@@ -284,7 +302,7 @@ def test_an_unreadable_checkpoint_is_refused_not_ignored(planted_dir, tmp_path, 
     started over silently (that would drop the progress); --no-resume starts over."""
     results = tmp_path / "r"
     config, interrupted = _interrupted_after_two_of_three(planted_dir, results, monkeypatch)
-    folder = resume.folder(results, interrupted.row["run_id"])
+    folder = ids.resume_folder(results, interrupted.row["run_id"])
     monkeypatch.setattr(resume.torch, "save", lambda state, handle: handle.write(b"not a checkpoint"))
     resume.write(folder, {})
     monkeypatch.undo()

@@ -16,8 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from compare_support import add_run, per_user_values, run_row
-from mmlbench import fsutil
-from mmlbench import store
+from mmlbench import fsutil, store
 from mmlbench.cli import app
 
 runner = CliRunner()
@@ -248,7 +247,7 @@ def _train_args(planted_dir: Path, results: Path) -> list[str]:
 @pytest.fixture
 def interrupted(planted_dir, tmp_path, monkeypatch) -> tuple[Path, str]:
     """(results folder, run id) of a run stopped by Ctrl-C after epoch 3: its row and its resume checkpoint."""
-    from mmlbench.engine.progress import TrainingProgress
+    from mmlbench.runs.progress import TrainingProgress
 
     results, original = tmp_path / "r", TrainingProgress.epoch_done
 
@@ -305,7 +304,7 @@ def training(planted_dir, tmp_path):
     script = textwrap.dedent(
         f"""
         import pathlib, sys, time
-        from mmlbench.engine.progress import TrainingProgress
+        from mmlbench.runs.progress import TrainingProgress
         def epoch_done(self, log):
             if log.epoch == 2:
                 pathlib.Path({str(ready)!r}).touch()

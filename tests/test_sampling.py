@@ -12,10 +12,12 @@ from mmlbench.cli import app
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import load_dataset
 from mmlbench.engine.models import MF
-from mmlbench.engine.sampling import make_sampler, model_scorer, relative_log_q
+from mmlbench.engine.parts import Parts
+from mmlbench.engine.sampling import model_scorer
 from mmlbench.engine.scoring import unit
 from mmlbench.engine.step import TrainStep
 from mmlbench.errors import MMLBenchError
+from mmlbench.runs.build import make_sampler, relative_log_q
 
 
 def _sampler(name, keys, counts, n_items=10, negatives=400, alpha=1.0):
@@ -138,7 +140,8 @@ def test_the_step_hands_in_batch_the_batchs_positives(planted_dir):
         calls.append((users.clone(), positives.clone()))
         return positives.roll(-1).unsqueeze(1).expand(-1, 3)
 
-    step = TrainStep(model, data, recorder, lambda s_pos, s_neg: (s_neg - s_pos.unsqueeze(1)).mean(), config, use_graph=False)
+    loss = lambda s_pos, s_neg: (s_neg - s_pos.unsqueeze(1)).mean()  # noqa: E731
+    step = TrainStep(Parts(model, loss, recorder, sampler_takes_positives=True), data, config, use_graph=False)
     step.batch_index.copy_(torch.arange(10, 74))
     step._eager_step()
     ((users, positives),) = calls

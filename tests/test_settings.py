@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from mmlbench.cli import app
 from mmlbench.cli.settings import split_command_line
-from mmlbench.config import RunConfig, option_name
+from mmlbench.config import RunConfig
+from mmlbench.config_checks import option_name
 from mmlbench.errors import MMLBenchError
 from mmlbench.plugins.losses import LOSSES
 

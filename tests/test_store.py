@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from mmlbench import store
+from mmlbench.store.listing import find_run
 
 
 def _record(run_id: str = "r1", recall: float = 0.5) -> store.RunRecord:
@@ -89,11 +90,12 @@ def test_killed_process_leaves_no_readable_run(tmp_path):
     assert store.read_runs(tmp_path).empty
 
 
-def test_resolve_run_by_prefix_and_errors(tmp_path):
+def test_find_run_by_path_id_or_prefix_and_errors(tmp_path):
     store.write_run(tmp_path, _record("gowalla-mf-ccl-a"))
     store.write_run(tmp_path, _record("gowalla-mf-ccl-b"))
-    assert store.resolve_run(tmp_path, "gowalla-mf-ccl-a").name == "gowalla-mf-ccl-a"
-    with pytest.raises(store.MMLBenchError, match="matches 2 runs"):
-        store.resolve_run(tmp_path, "gowalla-mf")
-    with pytest.raises(store.MMLBenchError, match="no run"):
-        store.resolve_run(tmp_path, "yelp")
+    assert find_run(tmp_path, "gowalla-mf-ccl-a").name == "gowalla-mf-ccl-a"
+    assert find_run(tmp_path, str(store.runs_dir(tmp_path) / "gowalla-mf-ccl-b")).name == "gowalla-mf-ccl-b"
+    with pytest.raises(store.MMLBenchError, match="starts 2 run ids"):
+        find_run(tmp_path, "gowalla-mf")
+    with pytest.raises(store.MMLBenchError, match="unknown run 'yelp'"):
+        find_run(tmp_path, "yelp")

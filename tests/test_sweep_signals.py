@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mmlbench import claims, store
+from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.engine.trainer import Trainer
+from mmlbench.store import claims
 
 ROOT = Path(__file__).resolve().parent.parent
 # Runs that never finish on their own: only the signal can end them.

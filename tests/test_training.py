@@ -10,10 +10,13 @@ from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import load_dataset
 from mmlbench.engine.evaluator import Evaluation, evaluate
-from mmlbench.engine.runner import TrainOptions, train_run
+from mmlbench.engine.models import MF
+from mmlbench.engine.parts import Parts
 from mmlbench.engine.trainer import Trainer
 from mmlbench.errors import MMLBenchError
 from mmlbench.metrics import is_metric_column
+from mmlbench.runs.options import TrainOptions
+from mmlbench.runs.single import train_run
 
 _real = Trainer.evaluate
 
@@ -147,3 +150,25 @@ def test_clip_gradients_matches_torch(scale):
     torch.nn.utils.clip_grad_norm_(theirs, 10.0)
     for a, b in zip(ours, theirs):
         assert torch.allclose(a.grad, b.grad, atol=1e-6)
+
+
+def test_the_trainer_trains_parts_registered_nowhere(planted_dir):
+    """The engine looks no plug-in up: it trains the model, loss and sampler it is handed
+    (runs.build makes them from a config), here a loss and a sampler of this test's own."""
+    config = RunConfig("planted", negatives=5, batch_size=64, lr=0.01, epochs=8, patience=8).resolved()
+    data = load_dataset("planted", planted_dir, torch.device("cpu"))
+    torch.manual_seed(0)
+    model = MF(data.n_users, data.n_items, config.embedding_dim, dropout=0.0, init_std=0.1)
+    shapes = []
+
+    def hardest_negative_hinge(s_pos, s_neg):
+        shapes.append(tuple(s_neg.shape))
+        return torch.relu(0.5 - s_pos + s_neg.max(dim=1).values).mean()
+
+    def five_uniform(users):
+        return torch.randint(data.n_items, (users.shape[0], 5))
+
+    trainer = Trainer(config, data, Parts(model, hardest_negative_hinge, five_uniform), torch.device("cpu"), cuda_graphs=False)
+    trainer.fit()
+    assert shapes and {shape[1] for shape in shapes} == {5}
+    assert trainer.evaluate("test").metrics["recall@10"] > 0.6  # popularity stays below 0.4 (above)

@@ -1,4 +1,4 @@
-"""The `mmlbench` command line: thin commands over plain functions."""
+"""The `mmlbench` command line: each command parses its options, calls one verb of `mmlbench.api` and renders the result."""
 
 from __future__ import annotations
 

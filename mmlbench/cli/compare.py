@@ -13,21 +13,19 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from mmlbench import api
 from mmlbench.console import documents, err, info, out, warn
-from mmlbench.paths import results_home
 from mmlbench.report.formats import DEFAULT_RENDERER, PLOT_FORMATS, RENDERERS, plot_format, table_renderer
 
 if TYPE_CHECKING:
-    import pandas as pd
-
-    from mmlbench.report.compare import Comparison, CompareSpec
+    from mmlbench.report.compare import Comparison
 
 NAME = "compare"
 NO_ARGS_IS_HELP = False
 
 
-# --format choices: the registered renderers.
-OutputFormat = enum.Enum("OutputFormat", {name: name for name in RENDERERS}, type=str)
+# --format choices: the registered renderers (table, json, csv: the names every command uses).
+CompareFormat = enum.Enum("CompareFormat", {name: name for name in RENDERERS}, type=str)
 _SUFFIX_HELP = ", ".join(f"{name} {'/'.join(spec.suffixes)}" for name, spec in RENDERERS.items())
 _PLOT_HELP = "/".join(suffix.lstrip(".").upper() for suffix in PLOT_FORMATS)
 
@@ -52,7 +50,7 @@ BaselineOption = Annotated[str | None, typer.Option(
     show_default=False, help="Baseline row, COLUMN=VALUE (e.g. loss=ccl): % change and paired tests against it.")]
 AlphaOption = Annotated[float, typer.Option(help="Significance level, after Holm correction.")]
 CostOption = Annotated[bool, typer.Option("--cost", help="Add s/epoch, evaluation s and peak memory per cell.")]
-FormatOption = Annotated[OutputFormat | None, typer.Option(
+FormatOption = Annotated[CompareFormat | None, typer.Option(
     "--format", show_default=False,
     help=f"Output format (default: {DEFAULT_RENDERER}, or from the --output suffix: {_SUFFIX_HELP}).")]
 OutputOption = Annotated[Path | None, _file_option("Write the table to FILE, not the terminal.", "--output", "-o")]
@@ -99,8 +97,7 @@ def command(
     Exit codes: 0 success, 1 the --against gate failed (a regression, or a baseline group
     without current runs), 2 bad input or no matching runs.
     """
-    from mmlbench.report.compare import CompareSpec, build_comparison
-    from mmlbench.report.selection import fail, load_completed_runs, parse_baseline, parse_where
+    from mmlbench.report.selection import fail, parse_where
 
     if max_drop is not None and against is None:
         raise fail("--max-drop only applies with --against FILE")
@@ -112,63 +109,22 @@ def command(
     for option, path in (("--plot", plot), ("--plot-curves", plot_curves)):
         if path is not None:
             plot_format(path, option)
-    where_filters = parse_where(where or [])
-    preset_spec = _preset_spec(preset, where_filters, baseline, alpha, cost) if preset is not None else None
-    runs = load_completed_runs(results_home(results or results_dir))
-    if against is not None:
-        _run_gate(runs, where_filters, against, max_drop or "0", allow_missing)
-        return
-    if preset_spec is not None:
-        spec = preset_spec
-    else:
-        row_columns = _names(rows)
-        baseline_values = parse_baseline(baseline, row_columns) if baseline else {}
-        spec = CompareSpec(rows=row_columns, cols=_names(cols), metrics=_names(metric), where=where_filters,
-                           baseline=baseline_values, alpha=alpha, cost=cost)  # fmt: skip
-    comparison = build_comparison(runs, spec)
-    # The requested rows, not the comparison's (which may be split by data version): a
-    # baseline group that would mix versions is refused, before anything is printed.
-    baseline_frame = _baseline_frame(runs, spec) if export_baseline is not None else None
-    _emit(comparison, renderer, output)
-    _write_extras(runs, comparison, plot, plot_curves)
-    if baseline_frame is not None:
-        from mmlbench.report import gate
-
-        gate.write_baseline(baseline_frame, export_baseline)
-        info(f"wrote baseline of {len(baseline_frame)} groups to {export_baseline}")
-
-
-def _baseline_frame(runs: pd.DataFrame, spec: CompareSpec) -> pd.DataFrame:
-    from mmlbench.report import gate
-
-    return gate.export_baseline(runs, spec.rows, spec.cols, spec.metrics, spec.where)
-
-
-def _preset_spec(name: str, where: dict[str, list[str]], baseline: str | None, alpha: float, cost: bool) -> CompareSpec:
-    """The paper-shaped comparison a preset describes; --where adds filters, --baseline replaces its own."""
-    from mmlbench.errors import MMLBenchError
-    from mmlbench.experiment import preset_path, read_experiment
-    from mmlbench.report.compare import CompareSpec
-    from mmlbench.report.selection import fail, parse_baseline
-
-    try:
-        report = read_experiment(preset_path(name)).report
-    except MMLBenchError as exc:
-        raise fail(str(exc)) from None
-    if not report:
-        raise fail(f"preset '{name}' has no [report] section")
-    rows = list(report.get("rows", ["loss"]))
-    baseline_text = baseline or report.get("baseline")
-    return CompareSpec(
-        rows=rows,
-        cols=list(report.get("cols", ["negatives"])),
-        metrics=list(report.get("metrics", ["recall@20", "ndcg@20"])),
-        where={**report.get("where", {}), **where},
-        baseline=parse_baseline(baseline_text, rows) if baseline_text else {},
-        alpha=alpha,
-        cost=cost,
-        references=[dict(reference) for reference in report.get("references", [])],
+    request = api.CompareRequest(
+        results or results_dir, _names(rows), _names(cols), _names(metric), parse_where(where or []), baseline, alpha,
+        cost, preset, plot, plot_curves, export_baseline,
     )
+    if against is not None:
+        _report_gate(api.gate(request, against, max_drop or "0"), allow_missing)
+        return
+    done = api.compare(request, show=lambda comparison: _emit(comparison, renderer, output))
+    if plot is not None:
+        info(f"wrote {plot}")
+    if plot_curves is not None:
+        if done.curves_left_out:
+            warn(f"no curve for {len(done.curves_left_out)} run(s), left out of the plot: {', '.join(done.curves_left_out)}")
+        info(f"wrote {plot_curves}")
+    if done.baseline_groups is not None:
+        info(f"wrote baseline of {done.baseline_groups} groups to {export_baseline}")
 
 
 def _names(text: str) -> list[str]:
@@ -205,38 +161,12 @@ def _emit(comparison: Comparison, renderer: str, output: Path | None) -> None:
             err.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-def _write_extras(
-    runs: pd.DataFrame,
-    comparison: Comparison,
-    plot: Path | None,
-    plot_curves: Path | None,
-) -> None:
-    """Plots, each written atomically."""
-    from mmlbench.report import plots
-    from mmlbench.report.selection import apply_where
-
-    spec = comparison.spec
-    if plot is not None:
-        plots.plot_metric(comparison, plot)
-        info(f"wrote {plot}")
-    if plot_curves is not None:
-        left_out = plots.plot_curves(apply_where(runs, spec.where), spec, plot_curves)
-        if left_out:
-            warn(f"no curve for {len(left_out)} run(s), left out of the plot: {', '.join(left_out)}")
-        info(f"wrote {plot_curves}")
-
-
-def _run_gate(
-    runs: pd.DataFrame, where: dict[str, list[str]], against: Path, max_drop_text: str, allow_missing: bool
-) -> None:
+def _report_gate(gated: api.Gated, allow_missing: bool) -> None:
     """Exit 1 on a regression or, unless allowed, on a baseline group that has no current runs."""
     from mmlbench.errors import MMLBenchError
     from mmlbench.report import gate
-    from mmlbench.report.selection import apply_where
 
-    max_drop = gate.parse_max_drop(max_drop_text)
-    baseline = gate.read_baseline(against)
-    result = gate.check_against(apply_where(runs, where), baseline, max_drop)
+    result, max_drop = gated.result, gated.max_drop
     for note in result.notes:
         warn(note)
     if result.regressions:

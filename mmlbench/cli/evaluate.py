@@ -5,18 +5,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
-from mmlbench.cli.render_train import ResultFormat, metrics_table, print_json
-from mmlbench.console import err, info, out, show_progress, warn
+from mmlbench import api
+from mmlbench.cli.render_train import metrics_table, print_csv, print_json
+from mmlbench.console import OutputFormat, err, info, out, show_progress, warn
 from mmlbench.errors import MMLBenchError
-from mmlbench.fsutil import writable_folder
-from mmlbench.paths import results_home
-
-if TYPE_CHECKING:
-    from mmlbench.engine.rescore import Rescored
 
 NAME = "evaluate"
 NO_ARGS_IS_HELP = True
@@ -31,7 +27,7 @@ def command(
     eval_batch_users: Annotated[int | None, typer.Option(help="Users per evaluation batch.", min=1)] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Data home [default: $MMLBENCH_DATA_DIR or ./datasets].")] = None,
     results_dir: Annotated[Path | None, typer.Option(help="Run store [default: $MMLBENCH_RESULTS_DIR or ./results].")] = None,
-    output_format: Annotated[ResultFormat, typer.Option("--format", help="table, or json: one document on stdout for scripts.")] = ResultFormat.table,
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="table, or for scripts json (one document) or csv (one row) on stdout.")] = OutputFormat.table,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Re-score a stored run's checkpoint: other K, another split, top-K export.
@@ -39,44 +35,41 @@ def command(
     On the test split, metrics the run does not hold yet (newer than the run, or at other K)
     are added to it, provided the ones it holds re-score to the stored values.
     """
-    from mmlbench import store  # pandas, and torch below: not at `--help`
-    from mmlbench.engine.rescore import add_to_run, check_top_k_path, rescore, save_evaluation
-
     split, device = split.lower(), device.lower()  # choices are case-insensitive, as everywhere
-    if export_topk is not None:
-        check_top_k_path(export_topk)
-    ks = _parse_ks(k) if k else None
-    run_dir = store.resolve_run(results_home(results_dir), run)
-    can_save = writable_folder(run_dir)  # a read-only store still serves metrics and exports
-    with _users_bar(show_progress(quiet or output_format is ResultFormat.json)) as progress:
-        result = rescore(
-            run_dir, ks=ks, split=split, device=device, data_dir=data_dir,
-            eval_batch_users=eval_batch_users, keep_top=export_topk is not None, progress=progress,
+    machine = output_format is not OutputFormat.table
+    with _users_bar(show_progress(quiet or machine)) as progress:
+        done = api.evaluate(
+            run, ks=_parse_ks(k) if k else None, split=split, device=device, data_dir=data_dir, results_dir=results_dir,
+            eval_batch_users=eval_batch_users, export_topk=export_topk, progress=progress,
         )
-    ks = ks or result.config.ks
-    evaluation = result.evaluation
-    if output_format is ResultFormat.table:
-        out.print(f"{run_dir.name} · {split} split · {evaluation.users:,} users · {evaluation.seconds:.2f} s", highlight=False)
-        out.print(metrics_table(evaluation.metrics, ks))
-    export = _export(export_topk, result, max(ks)) if export_topk is not None else None
-    saved, added = None, []
-    if can_save:
-        saved = save_evaluation(run_dir, split, ks, evaluation, device)
-        info(f"metrics saved to {saved}")
-        if split == "test":  # the run row's metrics are test metrics
-            added, why_not = add_to_run(run_dir, evaluation)
-            if added:
-                info(f"added to the run ({store.RUN_FILE}, per-user ones to {store.PER_USER_FILE}): {', '.join(added)}")
-            elif why_not:
-                warn(why_not)
-    else:
-        warn(f"eval-{split}.parquet not saved: the run folder {run_dir} is read-only")
-    if output_format is ResultFormat.json:
-        print_json({
-            "command": "evaluate", "run_id": run_dir.name, "status": result.status, "split": split, "ks": ks,
-            "users": evaluation.users, "eval_seconds": evaluation.seconds, "metrics": evaluation.metrics,
-            "saved": saved, "added": added, "export": export,
-        })  # fmt: skip
+    evaluation = done.evaluation
+    if not machine:
+        out.print(f"{done.run_dir.name} · {split} split · {evaluation.users:,} users · {evaluation.seconds:.2f} s", highlight=False)
+        out.print(metrics_table(evaluation.metrics, done.ks))
+    export = None
+    if done.export is not None:
+        path, rows = done.export
+        k_max = max(done.ks)
+        short = " (shorter for users with fewer unseen items)" if rows < evaluation.users * k_max else ""
+        info(f"top-{k_max} lists of {evaluation.users:,} users ({rows:,} rows{short}) written to {path}")
+        export = {"path": path, "rows": rows}
+    if done.saved is not None:
+        info(f"metrics saved to {done.saved}")
+    if done.added:
+        info(f"added to the run ({done.added_to}): {', '.join(done.added)}")
+    elif done.not_added:
+        warn(done.not_added)
+    if done.read_only:
+        warn(f"eval-{split}.parquet not saved: the run folder {done.run_dir} is read-only")
+    document = {
+        "command": "evaluate", "run_id": done.run_dir.name, "status": done.status, "split": split, "ks": done.ks,
+        "users": evaluation.users, "eval_seconds": evaluation.seconds, "metrics": evaluation.metrics,
+        "saved": done.saved, "added": done.added, "export": export,
+    }  # fmt: skip
+    if output_format is OutputFormat.json:
+        print_json(document)
+    elif output_format is OutputFormat.csv:  # one row: the metrics as columns
+        print_csv([{**{key: value for key, value in document.items() if key not in ("metrics", "export")}, **evaluation.metrics}])
 
 
 @contextlib.contextmanager
@@ -91,16 +84,6 @@ def _users_bar(shown: bool) -> Iterator[Callable[[int, int], None] | None]:
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task("evaluate", total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
-def _export(path: Path, result: Rescored, k: int) -> dict[str, Any]:
-    from mmlbench.engine.rescore import write_top_k
-
-    evaluation = result.evaluation
-    rows = write_top_k(path, evaluation, k, result.originals)
-    short = " (shorter for users with fewer unseen items)" if rows < evaluation.users * k else ""
-    info(f"top-{k} lists of {evaluation.users:,} users ({rows:,} rows{short}) written to {path}")
-    return {"path": path, "rows": rows}
 
 
 def _parse_ks(text: str) -> tuple[int, ...]:

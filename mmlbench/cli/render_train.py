@@ -1,31 +1,26 @@
-"""What `train` and `evaluate` print: tables for people, one JSON document for scripts (--format json)."""
+"""What `train` and `evaluate` print: tables for people, one JSON document or CSV rows for scripts (--format)."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
-import enum
+import io
 import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
 
-from mmlbench.config import RunConfig, option_name
-from mmlbench.console import documents, info, out
+from mmlbench.config import RunConfig
+from mmlbench.config_checks import option_name
+from mmlbench.console import OutputFormat, documents, info, out
 from mmlbench.errors import MMLBenchError
 from mmlbench.metrics import METRIC_NAMES, is_metric_column, parse_metric
 
-if TYPE_CHECKING:  # the engine imports torch: `--help` and `evaluate --help` do not pay for it
-    from mmlbench.engine.runner import RunOutcome
-    from mmlbench.sweep import SweepEntry
-
-class ResultFormat(str, enum.Enum):
-    table = "table"
-    json = "json"
-
+if TYPE_CHECKING:  # the layers below import torch: `--help` and `evaluate --help` do not pay for it
+    from mmlbench.api import RunOutcome, SweepResult
 
 # Costs and selection facts of a run, beside its metrics in the JSON document.
 _RUN_FACTS = (
@@ -56,36 +51,44 @@ def metrics_table(values: Mapping[str, object], ks: Sequence[int]) -> Table:
     return table
 
 
-def report_sweep(entries: list[SweepEntry], *, as_json: bool = False, data_dir: Path | None = None) -> None:
-    from mmlbench import store
-    from mmlbench.sweep import CANCELLED, CLAIMED, RunTraceback, was_interrupted
-
+def report_sweep(result: SweepResult, output_format: OutputFormat = OutputFormat.table) -> None:
     """Print what `train` did; failures exit 1 and an interrupted sweep exits 130, as Ctrl-C does.
 
-    A single run that failed is its error line alone, as any other bad input; with `as_json`
-    the JSON document is printed whatever happened, and the exit code is the same.
+    A single run that failed is its error line alone, as any other bad input; with json or csv
+    the document is printed whatever happened, and the exit code is the same.
     """
+    entries = result.entries
     single = entries[0] if len(entries) == 1 else None
-    if as_json:
-        print_json(sweep_document(entries))
+    if output_format is OutputFormat.json:
+        print_json(sweep_document(result))
+    elif output_format is OutputFormat.csv:
+        print_csv(sweep_rows(result))
     elif single is None:
-        print_sweep(entries, data_dir)
+        print_sweep(result)
     elif single.outcome is not None:
         print_run(single.outcome)
-    elif single.status == CLAIMED:
+    elif single.claimed_elsewhere:
         info(f"skipped {single.label}: {single.error}")
-    if was_interrupted(entries):
-        stopped = sum(e.status == store.STATUS_INTERRUPTED for e in entries)
-        cancelled = sum(e.status == CANCELLED for e in entries)
+    if result.interrupted:
         raise MMLBenchError(
-            f"interrupted: {stopped} run(s) stopped, {cancelled} not started; the same command finishes the sweep",
+            f"interrupted: {result.stopped} run(s) stopped, {result.cancelled} not started; the same command finishes the sweep",
             exit_code=130,
         )
-    failed = [e for e in entries if e.status == store.STATUS_FAILED]
+    failed = result.failed
     if len(entries) == 1 and failed:
-        raise MMLBenchError(failed[0].error) from RunTraceback.of(failed)
+        raise MMLBenchError(failed[0].error) from result.traceback()
     if failed:
-        raise MMLBenchError(f"{len(failed)} of {len(entries)} runs failed (see the table above)") from RunTraceback.of(failed)
+        raise MMLBenchError(f"{len(failed)} of {len(entries)} runs failed (see the table above)") from result.traceback()
+
+
+def report_plan(rows: list[tuple[RunConfig, str, str]], output_format: OutputFormat = OutputFormat.table) -> None:
+    """What `train --dry-run` would do: a table, one JSON document, or CSV rows (run id, state, settings)."""
+    if output_format is OutputFormat.json:
+        print_json(plan_document(rows))
+    elif output_format is OutputFormat.csv:
+        print_csv([{"run_id": run_id, "state": state, **dataclasses.asdict(config)} for config, run_id, state in rows])
+    else:
+        print_plan(rows)
 
 
 def print_run(outcome: RunOutcome) -> None:
@@ -107,64 +110,37 @@ def print_run(outcome: RunOutcome) -> None:
     out.print(f"run folder: {outcome.run_dir}", highlight=False, markup=False)
 
 
-def print_sweep(entries: list[SweepEntry], data_dir: Path | None = None) -> None:
+def print_sweep(result: SweepResult) -> None:
     """One row per run: its id, status, the settings its id does not show where runs differ
     only in them, the monitor and its K's recall and NDCG, the epoch time and any error."""
-    axes = _unlabelled_axes([entry.config for entry in entries])
-    metrics = _metric_columns(entries)
+    entries, axes = result.entries, result.unlabelled_settings
+    metrics = _metric_columns(result)
     table = Table(title=f"sweep: {len(entries)} runs")
     for column in ("run", "status", *(option_name(axis).removeprefix("--") for axis in axes)):
         table.add_column(column)
     for column in (*metrics, "epoch s"):
         table.add_column(column, justify="right")
     table.add_column("note")
-    for entry in entries:
+    for entry, run_id in zip(entries, result.run_ids):
         row = entry.outcome.row if entry.outcome else {}
         table.add_row(
-            _run_label(entry, data_dir), entry.status, *(_setting_text(getattr(entry.config, axis)) for axis in axes),
+            run_id, entry.status, *(_setting_text(getattr(entry.config, axis)) for axis in axes),
             *(_number(row.get(metric)) for metric in metrics), _number(row.get("epoch_seconds_median"), 2),
             Text(entry.error),  # Text: brackets stay
         )
     out.print(table)
-    out.print(" · ".join(f"{n} {status}" for status, n in sorted(_status_counts(entries).items())), highlight=False)
+    out.print(" · ".join(f"{n} {status}" for status, n in sorted(result.counts.items())), highlight=False)
 
 
-# The settings a run's label shows (dataset-model-loss-nN-sSEED).
-_LABELLED = ("dataset", "model", "loss", "negatives", "seed")
-
-
-def _unlabelled_axes(configs: list[RunConfig]) -> list[str]:
-    """The settings that tell apart runs whose labels are the same (e.g. --lr 0.01,1e30)."""
-    groups: dict[tuple[Any, ...], list[RunConfig]] = {}
-    for config in configs:
-        groups.setdefault(tuple(getattr(config, name) for name in _LABELLED), []).append(config)
-    return [
-        f.name for f in dataclasses.fields(RunConfig)
-        if f.name not in _LABELLED and any(len({getattr(c, f.name) for c in group}) > 1 for group in groups.values())
-    ]
-
-
-def _metric_columns(entries: list[SweepEntry]) -> list[str]:
+def _metric_columns(result: SweepResult) -> list[str]:
     """Each run's --monitor, then recall and NDCG at the monitor's K: the cut-offs asked for."""
     columns: list[str] = []
-    for entry in entries:
+    for entry in result.entries:
         _, k = parse_metric(entry.config.monitor)
         for name in (entry.config.monitor, f"recall@{k}", f"ndcg@{k}"):
             if name not in columns:
                 columns.append(name)
     return columns
-
-
-def _run_label(entry: SweepEntry, data_dir: Path | None) -> str:
-    """The run id, also for a run that failed before its outcome came back (its stored row has it)."""
-    if entry.outcome is not None:
-        return entry.label
-    from mmlbench.executors.base import fingerprint_of
-
-    try:
-        return entry.config.run_id(entry.config.hash(fingerprint_of(entry.config.dataset, data_dir)))
-    except (MMLBenchError, OSError, ValueError):  # no readable data: the settings alone
-        return entry.label
 
 
 def _setting_text(value: object) -> str:
@@ -175,13 +151,6 @@ def _setting_text(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _status_counts(entries: list[SweepEntry]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for entry in entries:
-        counts[entry.status] = counts.get(entry.status, 0) + 1
-    return counts
-
-
 def print_plan(rows: list[tuple[RunConfig, str, str]]) -> None:
     table = Table(title=f"plan: {len(rows)} runs ({sum(state == 'to run' for *_, state in rows)} to run)")
     for column in ("#", "run id", "loss", "negatives", "seed", "state"):
@@ -189,6 +158,24 @@ def print_plan(rows: list[tuple[RunConfig, str, str]]) -> None:
     for number, (config, run_id, state) in enumerate(rows, 1):
         table.add_row(str(number), run_id, config.loss, str(config.negatives), str(config.seed), state)
     out.print(table)
+
+
+def print_csv(rows: Sequence[Mapping[str, Any]]) -> None:
+    """The whole stdout of a --format csv command: a header, one line per row (the columns of every
+    row, in the order they first occur); NaN and None are empty cells."""
+    columns = list(dict.fromkeys(column for row in rows for column in row))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({column: _cell(row.get(column)) for column in columns} for row in rows)
+    documents.print(text.getvalue())
+
+
+def _cell(value: Any) -> Any:
+    value = _plain(value)
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return "" if value is None else value
 
 
 def print_json(document: Mapping[str, Any]) -> None:
@@ -211,10 +198,10 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def sweep_document(entries: list[SweepEntry]) -> dict[str, Any]:
+def sweep_document(result: SweepResult) -> dict[str, Any]:
     """Every run of a train command: id, status, error, the config asked for, metrics, costs."""
     runs = []
-    for entry in entries:
+    for entry in result.entries:
         row = entry.outcome.row if entry.outcome else {}
         run = {"run_id": row.get("run_id"), "status": entry.status, "error": entry.error or None}
         run["config"] = dataclasses.asdict(entry.config)
@@ -222,7 +209,15 @@ def sweep_document(entries: list[SweepEntry]) -> dict[str, Any]:
         run.update({fact: row.get(fact) for fact in _RUN_FACTS})
         run["run_dir"] = str(entry.outcome.run_dir) if entry.outcome else None
         runs.append(run)
-    return {"command": "train", "runs": runs, "counts": _status_counts(entries)}
+    return {"command": "train", "runs": runs, "counts": result.counts}
+
+
+def sweep_rows(result: SweepResult) -> list[dict[str, Any]]:
+    """The sweep document's runs as CSV rows: the config's settings, the metrics and costs as columns."""
+    return [
+        {**{k: v for k, v in run.items() if k not in ("config", "metrics")}, **run["config"], **run["metrics"]}
+        for run in sweep_document(result)["runs"]
+    ]
 
 
 def plan_document(rows: list[tuple[RunConfig, str, str]]) -> dict[str, Any]:

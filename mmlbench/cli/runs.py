@@ -19,10 +19,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from mmlbench import api
 from mmlbench.cli import guarded
-from mmlbench.console import documents, info, out, warn
+from mmlbench.console import OutputFormat, documents, info, out, warn
 from mmlbench.errors import MMLBenchError
-from mmlbench.paths import results_home
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,12 +41,6 @@ class Status(str, enum.Enum):
     orphaned = "orphaned"
 
 
-class ListFormat(str, enum.Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
 STATUS_STYLES = {
     "completed": "green", "failed": "red", "interrupted": "yellow", "damaged": "magenta", "running": "cyan",
     "orphaned": "magenta",
@@ -58,7 +52,7 @@ WhereOption = Annotated[list[str] | None, typer.Option(
     show_default=False, help="Keep only runs with COLUMN=VALUE (repeatable), as in compare.")]
 StatusOption = Annotated[list[Status] | None, typer.Option(
     show_default=False, help="Keep only runs with this status (repeatable).")]
-FormatOption = Annotated[ListFormat | None, typer.Option(
+FormatOption = Annotated[OutputFormat | None, typer.Option(
     "--format", show_default=False, help="table (default), json or csv.")]
 RunIdsArgument = Annotated[list[str], typer.Argument(help="Exact run ids.", show_default=False)]
 
@@ -77,7 +71,6 @@ def list_command(
     output_format: FormatOption = None,
 ) -> None:
     """List runs: status, dataset, model, loss, negatives, seed, best/run epochs, monitor metric, finish time."""
-    from mmlbench.report import runs
     from mmlbench.report.selection import fail, parse_where
 
     if ctx.invoked_subcommand is not None:
@@ -85,22 +78,22 @@ def list_command(
             raise fail(f"--where, --status and --format belong to the listing, not to `runs {ctx.invoked_subcommand}`")
         ctx.obj = results_dir
         return
-    listing = runs.list_runs(results_home(results_dir), parse_where(where or []), [s.value for s in status or []])
-    damaged = listing.loc[listing["status"] == runs.STATUS_DAMAGED, "error"]
-    for message in damaged:
+    listed = api.list_runs(results_dir, parse_where(where or []), [s.value for s in status or []])
+    listing = listed.runs
+    for message in listed.damaged:
         warn(escape(f"{message} (listed as damaged)"))
-    chosen = output_format or ListFormat.table
-    if chosen is ListFormat.json:
+    chosen = output_format or OutputFormat.table
+    if chosen is OutputFormat.json:
         # Through pandas for numpy types and NaN -> null; json.dumps for unescaped paths.
         documents.print(json.dumps(json.loads(listing.to_json(orient="records", double_precision=15)), indent=2) + "\n")
-    elif chosen is ListFormat.csv:
+    elif chosen is OutputFormat.csv:
         documents.print(listing.to_csv(index=False))
     elif listing.empty:
-        info(f"no runs in {results_home(results_dir) / 'runs'}" + (" match" if where or status else ""))
+        info(f"no runs in {listed.store / 'runs'}" + (" match" if where or status else ""))
     else:
         out.print(_listing_table(listing))
-    if len(damaged):
-        raise MMLBenchError(f"{len(damaged)} damaged run(s) listed; `mmlbench runs prune --damaged` removes them")
+    if listed.damaged:
+        raise MMLBenchError(f"{len(listed.damaged)} damaged run(s) listed; `mmlbench runs prune --damaged` removes them")
 
 
 @app.command("show")
@@ -111,20 +104,14 @@ def show_command(
     results_dir: ResultsOption = None,
 ) -> None:
     """Show one run: settings, provenance, costs, test metrics and its per-epoch curve."""
-    from mmlbench.report import runs
-
-    shown = runs.details(runs.find_run(_results(ctx, results_dir), run_id))
-    _print_details(shown)
+    _print_details(api.show_run(run_id, _results(ctx, results_dir)))
 
 
 @app.command("rm")
 @guarded
 def rm_command(ctx: typer.Context, run_ids: RunIdsArgument, results_dir: ResultsOption = None) -> None:
     """Remove runs by exact id, with their resume checkpoints; nothing is asked, and an unknown or running id stops it before anything is removed."""
-    from mmlbench.report import runs
-
-    chosen = runs.find_exact(_results(ctx, results_dir), run_ids)
-    for run_id in runs.remove(chosen):
+    for run_id in api.remove_runs(run_ids, _results(ctx, results_dir)):
         out.print(f"removed {run_id}", markup=False, highlight=False)
 
 
@@ -142,12 +129,12 @@ def prune_command(
     results_dir: ResultsOption = None,
 ) -> None:
     """Remove failed, interrupted, damaged runs and/or orphaned resume checkpoints (never completed or running runs)."""
-    from mmlbench.report import runs
     from mmlbench.report.selection import parse_where
 
     chosen = {"failed": failed, "interrupted": interrupted, "damaged": damaged, "orphaned": orphaned}
     statuses = [status for status, wanted in chosen.items() if wanted]
-    candidates = runs.prune_candidates(_results(ctx, results_dir), statuses, parse_where(where or []))
+    pruned = api.prune_runs(statuses, parse_where(where or []), _results(ctx, results_dir), dry_run=dry_run)
+    candidates = pruned.candidates
     if candidates.empty:
         info(f"nothing to prune: no {' or '.join(statuses)} runs")
         return
@@ -156,14 +143,14 @@ def prune_command(
             out.print(f"would remove {run_id} ({status})", markup=False, highlight=False)
         info(f"{len(candidates)} run(s) would be removed; nothing was removed (--dry-run)")
         return
-    for run_id in runs.remove(candidates):
+    for run_id in pruned.removed:
         out.print(f"removed {run_id}", markup=False, highlight=False)
     info(f"removed {len(candidates)} run(s)")
 
 
-def _results(ctx: typer.Context, results_dir: Path | None) -> Path:
+def _results(ctx: typer.Context, results_dir: Path | None) -> Path | None:
     """This command's --results-dir, else the one given before it (`runs --results-dir R show X`)."""
-    return results_home(results_dir or (ctx.parent.obj if ctx.parent else None))
+    return results_dir or (ctx.parent.obj if ctx.parent else None)
 
 
 def _listing_table(listing: pd.DataFrame) -> Table:

@@ -14,7 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from mmlbench.config import PLUGINS, RunConfig, check_setting, choices_of, option_name, value_type, words_of
+from mmlbench.config import PLUGINS, RunConfig
+from mmlbench.config_checks import check_setting, choices_of, option_name, value_type, words_of
 from mmlbench.errors import MMLBenchError
 
 SETTINGS: tuple[Field[Any], ...] = fields(RunConfig)

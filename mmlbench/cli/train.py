@@ -8,13 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
-from mmlbench.cli.render_train import ResultFormat, plan_document, print_json, print_plan, report_sweep
+from mmlbench import api
+from mmlbench.cli.render_train import report_plan, report_sweep
 from mmlbench.cli.settings import SETTINGS, setting_parameters, split_command_line
-from mmlbench.console import out
+from mmlbench.console import OutputFormat, out
 from mmlbench.data.download import MIRROR_ENV
-from mmlbench.data.fetch import fetch_missing
-from mmlbench.errors import MMLBenchError
-from mmlbench.experiment import Experiment, preset_names, preset_path, read_experiment
 
 NAME = "train"
 NO_ARGS_IS_HELP = True
@@ -33,7 +31,7 @@ def _train(
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Start interrupted runs over instead of resuming them.")] = False,
     checkpoint_every: Annotated[float, typer.Option(metavar="SECONDS", help="Write a run's resume checkpoint after an epoch at most every SECONDS (0: every epoch), and whenever it stops short of completion.")] = 60.0,
     jobs: Annotated[int, typer.Option(help="Runs at once (worker processes; for one GPU). --backend local.", min=1)] = 1,
-    backend: Annotated[str, typer.Option(help="Where the runs go: local (this machine, --jobs), lockstep (this process; runs differing only in loss, seed, lr, l2, dropout or clipping train together in one batched step) or ray (a Ray cluster, or a local Ray instance; the ray extra).")] = "local",
+    backend: Annotated[str, typer.Option(help=api.backend_help())] = "local",
     address: Annotated[str | None, typer.Option(help="--backend ray: the cluster to join, auto or HOST:PORT [default: start a local Ray instance].", show_default=False)] = None,
     gpus_per_run: Annotated[float | None, typer.Option(help="--backend ray: GPUs per run, a fraction packs runs on a GPU [default: 1 where the cluster has GPUs and --device is not cpu, else 0].", min=0, show_default=False)] = None,
     cpus_per_run: Annotated[float | None, typer.Option(help="--backend ray: CPUs per run [default: 1].", min=0, show_default=False)] = None,
@@ -47,41 +45,26 @@ def _train(
     data_dir: Annotated[Path | None, typer.Option(help="Data home [default: $MMLBENCH_DATA_DIR or ./datasets].")] = None,
     results_dir: Annotated[Path | None, typer.Option(help="Run store [default: $MMLBENCH_RESULTS_DIR or ./results].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
-    output_format: Annotated[ResultFormat, typer.Option("--format", help="table, or json: one document on stdout for scripts.")] = ResultFormat.table,
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="table, or for scripts json (one document) or csv (one row per run) on stdout.")] = OutputFormat.table,
 ) -> None:
     """The sweep: `settings` holds the RunConfig-field options by field name (None: not given)."""
-    from mmlbench.engine.memory import check_sweep_fits  # the engine imports torch: not at `--help`
-    from mmlbench.engine.runner import TrainOptions
-    from mmlbench.executors import BackendOptions, get_executor
-    from mmlbench.sweep import plan, run_sweep
-
     device, backend = device.lower(), backend.lower()  # choices are case-insensitive, as everywhere
     if list_presets:
-        for name in preset_names():
-            out.print(f"{name}\t{preset_path(name)}", highlight=False)
+        for name, path in api.presets():
+            out.print(f"{name}\t{path}", highlight=False)
         return
-    executor = get_executor(backend, BackendOptions(
-        jobs, address, gpus_per_run, cpus_per_run, ship_results, connect_timeout=connect_timeout,
-    ))
-    experiment = _experiment(config, preset, quick).with_command_line(*split_command_line(settings))
-    if seeds is not None:
-        experiment = experiment.with_seeds(seeds)
-    configs = experiment.configs()
-    options = TrainOptions(
+    fixed, grid = split_command_line(settings)
+    runs = api.Runs(fixed, grid, config=config, preset=preset, quick=quick, seeds=seeds)
+    options = api.TrainOptions(
         device=device, data_dir=data_dir, results_dir=results_dir, quiet=quiet, force=force, resume=not no_resume,
         checkpoint_every=checkpoint_every, eval_batch_users=eval_batch_users, cuda_graphs=not no_cuda_graphs,
     )
-    fetching = fetch_missing([c.dataset for c in configs], data_dir, source=source, fetch=not no_fetch, dry_run=dry_run, quiet=quiet)
-    check_sweep_fits(configs, device, data_dir)
+    spread = api.BackendOptions(jobs, address, gpus_per_run, cpus_per_run, ship_results, connect_timeout=connect_timeout)
+    how = {"backend": backend, "spread": spread, "fetch": not no_fetch, "source": source}
     if dry_run:
-        rows = plan(configs, options, fetching)
-        if output_format is ResultFormat.json:
-            print_json(plan_document(rows))
-        else:
-            print_plan(rows)
-        return
-    entries = run_sweep(configs, options, executor=executor)
-    report_sweep(entries, as_json=output_format is ResultFormat.json, data_dir=data_dir)
+        report_plan(api.plan(runs, options, **how), output_format)
+    else:
+        report_sweep(api.train(runs, options, **how), output_format)
 
 
 def command(**options: Any) -> None:
@@ -95,13 +78,3 @@ command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     [*setting_parameters(), *list(inspect.signature(_train, eval_str=True).parameters.values())[1:]]
 )
 
-
-def _experiment(config: Path | None, preset: str | None, quick: bool) -> Experiment:
-    if config and preset:
-        raise MMLBenchError("give --config or --preset, not both")
-    source = config or (preset_path(preset) if preset else None)
-    if source is None:
-        if quick:
-            raise MMLBenchError("--quick needs --config or --preset")
-        return Experiment()
-    return read_experiment(source, quick=quick)

@@ -15,26 +15,21 @@ atomics make any two CUDA runs agree only within float tolerance anyway.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Hashable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.optim.adam import adam as adam_update  # torch.optim.Adam's own update, on tensor lists
 
-from mmlbench.console import warn
 from mmlbench.data.dataset import InteractionData
+from mmlbench.engine.member import Member
 from mmlbench.engine.models import dropout
 from mmlbench.engine.sampling import epoch_pairs
 from mmlbench.engine.scoring import (
     DenseCosine, GatheredCosine, dense_is_cheaper, every_item_scores, gathered_scores, others_of, unit,
 )
-from mmlbench.engine.step import GraphedSteps, clip_stacked_norms, make_adam
-from mmlbench.plugins.losses import get_loss
-from mmlbench.plugins.samplers import get_sampler
-
-if TYPE_CHECKING:
-    from mmlbench.engine.lockstep import Member
+from mmlbench.engine.step import GraphedSteps, Warn, clip_stacked_norms, make_adam, python_warning
 
 
 class GroupStep(GraphedSteps):
@@ -48,14 +43,16 @@ class GroupStep(GraphedSteps):
         *,
         use_graph: bool,
         batched_losses: bool | None = None,
+        warn: Warn = python_warning,
     ) -> None:
         """`batched_losses`: runs with the same loss share one vmapped loss call instead of one call
         each (fewer kernels, same function; float-close, not bit-equal: CPU reductions may
         group differently). Default: on CUDA only, so on the CPU a grouped run stays bit-identical
-        to the run alone."""
+        to the run alone. `warn` reports a failed graph capture."""
         first = members[0].config
         self.batched_losses = device.type == "cuda" if batched_losses is None else batched_losses
-        capturable = get_sampler(first.sampler).capturable  # the samplers with a host sync cannot be captured
+        capturable = members[0].trainer.parts.capturable  # the samplers with a host sync cannot be captured
+        self.warn = warn
         self.data, self.device, self.use_graph = data, device, use_graph and device.type == "cuda" and capturable
         self.batch_size, self.wrap_last = first.batch_size, first.last_batch == "wrap"
         self.cosine = first.score == "cosine"
@@ -93,10 +90,9 @@ class GroupStep(GraphedSteps):
         # A run without clipping (grad_clip 0) gets an infinite norm: its scale is 1, as unclipped.
         self.max_norms = torch.tensor([c.grad_clip or math.inf for c in configs], dtype=torch.float64, device=device)
         self.clip_eps = torch.tensor([c.grad_clip_eps for c in configs], dtype=torch.float64, device=device)
-        by_loss: dict[tuple, list[int]] = {}
-        for k, config in enumerate(configs):
-            spec = get_loss(config.loss)
-            by_loss.setdefault((config.loss, tuple(sorted(spec.params_of(config).items()))), []).append(k)
+        by_loss: dict[Hashable, list[int]] = {}
+        for k, member in enumerate(self.members):
+            by_loss.setdefault(member.trainer.parts.loss_key, []).append(k)
         self.loss_groups = [(ks, torch.tensor(ks, device=device)) for ks in by_loss.values()]
         order = [k for ks in by_loss.values() for k in ks]
         self.loss_order = None if order == sorted(order) else torch.tensor(order, device=device).argsort()
@@ -152,7 +148,7 @@ class GroupStep(GraphedSteps):
             with torch.cuda.graph(graph):
                 self._forward_backward_update(self.batch_index)
         except (RuntimeError, AttributeError) as exc:  # an op (or a torch) that cannot capture this: eager
-            warn(f"CUDA graph capture of the lockstep step failed ({str(exc).splitlines()[0]}); training eagerly")
+            self.warn(f"CUDA graph capture of the lockstep step failed ({str(exc).splitlines()[0]}); training eagerly")
             self.use_graph = False
             for table in self.tables:
                 table.grad = None

@@ -2,7 +2,7 @@
 
 Why: on a GPU one MF step is a few hundred microseconds of small kernels, so runs of a
 sweep leave it mostly idle, and running them side by side in processes shares it badly.
-Runs of the same shapes (`group_key`) can share every kernel instead: the user and item
+Runs of the same shapes (`runs.build.group_key`) can share every kernel instead: the user and item
 tables of K runs are stacked into [K, U, d] and [K, I, d], each run gathers its rows
 through offsets into the flattened tables, and one forward, one backward and one Adam
 call per learning rate serve them all (on CUDA, one graph replay).
@@ -16,7 +16,7 @@ A run that finishes leaves: its weights are copied out, the others restacked.
 
 Exactness: alone, a run draws its permutation per epoch and its negatives and dropout mask
 per step from the device's default generator, seeded with its seed before its model is
-built. In the group each run has a torch.Generator continuing from that same state and
+built. In the group each run has a torch.Generator continuing from that same state (`continued_generator`) and
 draws the same shapes in the same order, so it draws the same numbers; the batched step
 (engine.group_step.GroupStep) keeps each run's arithmetic, so on the CPU a run in a group is
 bit-identical to the run alone (tests/test_lockstep.py).
@@ -24,79 +24,31 @@ bit-identical to the run alone (tests/test_lockstep.py).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
 
-from mmlbench.config import RunConfig
-from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.device import synchronize
 from mmlbench.engine.group_step import GroupStep
-from mmlbench.engine.models import build_model
-from mmlbench.engine.trainer import EpochLog, FitResult, Trainer, check_finite
+from mmlbench.engine.member import Member
+from mmlbench.engine.trainer import EpochLog, check_finite
 from mmlbench.errors import MMLBenchError
-from mmlbench.plugins.losses import get_loss
-from mmlbench.plugins.samplers import get_sampler
 
+# What the runs of a group share (runs.build.group_key adds the sampler and its parameters).
 SHARED = ("dataset", "model", "batch_size", "negatives", "embedding_dim", "score", "l2_scope", "last_batch", "precision")
 
 
-def group_key(config: RunConfig) -> tuple | None:
-    """What runs must share to train in one step (a resolved config), or None: it trains alone.
-
-    MF only (its tables are the whole model), losses over scores (not DirectAU's vectors), and
-    samplers that draw from a given generator and do not look at the batch's positives or the model.
-    """
-    from mmlbench.engine.sampling import takes_generator
-
-    spec = get_sampler(config.sampler)
-    if config.model != "mf" or get_loss(config.loss).takes_embeddings:
-        return None
-    if spec.needs_positives or spec.needs_scorer or not takes_generator(config.sampler):
-        return None
-    return (*(getattr(config, name) for name in SHARED), config.sampler, tuple(sorted(spec.params_of(config).items())))
-
-
-def default_generator(device: torch.device) -> torch.Generator:
+def continued_generator(device: torch.device) -> torch.Generator:
+    """A generator of its own for a run about to join a group, at the state of the device's
+    default one: where the run alone, seeded and built, would draw next."""
     if device.type == "cuda":
-        return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
-    return torch.default_generator
-
-
-@dataclass
-class Member:
-    """One run of a group: its Trainer (sampler on its own generator, loss, evaluation) and fit."""
-
-    trainer: Trainer
-    generator: torch.Generator
-    result: FitResult = field(default_factory=lambda: FitResult(None, 0, -math.inf, []))
-    error: BaseException | None = None  # its own failure (divergence); the group goes on without it
-    moments: list[Tensor] | None = None  # Adam: exp_avg per table, exp_avg_sq per table (views while grouped)
-    steps: list[Tensor] = field(default_factory=list)  # Adam's step count per table
-
-    @property
-    def config(self) -> RunConfig:
-        return self.trainer.config
-
-    @property
-    def tables(self) -> list[Tensor]:
-        return list(self.trainer.model.embedding_tables())
-
-
-def make_member(
-    config: RunConfig, data: InteractionData, device: torch.device, **trainer_options: object
-) -> Member:
-    """The run as `train_run` starts it (seeded, model built), on a generator of its own."""
-    torch.manual_seed(config.seed)
-    model = build_model(config, data).to(device)
+        default = torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    else:
+        default = torch.default_generator
     generator = torch.Generator(device)
-    generator.set_state(default_generator(device).get_state())  # where the run alone would draw next
-    trainer = Trainer(config, data, model, device, cuda_graphs=False, generator=generator, **trainer_options)
-    return Member(trainer, generator)
+    generator.set_state(default.get_state())
+    return generator
 
 
 def fit_group(members: list[Member], step: GroupStep, on_leave: Callable[[Member], None]) -> None:

@@ -9,14 +9,11 @@ loss the parameters it asks for and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-from mmlbench.plugins.losses import get_loss
 
 
 def bpr(s_pos: Tensor, s_neg: Tensor) -> Tensor:
@@ -136,16 +133,3 @@ def directau(users: Tensor, items: Tensor, *, uniformity_weight: float) -> Tenso
 
 def _uniformity(x: Tensor) -> Tensor:
     return torch.pdist(x).square().mul(-2).exp().mean().log()
-
-
-def loss_function(name: str, params: dict[str, Any]) -> Callable[..., Tensor]:
-    """A closure computing the named loss with fixed parameters: (s_pos, s_neg), plus the
-    negatives' log(I q) [B, N] where the spec's `needs_log_q(params)`."""
-    fn = get_loss(name).load()
-
-    def compute(s_pos: Tensor, s_neg: Tensor, neg_log_q: Tensor | None = None) -> Tensor:
-        if neg_log_q is None:
-            return fn(s_pos, s_neg, **params)
-        return fn(s_pos, s_neg, neg_log_q, **params)
-
-    return compute

@@ -21,7 +21,6 @@ import torch
 from torch import Tensor, nn
 
 from mmlbench.engine.scoring import unit
-from mmlbench.plugins.models import get_model
 
 if TYPE_CHECKING:
     from mmlbench.config import RunConfig
@@ -275,9 +274,3 @@ def build_lightgcn(config: RunConfig, data: InteractionData) -> nn.Module:
     return LightGCN(
         data.n_users, data.n_items, config.embedding_dim, config.dropout, config.init_std, adjacency, config.layers
     )
-
-
-def build_model(config: RunConfig, data: InteractionData) -> nn.Module:
-    """The encoder named by config.model (registered in `mmlbench.plugins.models`), for `data`
-    (its sizes; SimpleX reads the users' histories, LightGCN the training graph)."""
-    return get_model(config.model).load()(config, data)

@@ -9,9 +9,7 @@ CUDA graph capture knows how to advance on every replay, or, where the factory t
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -19,8 +17,6 @@ from torch import Tensor
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.scoring import unit
 from mmlbench.errors import MMLBenchError
-from mmlbench.plugins import load
-from mmlbench.plugins.samplers import SamplerSpec, get_sampler
 
 Sampler = Callable[..., Tensor]  # (users [B]) or, with needs_positives, (users [B], positives [B]) -> [B, N]
 Scorer = Callable[[Tensor, Tensor], Tensor]  # (users [B], items [B, M]) -> scores [B, M], no gradient
@@ -180,53 +176,3 @@ def model_scorer(model: torch.nn.Module, cosine: bool) -> Scorer:
             return torch.bmm(table[items], vectors.unsqueeze(-1)).squeeze(-1)
 
     return score
-
-
-def relative_log_q(name: str, *, item_counts: Tensor, params: Mapping[str, Any]) -> Tensor:
-    """log(I q(item)) [I]: the log of the sampler's probability of each item relative to
-    uniform's 1/I, for losses that correct for the sampler. Zero for the uniform samplers
-    (uniform-exclude-pos is uniform over a user's non-positives: 1/(I - |P_u|), taken as 1/I)."""
-    spec = get_sampler(name)
-    if spec.log_q is None:
-        return torch.zeros(item_counts.numel(), device=item_counts.device)
-    return load(spec.log_q)(item_counts, **_own(spec, params))
-
-
-def make_sampler(
-    name: str,
-    *,
-    n_items: int,
-    negatives: int,
-    positive_keys: Tensor,
-    item_counts: Tensor,
-    params: Mapping[str, Any],
-    scorer: Scorer | None = None,
-    generator: torch.Generator | None = None,
-) -> Sampler:
-    """The sampler called `name`, bound to the training data (and, where it needs one, to the
-    model's `scorer`); `params` holds (at least) its parameters. A `generator` is handed to
-    factories that take one (`takes_generator`); None leaves every sampler on the default one."""
-    spec = get_sampler(name)
-    data: dict[str, Any] = {}
-    if generator is not None:
-        if not takes_generator(name):
-            raise ValueError(f"sampler {name} cannot draw from a given generator")
-        data["generator"] = generator
-    if spec.needs_positive_keys:
-        data["positive_keys"] = positive_keys
-    if spec.needs_item_counts:
-        data["item_counts"] = item_counts
-    if spec.needs_scorer:
-        if scorer is None:
-            raise ValueError(f"sampler {name} needs the model's scorer")
-        data["scorer"] = scorer
-    return spec.load()(n_items=n_items, negatives=negatives, **data, **_own(spec, params))
-
-
-def takes_generator(name: str) -> bool:
-    """Whether the sampler's factory takes a `generator` to draw from (needed to train it in lockstep)."""
-    return "generator" in inspect.signature(get_sampler(name).load()).parameters
-
-
-def _own(spec: SamplerSpec, params: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: params[key] for key in spec.param_names}

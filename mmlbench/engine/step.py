@@ -11,6 +11,7 @@ permutation instead.
 from __future__ import annotations
 
 import math
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -18,15 +19,21 @@ import torch
 from torch import Tensor
 
 from mmlbench.config import ALL, RunConfig
-from mmlbench.console import warn
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.models import refresh
-from mmlbench.engine.sampling import Sampler, epoch_pairs
+from mmlbench.engine.parts import Parts
+from mmlbench.engine.sampling import epoch_pairs
 from mmlbench.engine.scoring import every_item_scores, gathered_scores, others_of
-from mmlbench.plugins.samplers import get_sampler
+
+Warn = Callable[[str], None]  # how a step reports a problem it works around (runs pass the console's)
 
 _WARMUP_STEPS = 3  # eager steps on a side stream before capture (lazy CUDA/cuBLAS init)
 _PROGRESS_EVERY = 64  # batches between progress callbacks (host-side only, no sync)
+
+
+def python_warning(message: str) -> None:
+    """The default `warn` of the steps: a Python RuntimeWarning."""
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def make_adam(params: list[Tensor], lr: float, device: torch.device, capturable: bool) -> torch.optim.Adam:
@@ -162,29 +169,22 @@ class TrainStep(GraphedSteps):
     """The training step of one run: loss over 1 positive + N negatives, L2, clip, Adam.
 
     With --negatives all there is no sampler: the negatives are every item but the positive
-    (scoring.every_item_scores). With no sampler otherwise (a loss whose spec
-    `takes_embeddings`), the loss sees the batch's user and positive-item vectors instead,
-    and the epoch's violations are NaN (no negatives).
+    (scoring.every_item_scores). With no sampler otherwise (a loss over vectors, such as
+    DirectAU), the loss sees the batch's user and positive-item vectors instead, and the
+    epoch's violations are NaN (no negatives). `warn` reports a failed graph capture.
     """
 
     def __init__(
-        self,
-        model: torch.nn.Module,
-        data: InteractionData,
-        sampler: Sampler | None,
-        loss_fn: Callable[..., Tensor],
-        config: RunConfig,
-        *,
-        use_graph: bool,
-        log_q: Tensor | None = None,
+        self, parts: Parts, data: InteractionData, config: RunConfig, *, use_graph: bool, warn: Warn = python_warning
     ) -> None:
-        self.model, self.data, self.sampler, self.loss_fn, self.config = model, data, sampler, loss_fn, config
-        self.log_q = log_q  # log(I q(item)) [I], for losses that correct for the sampler
+        self.model, self.data, self.sampler, self.loss_fn, self.config = parts.model, data, parts.sampler, parts.loss, config
+        self.log_q = parts.log_q  # log(I q(item)) [I], for losses that correct for the sampler
         self.every_item = config.negatives == ALL
-        self.scores_items = sampler is not None or self.every_item  # else a loss over vectors (DirectAU)
-        self._pass_positives = get_sampler(config.sampler).needs_positives  # in-batch: negatives from the batch
+        self.scores_items = self.sampler is not None or self.every_item  # else a loss over vectors (DirectAU)
+        self._pass_positives = parts.sampler_takes_positives  # in-batch: negatives from the batch
+        self.warn = warn
         device = data.train_items.device
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_adam(self.params, config.lr, device, capturable=use_graph)
         self.batch_index = torch.zeros(config.batch_size, dtype=torch.long, device=device)
         self._wrap = torch.arange(config.batch_size, device=device)
@@ -233,7 +233,7 @@ class TrainStep(GraphedSteps):
             with torch.cuda.graph(graph):
                 self._forward_backward_update(self.batch_index)
         except RuntimeError as exc:  # an op this torch cannot capture: train eagerly instead
-            warn(f"CUDA graph capture failed ({str(exc).splitlines()[0]}); training eagerly")
+            self.warn(f"CUDA graph capture failed ({str(exc).splitlines()[0]}); training eagerly")
             self.use_graph = False
             self.optimizer.zero_grad(set_to_none=True)
             return

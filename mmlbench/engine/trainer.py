@@ -11,17 +11,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from mmlbench.config import ALL, RunConfig
+from mmlbench.config import RunConfig
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.device import synchronize
 from mmlbench.engine.evaluator import Evaluation, evaluate
-from mmlbench.engine.losses import loss_function
-from mmlbench.engine.sampling import make_sampler, model_scorer, relative_log_q
-from mmlbench.engine.step import TrainStep
+from mmlbench.engine.parts import Parts
+from mmlbench.engine.step import TrainStep, Warn, python_warning
 from mmlbench.errors import MMLBenchError
-from mmlbench.plugins.losses import get_loss
-from mmlbench.plugins.models import get_model
-from mmlbench.plugins.samplers import get_sampler
 
 
 @dataclass
@@ -68,7 +64,7 @@ class Trainer:
         self,
         config: RunConfig,
         data: InteractionData,
-        model: torch.nn.Module,
+        parts: Parts,
         device: torch.device,
         *,
         eval_batch_users: int | None = None,
@@ -76,34 +72,15 @@ class Trainer:
         on_epoch: Callable[[EpochLog], None] | None = None,
         on_batch: Callable[[int], None] | None = None,
         on_checkpoint: Callable[[FitResult], None] | None = None,
-        generator: torch.Generator | None = None,
+        warn: Warn = python_warning,
     ) -> None:
-        """`generator`: the sampler draws from it instead of the device's default generator
-        (a run trained in lockstep, whose group runs the steps; see engine.lockstep)."""
-        self.config, self.data, self.model, self.device = config, data, model, device
+        """`parts`: the model, loss and sampler (runs.build makes them from the config); `warn`
+        reports what the step works around (a CUDA graph capture that failed)."""
+        self.config, self.data, self.parts, self.model, self.device = config, data, parts, parts.model, device
         self.eval_batch_users = eval_batch_users
         self.on_epoch, self.on_batch, self.on_checkpoint = on_epoch, on_batch, on_checkpoint
-        sampler_spec, loss_spec = get_sampler(config.sampler), get_loss(config.loss)
-        sampler_params, loss_params = sampler_spec.params_of(config), loss_spec.params_of(config)
-        draws = not loss_spec.takes_embeddings and config.negatives != ALL  # all: every item, nothing drawn
-        sampler = None if not draws else make_sampler(
-            config.sampler,
-            n_items=data.n_items,
-            negatives=config.negatives,
-            positive_keys=data.splits["train"].keys,
-            item_counts=data.item_counts(),
-            params=sampler_params,
-            scorer=model_scorer(model, config.score == "cosine") if sampler_spec.needs_scorer else None,
-            generator=generator,
-        )
-        log_q = None
-        if loss_spec.needs_log_q(loss_params):
-            log_q = relative_log_q(config.sampler, item_counts=data.item_counts(), params=sampler_params)
-        self.step = TrainStep(
-            model, data, sampler, loss_function(config.loss, loss_params), config,
-            use_graph=cuda_graphs and device.type == "cuda" and sampler_spec.capturable and get_model(config.model).capturable,
-            log_q=log_q,
-        )
+        use_graph = cuda_graphs and device.type == "cuda" and parts.capturable
+        self.step = TrainStep(parts, data, config, use_graph=use_graph, warn=warn)
 
     @property
     def batches_per_epoch(self) -> int:

@@ -3,7 +3,7 @@
 A spec says what a plug-in is called, which parameters it takes (RunConfig field names)
 with their defaults, choices and checks, what it can do (capabilities), and where its
 implementation lives ("module:attribute", imported on first use). Config, help texts,
-"did you mean" errors and the run row's columns read the specs; only the engine loads
+"did you mean" errors and the run row's columns read the specs; only runs.build loads
 the implementations, so the CLI's start-up and `RunConfig` never pay for importing torch.
 """
 

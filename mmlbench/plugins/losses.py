@@ -87,7 +87,7 @@ def _loss(name: str, defaults: dict[str, Any] | None = None, check: Any = None, 
     return LossSpec(f"mmlbench.engine.losses:{name}", defaults or {}, check=check, **capabilities)
 
 
-# Defaults from REFERENCE.md: CCL as in SimpleX; MMCL and BSL as in their authors' Gowalla runs;
+# Defaults from the reference runs (docs/fidelity.md): CCL as in SimpleX; MMCL and BSL as in their authors' Gowalla runs;
 # DirectAU's gamma as its authors' default (their Gowalla command uses 5, Yelp2018 1).
 LOSSES: Registry[LossSpec] = Registry("loss", {
     "bpr": _loss("bpr"),

@@ -54,7 +54,3 @@ MODELS: Registry[ModelSpec] = Registry("model", {
         capturable=True,
     ),
 })
-
-
-def get_model(name: str) -> ModelSpec:
-    return MODELS.spec(name)

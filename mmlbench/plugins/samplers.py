@@ -83,7 +83,3 @@ SAMPLERS: Registry[SamplerSpec] = Registry("sampler", {
         needs_scorer=True,
     ),
 })
-
-
-def get_sampler(name: str) -> SamplerSpec:
-    return SAMPLERS.spec(name)

@@ -1,1 +1,1 @@
-"""Results: the Parquet run store, comparisons across runs, and their renderings."""
+"""Reading the run store: selection, comparison, significance, the regression gate, renderers, plots, the runs listing."""

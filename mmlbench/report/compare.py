@@ -27,6 +27,7 @@ from mmlbench.report.diagnostics import (
     split_warning,
 )
 from mmlbench.report.selection import (
+    CompareSpec,
     apply_where,
     check_names,
     describe,
@@ -42,24 +43,6 @@ from mmlbench.report.significance import PairedTest, correct, paired_tests, per_
 
 Key = tuple[str, ...]
 PerUserReader = Callable[[Path], pd.DataFrame]
-
-
-@dataclass
-class CompareSpec:
-    """What to compare. Plain data, so a preset file or a script can fill it."""
-
-    rows: list[str] = field(default_factory=lambda: ["loss"])
-    cols: list[str] = field(default_factory=lambda: ["negatives"])
-    metrics: list[str] = field(default_factory=lambda: ["recall@20", "ndcg@20"])
-    # Column -> wanted value, or a list of values of which a run must have any.
-    where: dict[str, str | list[str]] = field(default_factory=dict)
-    # Row coordinates of the baseline, e.g. {"loss": "ccl"}; empty means no baseline.
-    baseline: dict[str, str] = field(default_factory=dict)
-    alpha: float = 0.05
-    cost: bool = False
-    # Published numbers shown beside ours: {"label": ..., "loss": "ccl", "negatives": 800,
-    # "recall@20": 0.1837}. A reference sits in the column its `cols` coordinates name.
-    references: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

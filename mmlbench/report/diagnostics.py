@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pandas as pd
 
-from mmlbench.report.selection import DATA_VERSION, describe, fail, labels, normalise, sort_key
-
-if TYPE_CHECKING:
-    from mmlbench.report.compare import CompareSpec
+from mmlbench.report.selection import DATA_VERSION, CompareSpec, describe, fail, labels, normalise, sort_key
 
 PROTOCOL_MEANINGS = {
     "test-as-validation": "the test split was used for model selection",

@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mmlbench.errors import MMLBenchError
+from mmlbench.console import OutputFormat
+from mmlbench.errors import INPUT_ERROR, MMLBenchError
 
 if TYPE_CHECKING:
     from mmlbench.report.compare import Comparison
-
-# compare's exit code for bad input (selection.INPUT_ERROR, not imported: it pulls in pandas).
-_INPUT_ERROR = 2
 
 
 @dataclass(frozen=True)
@@ -39,20 +37,21 @@ class Renderer:
         return getattr(module, self.function)(comparison)
 
 
+# Named as every command names its --format (console.OutputFormat), with markdown besides.
 RENDERERS = {
-    "rich": Renderer((".txt",), "to_text"),  # coloured on a terminal, plain text in a file
+    OutputFormat.table.value: Renderer((".txt",), "to_text"),  # coloured on a terminal, plain text in a file
     "markdown": Renderer((".md", ".markdown"), "to_markdown"),
-    "csv": Renderer((".csv",), "to_csv", machine=True),
-    "json": Renderer((".json",), "to_json", machine=True),
+    OutputFormat.csv.value: Renderer((".csv",), "to_csv", machine=True),
+    OutputFormat.json.value: Renderer((".json",), "to_json", machine=True),
 }
-DEFAULT_RENDERER = "rich"
+DEFAULT_RENDERER = OutputFormat.table.value
 
 # matplotlib's savefig format for each plot suffix.
 PLOT_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 
 
 def _refuse(message: str) -> MMLBenchError:
-    return MMLBenchError(message, exit_code=_INPUT_ERROR)
+    return MMLBenchError(message, exit_code=INPUT_ERROR)
 
 
 def renderer_for_suffix(suffix: str) -> str | None:
@@ -61,7 +60,7 @@ def renderer_for_suffix(suffix: str) -> str | None:
 
 
 def table_renderer(output: Path | None, name: str | None) -> str:
-    """The renderer for --format NAME and --output FILE: named, else from the suffix, else rich.
+    """The renderer for --format NAME and --output FILE: named, else from the suffix, else table.
 
     An unknown suffix needs an explicit --format; a suffix naming another format is refused.
     """

@@ -1,4 +1,4 @@
-"""Choosing the runs to compare: load completed runs, check names, apply `--where` filters.
+"""Choosing the runs to compare: what to compare (CompareSpec), load completed runs, check names, apply `--where` filters.
 
 Config values are compared as normalised strings (`normalise`) so that `negatives=10`
 matches an int column, `lr=1e-3` matches 0.001 and a missing value reads as "none".
@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,8 @@ import numpy as np
 import pandas as pd
 
 from mmlbench import store
-from mmlbench.errors import MMLBenchError, unknown_name
+from mmlbench.errors import INPUT_ERROR, MMLBenchError, unknown_name
 from mmlbench.metrics import is_metric_column
-
-# Every compare error stops the command before a result exists; exit code 1 is kept for
-# "the gate found a regression" so CI can tell the two apart.
-INPUT_ERROR = 2
 
 MISSING = "none"
 # A short, table-friendly name for the data a run was trained on: a prefix of its fingerprint.
@@ -31,6 +28,24 @@ _VERSION_DIGITS = 8
 COST_COLUMNS = ("epoch_seconds_median", "eval_seconds_median", "peak_memory_bytes")
 
 NOT_GROUPABLE = frozenset({"run_dir", "error", "status", "schema_version", *COST_COLUMNS})
+
+
+@dataclass
+class CompareSpec:
+    """What to compare. Plain data, so a preset file or a script can fill it."""
+
+    rows: list[str] = field(default_factory=lambda: ["loss"])
+    cols: list[str] = field(default_factory=lambda: ["negatives"])
+    metrics: list[str] = field(default_factory=lambda: ["recall@20", "ndcg@20"])
+    # Column -> wanted value, or a list of values of which a run must have any.
+    where: dict[str, str | list[str]] = field(default_factory=dict)
+    # Row coordinates of the baseline, e.g. {"loss": "ccl"}; empty means no baseline.
+    baseline: dict[str, str] = field(default_factory=dict)
+    alpha: float = 0.05
+    cost: bool = False
+    # Published numbers shown beside ours: {"label": ..., "loss": "ccl", "negatives": 800,
+    # "recall@20": 0.1837}. A reference sits in the column its `cols` coordinates name.
+    references: list[dict[str, Any]] = field(default_factory=list)
 
 
 def fail(message: str) -> MMLBenchError:

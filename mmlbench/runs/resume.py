@@ -1,6 +1,6 @@
 """Resume checkpoints: a run's whole training state at its last finished epoch.
 
-Written to `<results>/runs/.<run_id>.resume/state.pt` (hidden, so never read as a run)
+Written to `<results>/runs/.<run_id>.resume/state.pt` (store.ids.resume_folder: hidden, so never read as a run)
 through an atomic replace: a kill leaves the previous file whole. Re-running the same config
 (same run id and config hash) continues from it; once the completed run's folder is written
 it is removed. An interrupted or failed run keeps it. A full disk stops the sweep
@@ -43,7 +43,8 @@ from mmlbench.console import info, warn
 from mmlbench.engine.trainer import EpochLog, FitResult, Trainer
 from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import atomic_file, is_disk_full, sha256_file, write_hashed, write_text_atomic
-from mmlbench.store import StoreUnwritable, runs_dir
+from mmlbench.store import StoreUnwritable
+from mmlbench.store.ids import resumed_run
 
 FORMAT = 1
 STATE_FILE = "state.pt"
@@ -60,11 +61,6 @@ class DamagedCheckpoint(MMLBenchError):
     @classmethod
     def at(cls, path: Path, why: str) -> DamagedCheckpoint:
         return cls(f"the resume checkpoint {path} {why}; not resumed: `--no-resume` starts the run over and replaces it")
-
-
-def folder(results_dir: Path, run_id: str) -> Path:
-    """The run's hidden resume folder in the store."""
-    return runs_dir(results_dir) / f".{run_id}.resume"
 
 
 def save(
@@ -139,8 +135,7 @@ def write(resume_folder: Path, state: dict[str, Any]) -> None:
             raise
         if not path.is_file():
             discard(resume_folder)  # nothing usable in it: nothing partial left
-        run_id = resume_folder.name.removeprefix(".").removesuffix(".resume")
-        raise StoreUnwritable(f"disk full while writing {run_id}'s resume checkpoint {path}") from exc
+        raise StoreUnwritable(f"disk full while writing {resumed_run(resume_folder)}'s resume checkpoint {path}") from exc
 
 
 def _record(resume_folder: Path, digests: list[str]) -> None:
@@ -162,7 +157,7 @@ class Checkpoints:
     have passed since the run's last write or its start (0: every epoch), and otherwise keeps
     a snapshot of it; `flush` writes that snapshot when the run stops short of completion,
     before its interrupted or failed row is stored. `capture(fit, snapshot)` is `capture`
-    bound to the run (a run alone's trainer, or a lockstep member's, engine.lockstep_resume).
+    bound to the run (a run alone's trainer, or a lockstep member's, runs.group.capture_member).
     """
 
     def __init__(self, resume_folder: Path, every: float, capture: Callable[[FitResult, bool], dict[str, Any]]) -> None:

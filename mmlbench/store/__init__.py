@@ -69,7 +69,7 @@ def write_run(results_dir: Path, record: RunRecord) -> Path:
     with atomic_dir(final) as tmp:
         row = {"schema_version": SCHEMA_VERSION, **record.row}
         if record.checkpoint is not None:
-            # Hashed as written, checked before use (engine.rescore): torch.load verifies nothing.
+            # Hashed as written, checked before use (runs.rescore): torch.load verifies nothing.
             row[CHECKPOINT_SHA256] = write_hashed(tmp / CHECKPOINT_FILE, lambda handle: torch.save(record.checkpoint, handle))
         pd.DataFrame([row]).to_parquet(tmp / RUN_FILE, index=False)
         if record.curve is not None:
@@ -208,17 +208,3 @@ def add_columns(run_dir: Path, values: dict[str, Any], per_user: pd.DataFrame | 
     with atomic_file(run_dir / RUN_FILE) as tmp:
         frame.assign(**{k: v for k, v in values.items() if k not in frame.columns}).to_parquet(tmp, index=False)
 
-
-def resolve_run(results_dir: Path, run: str) -> Path:
-    """A run given as a folder path or as a run id (or unique id prefix) in the store."""
-    as_path = Path(run)
-    if (as_path / RUN_FILE).is_file():
-        return as_path
-    matches = [d for d in iter_run_dirs(results_dir) if d.name == run] or [
-        d for d in iter_run_dirs(results_dir) if d.name.startswith(run)
-    ]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise MMLBenchError(f"no run '{run}' in {runs_dir(results_dir)}")
-    raise MMLBenchError(f"'{run}' matches {len(matches)} runs; give more of the run id")

@@ -1,11 +1,11 @@
 """The executor contract: how the runs of a sweep are carried out, whatever the backend.
 
-`mmlbench.sweep.run_sweep` hands an executor the configs of a sweep and the TrainOptions they
+`mmlbench.plan.sweep.run_sweep` hands an executor the configs of a sweep and the TrainOptions they
 share; `Executor.run` returns one SweepEntry per config, in the order given. A backend (in
 this process, local worker processes, a Ray cluster) is one module implementing `run`:
 
 - **A task** is one config through `run_task(config, options)`: the single-run path
-  (`engine.runner.train_run`: load the data, reuse a completed run, claim, train, store) with
+  (`runs.single.train_run`: load the data, reuse a completed run, claim, train, store) with
   its failures turned into an entry. A backend runs `run_task` wherever its workers are; it
   never re-implements training. Several progress bars would interleave: a backend running
   tasks at once passes `options` with `quiet=True`.
@@ -37,38 +37,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.data.dataset import require_processed
 from mmlbench.data.processed import read_meta
-from mmlbench.engine.runner import RunOutcome, TrainOptions, train_run
 from mmlbench.errors import MMLBenchError
-from mmlbench.paths import results_home
-from mmlbench import claims, store
+from mmlbench.runs.options import RunOutcome, TrainOptions
+from mmlbench.runs.single import train_run
+from mmlbench.store import claims
+from mmlbench.store.ids import run_id, run_label
 
 CLAIMED = "claimed elsewhere"  # another live process is training it: skipped, not a failure
 CANCELLED = "cancelled"  # the sweep was stopped before this run began
-
-
-@dataclass(frozen=True)
-class BackendOptions:
-    """How a backend spreads the runs (none of it changes a result): `--jobs` for local, the rest for ray."""
-
-    jobs: int = 1  # runs at once on this machine
-    address: str | None = None  # the Ray cluster to join; None starts a local instance
-    gpus_per_run: float | None = None  # None: 1 where the cluster has GPUs and the device is not cpu, else 0
-    cpus_per_run: float | None = None  # None: 1
-    ship_results: bool = False  # workers return the run folders and this process writes them
-    connect_timeout: float | None = None  # seconds to wait for the cluster at `address`; None: ray_connect's default
-
-    @property
-    def cluster_options(self) -> list[str]:
-        """The cluster-only options that were given, as their command-line names."""
-        given = {
-            "--address": self.address is not None, "--gpus-per-run": self.gpus_per_run is not None,
-            "--cpus-per-run": self.cpus_per_run is not None, "--ship-results": self.ship_results,
-            "--connect-timeout": self.connect_timeout is not None,
-        }
-        return [name for name, is_given in given.items() if is_given]
 
 
 @dataclass(frozen=True)
@@ -86,8 +66,11 @@ class SweepEntry:
         """The run id when the run was stored, else the settings that tell the runs of a sweep apart."""
         if self.outcome is not None:
             return str(self.outcome.row.get("run_id"))
-        config = self.config
-        return f"{config.dataset}-{config.model}-{config.loss}-n{config.negatives}-s{config.seed}"
+        return run_label(self.config)
+
+    @property
+    def claimed_elsewhere(self) -> bool:
+        return self.state == CLAIMED
 
     @property
     def status(self) -> str:
@@ -129,19 +112,19 @@ def plan(
     A config whose dataset is in `fetching` (not there yet, `train` would fetch it) is 'to run'
     with '?' for the hash in its run id: the hash needs the data's fingerprint.
     """
-    results_dir = results_home(options.results_dir)
+    results_dir = options.results_dir
     completed = store.completed_runs(results_dir)
     rows = []
     for config in configs:
         if config.dataset in fetching:
-            rows.append((config, config.run_id("?"), "to run"))
+            rows.append((config, run_id(config, "?"), "to run"))
             continue
         config_hash = config.hash(fingerprint_of(config.dataset, options.data_dir))
         if config_hash in completed and not options.force:
             state = "done"
         else:
             state = CLAIMED if claims.live_claim(results_dir, config_hash) else "to run"
-        rows.append((config, config.run_id(config_hash), state))
+        rows.append((config, run_id(config, config_hash), state))
     return rows
 
 

@@ -7,6 +7,7 @@ import math
 from mmlbench.config import RunConfig
 from mmlbench.console import ProgressBar, err
 from mmlbench.engine.trainer import EpochLog
+from mmlbench.store.ids import run_label
 
 
 class TrainingProgress(ProgressBar):
@@ -17,7 +18,7 @@ class TrainingProgress(ProgressBar):
         self.config, self.quiet = config, quiet
         self.task = None
         self.batches = 0
-        self.label = f"{config.dataset} {config.model} {config.loss} n={config.negatives} seed={config.seed}"
+        self.label = run_label(config)
 
     def start(self, batches: int, first_epoch: int = 1) -> None:
         self.batches = batches

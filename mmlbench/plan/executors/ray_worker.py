@@ -13,9 +13,9 @@ from pathlib import Path
 
 from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.engine.runner import TrainOptions
 from mmlbench.errors import MMLBenchError
-from mmlbench.executors.base import SweepEntry, fingerprint_of, run_task
+from mmlbench.plan.executors.base import SweepEntry, fingerprint_of, run_task
+from mmlbench.runs.options import TrainOptions
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from multiprocessing.connection import Connection
 
 from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.engine.runner import TrainOptions
-from mmlbench.executors.base import CANCELLED, SweepEntry, run_task
+from mmlbench.plan.executors.base import CANCELLED, SweepEntry, run_task
+from mmlbench.runs.options import TrainOptions
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 PARENT_POLL_SECONDS = 1.0  # the watcher thread's period, where the kernel does not watch the parent

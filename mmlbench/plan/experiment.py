@@ -30,14 +30,15 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import tomllib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mmlbench.config import PLUGINS, RunConfig, check_setting, option_name
+from mmlbench.config import PLUGINS, RunConfig
+from mmlbench.config_checks import check_setting, option_name
 from mmlbench.errors import MMLBenchError, closest, unknown_name
+from mmlbench.plan.presets import preset_path
 from mmlbench.plugins.losses import LOSS_PARAMS, LOSSES
 
 CONFIG_FIELDS = {f.name for f in fields(RunConfig)}
@@ -290,15 +291,27 @@ def _takes(loss: str) -> str:
     return f"it takes {', '.join(map(option_name, names))}" if names else "it takes no parameters"
 
 
-PRESET_PACKAGE = "mmlbench.presets"
 
+@dataclass(frozen=True)
+class Runs:
+    """Which runs a command asks for: an experiment file (`config`) or a preset, or neither (its
+    [quick] variant with `quick`), the command line's settings on top (one value fixes a setting,
+    a list in `grid` makes one run per value), and `seeds` runs per cell."""
 
-def preset_names() -> list[str]:
-    return sorted(p.name.removesuffix(".toml") for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".toml"))
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    grid: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    config: Path | None = None
+    preset: str | None = None
+    quick: bool = False
+    seeds: int | None = None
 
-
-def preset_path(name: str) -> Path:
-    """The packaged experiment file of a preset (copy it to make your own)."""
-    if name not in preset_names():
-        raise unknown_name("preset", name, preset_names())
-    return Path(str(resources.files(PRESET_PACKAGE) / f"{name}.toml"))
+    def configs(self) -> list[RunConfig]:
+        """Every run, each config resolved (once) and checked before anything runs."""
+        if self.config and self.preset:
+            raise MMLBenchError("give --config or --preset, not both")
+        source = self.config or (preset_path(self.preset) if self.preset else None)
+        if source is None and self.quick:
+            raise MMLBenchError("--quick needs --config or --preset")
+        experiment = read_experiment(source, quick=self.quick) if source is not None else Experiment()
+        experiment = experiment.with_command_line(dict(self.settings), {name: list(values) for name, values in self.grid.items()})
+        return (experiment if self.seeds is None else experiment.with_seeds(self.seeds)).configs()

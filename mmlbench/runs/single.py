@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -12,103 +12,47 @@ from typing import Any
 import pandas as pd
 import torch
 
-from mmlbench import claims, store
-from mmlbench.config import ALL, RunConfig
-from mmlbench.data.dataset import InteractionData, load_dataset
-from mmlbench.engine import resume
-from mmlbench.engine.allocator import reuse_freed_memory
-from mmlbench.engine.device import (
-    check_precision, device_name, matmul_precision, peak_memory_bytes, reset_peak_memory, resolve_device,
-)
-from mmlbench.engine.memory import check_fits
-from mmlbench.engine.models import build_model
-from mmlbench.engine.progress import TrainingProgress
-from mmlbench.engine.trainer import FitResult, Trainer
-from mmlbench.errors import MMLBenchError
+from mmlbench import store
+from mmlbench.config import RunConfig
+from mmlbench.console import warn
+from mmlbench.data.dataset import InteractionData
+from mmlbench.engine.device import device_name, matmul_precision, peak_memory_bytes, reset_peak_memory
+from mmlbench.engine.trainer import EpochLog, FitResult, Trainer
 from mmlbench.fsutil import is_disk_full
-from mmlbench.paths import results_home
 from mmlbench.provenance import versions
+from mmlbench.runs import build, resume
+from mmlbench.runs.options import STATUS_TRAINED, RunOutcome, TrainOptions
+from mmlbench.runs.preflight import prepare
+from mmlbench.runs.progress import TrainingProgress
+from mmlbench.store import claims, ids
+from mmlbench.store.ids import claimed_run
 
 
+EpochHook = Callable[[EpochLog], None]
 
 
-@dataclass(frozen=True)
-class TrainOptions:
-    """How to run, as opposed to what to run: none of this enters the config hash."""
-
-    device: str = "auto"
-    data_dir: Path | None = None
-    results_dir: Path | None = None
-    quiet: bool = False
-    force: bool = False  # re-run even when a completed run with the same config exists (from scratch)
-    resume: bool = True  # continue an interrupted or killed run from its last finished epoch
-    checkpoint_every: float = 60.0  # seconds between resume checkpoint writes (0: every epoch); engine.resume
-    eval_batch_users: int | None = None
-    cuda_graphs: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.checkpoint_every >= 0:  # NaN too
-            raise MMLBenchError(f"--checkpoint-every must be 0 or more seconds, not {self.checkpoint_every:g}")
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    run_dir: Path
-    row: dict[str, Any]
-    skipped: bool = False  # a completed run with this config was already in the store
-
-    @property
-    def status(self) -> str:
-        return str(self.row.get("status"))
-
-
-def prepare(config: RunConfig, options: TrainOptions) -> tuple[RunConfig, torch.device, InteractionData]:
-    """Resolve and check the config, pick the device, load the data, check them together."""
-    config = config.resolved()
-    device = resolve_device(options.device)
-    check_precision(config.precision, device)
-    if device.type == "cpu":
-        reuse_freed_memory()
-    data = load_dataset(config.dataset, options.data_dir, device)
-    check_against_data(config, data)
-    check_fits(config, data.n_users, data.n_items, device)
-    return config, device, data
-
-
-def check_against_data(config: RunConfig, data: InteractionData) -> None:
-    """Settings that only the data can rule out."""
-    if config.negatives == ALL and data.n_items < 2:
-        raise MMLBenchError(f"--negatives all needs at least 2 items; '{data.name}' has {data.n_items}")
-    if config.sampler == "uniform-exclude-pos":
-        most = int(data.splits["train"].counts().max())
-        if config.negatives > data.n_items - most:
-            raise MMLBenchError(
-                f"--negatives {config.negatives} is more than the {data.n_items - most} items left to the "
-                f"most active user of '{data.name}' once its positives are excluded"
-            )
-
-
-def train_run(config: RunConfig, options: TrainOptions) -> RunOutcome:
+def train_run(config: RunConfig, options: TrainOptions, *, on_epoch: EpochHook | None = None, test: bool = True) -> RunOutcome:
     """Train one run and store it; a completed run with the same config hash is reused.
 
     The run is claimed in the store while it trains: claims.ClaimedElsewhere when another
-    live process is training the same config.
+    live process is training the same config. `on_epoch(log)` sees each epoch once it is
+    evaluated (its validation metrics in `log.metrics` when due); a KeyboardInterrupt raised there
+    stops the run as Ctrl-C does. With `test` off the test evaluation is left out: nothing is
+    stored, the run's state stays in its resume checkpoint and the outcome (status `trained`,
+    its `run_dir` that folder) says where the fit ended; training the config again then only
+    evaluates it on test and stores it.
     """
     config, device, data = prepare(config, options)
-    results_dir = results_home(options.results_dir)
+    results_dir = options.results_dir
     config_hash = config.hash(data.fingerprint)
     reused = reuse(results_dir, config_hash, options)
     if reused is not None:
         return reused
     with claims.claimed(results_dir, config_hash, claimed_run(config, config_hash)):
         # Checked again under the claim: another sweep may have finished it since.
-        return reuse(results_dir, config_hash, options) or train_claimed(config, options, device, data, results_dir)
-
-
-def claimed_run(config: RunConfig, config_hash: str) -> dict[str, Any]:
-    """What a claim says it trains, for `mmlbench runs` to list before the run has a folder."""
-    names = ("dataset", "model", "loss", "negatives", "seed")
-    return {"run_id": config.run_id(config_hash), **{name: getattr(config, name) for name in names}}
+        return reuse(results_dir, config_hash, options) or train_claimed(
+            config, options, device, data, results_dir, on_epoch=on_epoch, test=test
+        )
 
 
 def reuse(results_dir: Path, config_hash: str, options: TrainOptions) -> RunOutcome | None:
@@ -120,17 +64,18 @@ def reuse(results_dir: Path, config_hash: str, options: TrainOptions) -> RunOutc
 
 
 def train_claimed(
-    config: RunConfig, options: TrainOptions, device: torch.device, data: InteractionData, results_dir: Path
+    config: RunConfig, options: TrainOptions, device: torch.device, data: InteractionData, results_dir: Path,
+    *, on_epoch: EpochHook | None = None, test: bool = True,
 ) -> RunOutcome:
-    """Train one run alone and store it; the caller holds its claim and has checked it is not done."""
+    """Train one run alone and store it (see train_run); the caller holds its claim and has checked it is not done."""
     config_hash = config.hash(data.fingerprint)
-    run_id = config.run_id(config_hash)
-    resume_folder = resume.folder(results_dir, run_id)
+    run_id = ids.run_id(config, config_hash)
+    resume_folder = ids.resume_folder(results_dir, run_id)
     if options.force or not options.resume:
         resume.discard(resume_folder)
     torch.manual_seed(config.seed)
     reset_peak_memory(device)
-    model = build_model(config, data).to(device)
+    model = build.model(config, data, device)
     started_at, started = now(), time.perf_counter()
     checkpoints = resume.Checkpoints(
         resume_folder, options.checkpoint_every,
@@ -139,10 +84,10 @@ def train_claimed(
     with matmul_precision(config.precision):  # training and the test evaluation alike
         with TrainingProgress(config, quiet=options.quiet) as progress:
             trainer = Trainer(
-                config, data, model, device,
+                config, data, build.parts(config, data, model), device,
                 eval_batch_users=options.eval_batch_users, cuda_graphs=options.cuda_graphs,
-                on_epoch=progress.epoch_done, on_batch=progress.batch_done,
-                on_checkpoint=checkpoints.epoch_closed,
+                on_epoch=_then(progress.epoch_done, on_epoch), on_batch=progress.batch_done,
+                on_checkpoint=checkpoints.epoch_closed, warn=warn,
             )
             resumed = resume.load(resume_folder, trainer, config_hash)  # after seeding and building: overrides both
             resumed_from = len(resumed.epochs) if resumed is not None else 0
@@ -157,13 +102,27 @@ def train_claimed(
                 checkpoints.flush()  # the last epoch that finished
                 store_failure(results_dir, row, exc)
                 raise
-        if fit.interrupted:
+        if fit.interrupted or not test:
             checkpoints.flush()
+        if not test and not fit.interrupted:
+            facts = {"best_epoch": fit.best_epoch, "epochs_run": len(fit.epochs), "monitor_value": fit.best_value}
+            return RunOutcome(resume_folder, {**row, **facts, "status": STATUS_TRAINED})
         try:
             return finish_run(results_dir, row, trainer, fit, started, cuda_graphs=trainer.step.use_graph)
         except BaseException:  # Ctrl-C or an error (out of memory) at the test evaluation: resumable after its last epoch
             checkpoints.flush()
             raise
+
+
+def _then(first: EpochHook, second: EpochHook | None) -> EpochHook:
+    if second is None:
+        return first
+
+    def both(log: EpochLog) -> None:
+        first(log)
+        second(log)
+
+    return both
 
 
 def run_row(
@@ -178,7 +137,7 @@ def run_row(
     """
     config_hash = config.hash(data.fingerprint)
     return {
-        "run_id": config.run_id(config_hash),
+        "run_id": ids.run_id(config, config_hash),
         "config_hash": config_hash,
         "setting_hash": config.hash(data.fingerprint, with_seed=False),
         "protocol": data.protocol,
@@ -218,7 +177,7 @@ def finish_run(
     row.update({"monitor_value": fit.best_value, "test_eval_seconds": test.seconds, **test.metrics})
     run_dir = _store(results_dir, row, _curve(fit), test.per_user, _checkpoint(model, config, data))
     if status == store.STATUS_COMPLETED:
-        resume.discard(resume.folder(results_dir, str(row["run_id"])))
+        resume.discard(ids.resume_folder(results_dir, str(row["run_id"])))
     return RunOutcome(run_dir, store.read_run(run_dir))
 
 

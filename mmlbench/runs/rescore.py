@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -16,10 +17,10 @@ from mmlbench.data.dataset import load_dataset, require_processed
 from mmlbench.data.processed import SOURCE_GENERIC, IdMaps, read_id_map, read_meta
 from mmlbench.engine.device import resolve_device
 from mmlbench.engine.evaluator import Evaluation, evaluate
-from mmlbench.engine.models import build_model
 from mmlbench.errors import MMLBenchError
 from mmlbench.fsutil import atomic_file, writable_folder
 from mmlbench.metrics import is_metric_column
+from mmlbench.runs import build
 
 SPLITS = ("test", "valid")
 TOPK_SUFFIXES = (".csv", ".parquet")
@@ -70,7 +71,7 @@ def rescore(
             f"give --k values of at most {data.n_items}"
         )
     originals = original_ids(config.dataset, data_dir, data.n_users, data.n_items) if keep_top else None
-    model = build_model(config, data).to(target)
+    model = build.model(config, data, target)
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, RuntimeError) as exc:
@@ -80,6 +81,46 @@ def rescore(
         progress=progress, head_fraction=config.head_fraction, per_user=True,
     )
     return Rescored(config, evaluation, originals, str(row.get("status")))
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """A stored run re-scored: its metrics, and what was written (`export`: the top-K file and its
+    rows; `saved`: eval-<split>.parquet; `added`: metrics the run's row lacked, added to it (to
+    `added_to`), or `not_added` saying why none were; `read_only`: the run folder takes no file)."""
+
+    run_dir: Path
+    status: str
+    split: str
+    ks: tuple[int, ...]
+    evaluation: Evaluation
+    export: tuple[Path, int] | None = None
+    saved: Path | None = None
+    added: list[str] = field(default_factory=list)
+    added_to: str = f"{store.RUN_FILE}, per-user ones to {store.PER_USER_FILE}"
+    not_added: str = ""
+    read_only: bool = False
+
+
+def evaluate_stored(
+    run_dir: Path, *, ks: tuple[int, ...] | None, split: str, device: str, data_dir: Path | None,
+    eval_batch_users: int | None, export_topk: Path | None, progress: Callable[[int, int], None] | None, writable: bool,
+) -> Evaluated:
+    """`rescore` the run, export its top-K lists, and where the folder is `writable` keep the
+    metrics beside it (save_evaluation) and, on test, add the new ones to it (add_to_run)."""
+    result = rescore(
+        run_dir, ks=ks, split=split, device=device, data_dir=data_dir,
+        eval_batch_users=eval_batch_users, keep_top=export_topk is not None, progress=progress,
+    )
+    ks = ks or result.config.ks
+    evaluation, export, saved, added, not_added = result.evaluation, None, None, [], ""
+    if export_topk is not None:
+        export = (export_topk, write_top_k(export_topk, evaluation, max(ks), result.originals))
+    if writable:
+        saved = save_evaluation(run_dir, split, ks, evaluation, device)
+        if split == "test":  # the run row's metrics are test metrics
+            added, not_added = add_to_run(run_dir, evaluation)
+    return Evaluated(run_dir, result.status, split, ks, evaluation, export, saved, added, not_added=not_added, read_only=not writable)
 
 
 def add_to_run(run_dir: Path, evaluation: Evaluation) -> tuple[list[str], str]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from mmlbench.config import RunConfig
-from mmlbench.engine.runner import TrainOptions
-from mmlbench.executors.base import CANCELLED, SweepEntry, run_task
 from mmlbench import store
+from mmlbench.config import RunConfig
+from mmlbench.plan.executors.base import CANCELLED, SweepEntry, run_task
+from mmlbench.runs.options import TrainOptions
 
 
 class InProcessExecutor:

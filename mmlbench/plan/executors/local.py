@@ -23,9 +23,11 @@ from multiprocessing.process import BaseProcess
 
 from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.engine.runner import TrainOptions
-from mmlbench.executors.base import CANCELLED, SweepEntry
-from mmlbench.executors.local_worker import STOP_SIGNALS, serve
+from mmlbench.plan.executors import BackendOptions
+from mmlbench.plan.executors.base import CANCELLED, SweepEntry
+from mmlbench.plan.executors.inprocess import InProcessExecutor
+from mmlbench.plan.executors.local_worker import STOP_SIGNALS, serve
+from mmlbench.runs.options import TrainOptions
 
 WORKER_RETRIES = 1  # a config whose worker died is run once more, then it is a failed entry
 
@@ -35,6 +37,11 @@ class _Worker:
     process: BaseProcess
     conn: Connection
     task: tuple[int, RunConfig] | None = None  # (index in the sweep, config) while it trains one
+
+
+def make(settings: BackendOptions) -> InProcessExecutor | LocalProcessExecutor:
+    """This machine: one run after another in this process, or `jobs` worker processes."""
+    return InProcessExecutor() if settings.jobs <= 1 else LocalProcessExecutor(settings.jobs)
 
 
 class LocalProcessExecutor:

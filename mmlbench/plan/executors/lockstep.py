@@ -1,13 +1,13 @@
 """The lockstep executor (`--backend lockstep`): runs that can share a step train together.
 
-The configs are grouped by `engine.lockstep.group_key` (same data, model, batch and
+The configs are grouped by `runs.build.group_key` (same data, model, batch and
 negatives; any loss, seed, lr, l2, dropout, clipping); each group trains in this process as
 one batched step and each of its runs is stored as alone, its row saying `execution =
 lockstep`. Configs that fit no group (another model, a sampler needing the model or the
 batch) and groups of one go through the single-run path, `run_task`. A run interrupted
-alone or in a group resumes in its group from its checkpoint (engine.lockstep_resume).
+alone or in a group resumes in its group from its checkpoint (runs.group).
 A group holds K runs' tables and step tensors at once, so one larger than the device's
-memory allows (engine.memory.lockstep_size_limit) is cut into groups that fit.
+memory allows (runs.preflight.lockstep_size_limit) is cut into groups that fit.
 Groups run one after another, in the order of their first config; the entries come back
 in the order given.
 """
@@ -17,12 +17,19 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable
 
-from mmlbench import claims, store
+from mmlbench import store
 from mmlbench.config import RunConfig
-from mmlbench.engine.memory import lockstep_size_limit
-from mmlbench.engine.runner import RunOutcome, TrainOptions
 from mmlbench.errors import MMLBenchError
-from mmlbench.executors.base import CANCELLED, CLAIMED, SweepEntry, run_task
+from mmlbench.plan.executors import BackendOptions
+from mmlbench.plan.executors.base import CANCELLED, CLAIMED, SweepEntry, run_task
+from mmlbench.runs.options import RunOutcome, TrainOptions
+from mmlbench.runs.preflight import lockstep_size_limit
+from mmlbench.store import claims
+
+
+def make(settings: BackendOptions) -> LockstepExecutor:
+    """This process: runs of one shape trained together in one batched step (engine.lockstep)."""
+    return LockstepExecutor()
 
 
 class LockstepExecutor:
@@ -47,7 +54,7 @@ def plan_groups(configs: list[RunConfig], size_limit: Callable[[RunConfig], int 
     A group larger than `size_limit` of its first config (the runs that fit in the device's
     memory at once) is cut into consecutive groups of at most that many runs.
     """
-    from mmlbench.engine.lockstep import group_key  # the engine imports torch
+    from mmlbench.runs.build import group_key  # the engine imports torch
 
     groups: dict[object, list[int]] = {}
     for position, config in enumerate(configs):
@@ -69,7 +76,7 @@ def plan_groups(configs: list[RunConfig], size_limit: Callable[[RunConfig], int 
 def _run_group(configs: list[RunConfig], options: TrainOptions) -> list[SweepEntry]:
     if len(configs) == 1:
         return [run_task(configs[0], options)]
-    from mmlbench.engine.lockstep_runner import train_group
+    from mmlbench.runs.group import train_group
 
     try:
         outcomes = train_group(configs, options)

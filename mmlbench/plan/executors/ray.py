@@ -28,20 +28,27 @@ from pathlib import Path
 import ray
 from ray import exceptions as ray_errors
 
-from mmlbench import claims, store
+from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.console import ProgressBar
-from mmlbench.engine.runner import RunOutcome, TrainOptions
 from mmlbench.errors import MMLBenchError
-from mmlbench.executors.base import CANCELLED, CLAIMED, BackendOptions, SweepEntry, fingerprint_of, plan
-from mmlbench.executors.ray_connect import connected
-from mmlbench.executors.ray_worker import CellResult, run_cell
-from mmlbench.paths import data_home, results_home
+from mmlbench.paths import data_home
+from mmlbench.plan.executors import BackendOptions
+from mmlbench.plan.executors.base import CANCELLED, CLAIMED, SweepEntry, fingerprint_of, plan
+from mmlbench.plan.executors.ray_connect import connected
+from mmlbench.plan.executors.ray_worker import CellResult, run_cell
+from mmlbench.runs.options import RunOutcome, TrainOptions
+from mmlbench.store import claims
 
 SYSTEM_RETRIES = 1  # a dead worker or node: Ray runs the task once more, then it is a failed run
 POLL_SECONDS = 0.5  # how often the progress line is refreshed while nothing finishes
 
 _remote_cell = ray.remote(max_retries=SYSTEM_RETRIES, retry_exceptions=False)(run_cell)
+
+
+def make(settings: BackendOptions) -> RayExecutor:
+    """A Ray cluster, or a local Ray instance: one Ray task per run (the `ray` extra)."""
+    return RayExecutor(settings)
 
 
 class RayExecutor:
@@ -53,7 +60,7 @@ class RayExecutor:
     def run(self, configs: list[RunConfig], options: TrainOptions) -> list[SweepEntry]:
         # Absolute paths: a worker's working folder is not the driver's.
         options = dataclasses.replace(
-            options, data_dir=data_home(options.data_dir).absolute(), results_dir=results_home(options.results_dir).absolute()
+            options, data_dir=data_home(options.data_dir).absolute(), results_dir=options.results_dir.absolute()
         )
         with connected(self.settings.address, quiet=options.quiet, timeout=self.settings.connect_timeout):
             nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]

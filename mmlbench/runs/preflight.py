@@ -1,6 +1,7 @@
-"""Refuse a run whose training step cannot fit in the device's memory, before anything is written.
+"""What a run checks before anything is written: its config, device and data together, and whether
+its training step fits in the device's memory (`prepare` does all of it and loads the data).
 
-Without this, `--negatives 1e9` or `--embedding-dim 1e9` end in a raw allocator error (and a
+Without the memory check, `--negatives 1e9` or `--embedding-dim 1e9` end in a raw allocator error (and a
 failed run folder) at the first step. The estimate is deliberately rough and on the high
 side of what a step holds at once; the memory it is compared with is the device's total
 (not what happens to be free now), so a run that could fit is never refused.
@@ -14,11 +15,13 @@ from pathlib import Path
 import torch
 
 from mmlbench.config import ALL, RunConfig
-from mmlbench.data.dataset import require_processed
+from mmlbench.data.dataset import InteractionData, load_dataset, require_processed
 from mmlbench.data.processed import read_meta
+from mmlbench.engine.allocator import reuse_freed_memory
 from mmlbench.engine.device import check_precision, resolve_device
 from mmlbench.errors import MMLBenchError
-from mmlbench.plugins.models import get_model
+from mmlbench.runs.build import specs
+from mmlbench.runs.options import TrainOptions
 
 _FLOAT, _INDEX = 4, 8  # bytes: float32 values, int64 indices
 _TABLE_COPIES = 8  # weights, gradient, Adam's two moments, the best weights, the resume snapshot (weights, moments)
@@ -30,6 +33,32 @@ _DENSE_PER_SCORE = 16 * _FLOAT
 _CGROUP_LIMIT = Path("/sys/fs/cgroup/memory.max")
 
 
+def prepare(config: RunConfig, options: TrainOptions) -> tuple[RunConfig, torch.device, InteractionData]:
+    """Resolve and check the config, pick the device, load the data, check them together."""
+    config = config.resolved()
+    device = resolve_device(options.device)
+    check_precision(config.precision, device)
+    if device.type == "cpu":
+        reuse_freed_memory()
+    data = load_dataset(config.dataset, options.data_dir, device)
+    check_against_data(config, data)
+    check_fits(config, data.n_users, data.n_items, device)
+    return config, device, data
+
+
+def check_against_data(config: RunConfig, data: InteractionData) -> None:
+    """Settings that only the data can rule out."""
+    if config.negatives == ALL and data.n_items < 2:
+        raise MMLBenchError(f"--negatives all needs at least 2 items; '{data.name}' has {data.n_items}")
+    if config.sampler == "uniform-exclude-pos":
+        most = int(data.splits["train"].counts().max())
+        if config.negatives > data.n_items - most:
+            raise MMLBenchError(
+                f"--negatives {config.negatives} is more than the {data.n_items - most} items left to the "
+                f"most active user of '{data.name}' once its positives are excluded"
+            )
+
+
 def training_bytes(config: RunConfig, n_users: int, n_items: int) -> int:
     """About the most memory one training step of `config` holds at once."""
     dim = config.embedding_dim
@@ -39,11 +68,12 @@ def training_bytes(config: RunConfig, n_users: int, n_items: int) -> int:
     else:
         step = config.batch_size * (config.negatives + 1) * (dim * _FLOAT * _GATHERED_COPIES + _PER_SCORE)
     history = 0
-    if get_model(config.model).needs_history:  # SimpleX: padded histories on the device, gathered per batch
+    model = specs(config).model
+    if model.needs_history:  # SimpleX: padded histories on the device, gathered per batch
         history = n_users * config.history_len * (_INDEX + 1)
         history += config.batch_size * config.history_len * dim * _FLOAT * _GATHERED_COPIES
     graph = 0
-    if get_model(config.model).needs_graph:  # LightGCN: every layer's [U + I, d] output and its gradient
+    if model.needs_graph:  # LightGCN: every layer's [U + I, d] output and its gradient
         graph = (config.layers + 1) * 2 * (n_users + n_items) * dim * _FLOAT
     return tables + step + history + graph
 

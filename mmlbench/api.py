@@ -1,0 +1,275 @@
+"""The verbs of mmlbench as plain functions: train, plan, evaluate, compare, gate, and the runs of a store.
+
+Each takes typed arguments and returns a result object; none prints (a training run's progress
+lines aside) and each raises MMLBenchError for what a user can fix. A command of the CLI parses
+its options, calls one verb and renders what comes back; tests and scripts call the same verbs.
+The layers below are imported when a verb runs, so importing this module (the CLI does, at
+start-up) costs neither torch nor pandas. A verb over the grid of `train` (`tune`: a study whose
+every trial is a run, selected on the validation split) takes `Runs` and `TrainOptions` as
+`train` does; runs.single.train_run's `on_epoch` and `test` are its seams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mmlbench.fsutil import writable_folder
+from mmlbench.paths import results_home
+from mmlbench.plan.executors import BackendOptions, backend_help, get_executor
+from mmlbench.plan.experiment import Runs
+from mmlbench.runs.options import RunOutcome, TrainOptions
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mmlbench.config import RunConfig
+    from mmlbench.plan.executors.base import Executor
+    from mmlbench.plan.sweep import SweepResult
+    from mmlbench.report.compare import Comparison
+    from mmlbench.report.gate import GateResult, MaxDrop
+    from mmlbench.report.runs import RunDetails
+    from mmlbench.report.selection import CompareSpec
+    from mmlbench.runs.rescore import Evaluated
+
+__all__ = [
+    "BackendOptions", "CompareRequest", "Compared", "Gated", "Pruned", "RunOutcome", "Runs",
+    "RunsListing", "TrainOptions", "backend_help", "compare", "evaluate", "gate", "list_runs", "plan", "presets",
+    "prune_runs", "remove_runs", "show_run", "train",
+]  # fmt: skip
+
+
+def presets() -> list[tuple[str, Path]]:
+    """The packaged presets: (name, experiment file)."""
+    from mmlbench.plan.presets import preset_names, preset_path
+
+    return [(name, preset_path(name)) for name in preset_names()]
+
+
+def plan(
+    runs: Runs, options: TrainOptions | None = None, *, backend: str = "local", spread: BackendOptions | None = None,
+    fetch: bool = True, source: str | None = None,
+) -> list[tuple[RunConfig, str, str]]:
+    """What `train` would do, nothing trained or fetched: (config, run id, done | claimed elsewhere | to run) per run."""
+    from mmlbench.plan.sweep import plan as plan_sweep
+
+    options = options or TrainOptions()
+    _, found, fetching = _sweep(runs, options, backend, spread, fetch, source, dry_run=True)
+    return plan_sweep(found, options, fetching)
+
+
+def train(
+    runs: Runs, options: TrainOptions | None = None, *, backend: str = "local", spread: BackendOptions | None = None,
+    fetch: bool = True, source: str | None = None,
+) -> SweepResult:
+    """Train every run of `runs` through `backend` (a missing registered dataset fetched first,
+    from `source`, unless `fetch` is off); completed runs are reused, failures recorded."""
+    from mmlbench.plan.sweep import SweepResult, run_sweep
+
+    options = options or TrainOptions()
+    executor, found, _ = _sweep(runs, options, backend, spread, fetch, source, dry_run=False)
+    return SweepResult.of(run_sweep(found, options, executor=executor), options.data_dir)
+
+
+def _sweep(
+    runs: Runs, options: TrainOptions, backend: str, spread: BackendOptions | None, fetch: bool, source: str | None,
+    *, dry_run: bool,
+) -> tuple[Executor, list[RunConfig], Collection[str]]:
+    """The backend's executor, the runs, the datasets being fetched: all checked before any run starts."""
+    from mmlbench.data.fetch import fetch_missing
+    from mmlbench.runs.preflight import check_sweep_fits  # the engine imports torch: only when a sweep is made
+
+    executor = get_executor(backend, spread)
+    found = runs.configs()
+    datasets = [config.dataset for config in found]
+    fetching = fetch_missing(datasets, options.data_dir, source=source, fetch=fetch, dry_run=dry_run, quiet=options.quiet)
+    check_sweep_fits(found, options.device, options.data_dir)
+    return executor, found, fetching
+
+
+def evaluate(
+    run: str, *, ks: tuple[int, ...] | None = None, split: str = "test", device: str = "auto", data_dir: Path | None = None,
+    results_dir: Path | None = None, eval_batch_users: int | None = None, export_topk: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Evaluated:
+    """Re-score a stored run (a folder, an id or a unique prefix) at `ks` (default: the run's) on
+    `split`, its top-K lists exported to `export_topk`; on test, metrics the run lacks are added
+    to it when the ones it holds re-score to the stored values (runs.rescore.evaluate_stored)."""
+    from mmlbench.runs.rescore import check_top_k_path, evaluate_stored
+    from mmlbench.store.listing import find_run
+
+    if export_topk is not None:
+        check_top_k_path(export_topk)
+    run_dir = find_run(_store(results_dir), run)
+    return evaluate_stored(
+        run_dir, ks=ks, split=split, device=device, data_dir=data_dir, eval_batch_users=eval_batch_users,
+        export_topk=export_topk, progress=progress, writable=writable_folder(run_dir),
+    )
+
+
+@dataclass(frozen=True)
+class CompareRequest:
+    """What `compare` and `gate` read: the store's completed runs, filtered (`where`: column ->
+    any of its values), shaped by `rows`, `cols` and `metrics` or by a preset's [report] (its
+    filters joined by `where`, its baseline replaced by `baseline`), and the files to write."""
+
+    results_dir: Path | None = None
+    rows: list[str] = field(default_factory=lambda: ["loss"])
+    cols: list[str] = field(default_factory=lambda: ["negatives"])
+    metrics: list[str] = field(default_factory=lambda: ["recall@20", "ndcg@20"])
+    where: Mapping[str, list[str]] = field(default_factory=dict)
+    baseline: str | None = None  # the baseline row as typed: COLUMN=VALUE, or the value of a single row column
+    alpha: float = 0.05
+    cost: bool = False
+    preset: str | None = None
+    plot: Path | None = None
+    plot_curves: Path | None = None
+    export_baseline: Path | None = None
+
+
+@dataclass(frozen=True)
+class Compared:
+    comparison: Comparison
+    curves_left_out: list[str] = field(default_factory=list)  # runs without a curve, left out of --plot-curves
+    baseline_groups: int | None = None  # groups written to export_baseline
+
+
+def compare(request: CompareRequest, *, show: Callable[[Comparison], None] | None = None) -> Compared:
+    """The comparison of the selected runs; `show` gets it before any file is written, so the
+    table reaches the reader first and an error writing a plot comes after it."""
+    from mmlbench.report import gate, plots
+    from mmlbench.report.compare import build_comparison
+    from mmlbench.report.selection import apply_where
+
+    spec, runs = _selection(request)
+    comparison = build_comparison(runs, spec)
+    # The requested rows, not the comparison's (which may be split by data version): a baseline
+    # group that would mix versions is refused before anything is shown.
+    baseline = gate.export_baseline(runs, spec.rows, spec.cols, spec.metrics, spec.where) if request.export_baseline else None
+    if show is not None:
+        show(comparison)
+    if request.plot is not None:
+        plots.plot_metric(comparison, request.plot)
+    left_out = plots.plot_curves(apply_where(runs, spec.where), spec, request.plot_curves) if request.plot_curves else []
+    if baseline is not None:
+        gate.write_baseline(baseline, request.export_baseline)
+    return Compared(comparison, left_out, None if baseline is None else len(baseline))
+
+
+@dataclass(frozen=True)
+class Gated:
+    result: GateResult
+    max_drop: MaxDrop
+
+
+def gate(request: CompareRequest, against: Path, max_drop: str = "0") -> Gated:
+    """The CI regression gate: the selected runs' group means against the baseline file `against`;
+    a metric worse than its baseline by more than `max_drop` (absolute 0.02 or relative 5%) is a
+    regression. A preset is read as compare reads it (a bad one refused alike); its table is unused."""
+    from mmlbench.report import gate as gating
+    from mmlbench.report.selection import apply_where
+
+    _, runs = _selection(request)
+    drop = gating.parse_max_drop(max_drop)
+    baseline = gating.read_baseline(against)
+    return Gated(gating.check_against(apply_where(runs, request.where), baseline, drop), drop)
+
+
+def _selection(request: CompareRequest) -> tuple[CompareSpec, pd.DataFrame]:
+    from mmlbench.report.selection import CompareSpec, load_completed_runs, parse_baseline
+
+    from_preset = _preset_spec(request) if request.preset is not None else None
+    runs = load_completed_runs(_store(request.results_dir))
+    if from_preset is not None:
+        return from_preset, runs
+    baseline = parse_baseline(request.baseline, request.rows) if request.baseline else {}
+    spec = CompareSpec(list(request.rows), list(request.cols), list(request.metrics), dict(request.where), baseline,
+                       request.alpha, request.cost)  # fmt: skip
+    return spec, runs
+
+
+def _preset_spec(request: CompareRequest) -> CompareSpec:
+    """The paper-shaped comparison a preset describes; `where` adds filters, `baseline` replaces its own."""
+    from mmlbench.errors import MMLBenchError
+    from mmlbench.plan.experiment import read_experiment
+    from mmlbench.plan.presets import preset_path
+    from mmlbench.report.selection import CompareSpec, fail, parse_baseline
+
+    name = str(request.preset)
+    try:
+        report = read_experiment(preset_path(name)).report
+    except MMLBenchError as exc:
+        raise fail(str(exc)) from None
+    if not report:
+        raise fail(f"preset '{name}' has no [report] section")
+    rows = list(report.get("rows", ["loss"]))
+    baseline_text = request.baseline or report.get("baseline")
+    return CompareSpec(
+        rows=rows,
+        cols=list(report.get("cols", ["negatives"])),
+        metrics=list(report.get("metrics", ["recall@20", "ndcg@20"])),
+        where={**report.get("where", {}), **request.where},
+        baseline=parse_baseline(baseline_text, rows) if baseline_text else {},
+        alpha=request.alpha,
+        cost=request.cost,
+        references=[dict(reference) for reference in report.get("references", [])],
+    )
+
+
+@dataclass(frozen=True)
+class RunsListing:
+    runs: pd.DataFrame  # one row per run: id, status, settings, epochs, the monitor metric, finish time, ...
+    store: Path  # the store listed
+    damaged: list[str]  # the error of each damaged run listed
+
+
+def list_runs(
+    results_dir: Path | None = None, where: Mapping[str, list[str]] | None = None, statuses: Collection[str] = ()
+) -> RunsListing:
+    """The runs of a store (running and orphaned ones included), matching every `where` column and one of `statuses`."""
+    from mmlbench.report import runs
+    from mmlbench.store.listing import STATUS_DAMAGED
+
+    listed = _store(results_dir)
+    listing = runs.list_runs(listed, dict(where or {}), list(statuses))
+    return RunsListing(listing, listed, listing.loc[listing["status"] == STATUS_DAMAGED, "error"].tolist())
+
+
+def show_run(run: str, results_dir: Path | None = None) -> RunDetails:
+    """One run (a folder, an id or a unique prefix): settings, provenance, costs, test metrics, curve."""
+    from mmlbench.report.runs import details
+    from mmlbench.store.listing import find_run
+
+    return details(find_run(_store(results_dir), run))
+
+
+def remove_runs(run_ids: Sequence[str], results_dir: Path | None = None) -> list[str]:
+    """Remove runs by exact id, with their resume checkpoints; an unknown or running id stops it before any is removed."""
+    from mmlbench.store.listing import find_exact, remove
+
+    return remove(find_exact(_store(results_dir), run_ids))
+
+
+@dataclass(frozen=True)
+class Pruned:
+    candidates: pd.DataFrame  # the runs pruning takes (listing rows)
+    removed: list[str]  # their ids, once removed (none on a dry run)
+
+
+def prune_runs(
+    statuses: Collection[str], where: Mapping[str, list[str]] | None = None, results_dir: Path | None = None,
+    *, dry_run: bool = False,
+) -> Pruned:
+    """Remove the failed, interrupted, damaged runs and/or orphaned checkpoints asked for (never a completed or running run)."""
+    from mmlbench.report.runs import prune_candidates
+    from mmlbench.store.listing import remove
+
+    candidates = prune_candidates(_store(results_dir), list(statuses), dict(where or {}))
+    return Pruned(candidates, [] if dry_run or candidates.empty else remove(candidates))
+
+
+def _store(results_dir: Path | None) -> Path:
+    """The run store: `results_dir`, else $MMLBENCH_RESULTS_DIR, else ./results (TrainOptions resolves its own alike)."""
+    return results_home(results_dir)
