@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmlbench.fsutil import writable_folder
 from mmlbench.paths import results_home
@@ -109,16 +109,21 @@ def evaluate(
     )
 
 
+# A comparison's rows, columns and metrics when neither the request nor a preset names them.
+DEFAULT_SHAPE = {"rows": ["loss"], "cols": ["negatives"], "metrics": ["recall@20", "ndcg@20"]}
+
+
 @dataclass(frozen=True)
 class CompareRequest:
     """What `compare` and `gate` read: the store's completed runs, filtered (`where`: column ->
-    any of its values), shaped by `rows`, `cols` and `metrics` or by a preset's [report] (its
-    filters joined by `where`, its baseline replaced by `baseline`), and the files to write."""
+    any of its values), shaped by `rows`, `cols` and `metrics` (None: a preset's [report], else
+    DEFAULT_SHAPE), a preset's filters joined by `where` and its baseline replaced by
+    `baseline`, and the files to write."""
 
     results_dir: Path | None = None
-    rows: list[str] = field(default_factory=lambda: ["loss"])
-    cols: list[str] = field(default_factory=lambda: ["negatives"])
-    metrics: list[str] = field(default_factory=lambda: ["recall@20", "ndcg@20"])
+    rows: list[str] | None = None
+    cols: list[str] | None = None
+    metrics: list[str] | None = None
     where: Mapping[str, list[str]] = field(default_factory=dict)
     baseline: str | None = None  # the baseline row as typed: COLUMN=VALUE, or the value of a single row column
     alpha: float = 0.05
@@ -184,10 +189,16 @@ def _selection(request: CompareRequest) -> tuple[CompareSpec, pd.DataFrame]:
     runs = load_completed_runs(_store(request.results_dir))
     if from_preset is not None:
         return from_preset, runs
-    baseline = parse_baseline(request.baseline, request.rows) if request.baseline else {}
-    spec = CompareSpec(list(request.rows), list(request.cols), list(request.metrics), dict(request.where), baseline,
-                       request.alpha, request.cost)  # fmt: skip
+    rows, cols, metrics = (_shape(request, name, {}) for name in ("rows", "cols", "metrics"))
+    baseline = parse_baseline(request.baseline, rows) if request.baseline else {}
+    spec = CompareSpec(rows, cols, metrics, dict(request.where), baseline, request.alpha, request.cost)
     return spec, runs
+
+
+def _shape(request: CompareRequest, name: str, report: Mapping[str, Any]) -> list[str]:
+    """The request's rows, cols or metrics as given, else the preset report's, else the default."""
+    given = getattr(request, name)
+    return list(given if given is not None else report.get(name, DEFAULT_SHAPE[name]))
 
 
 def _preset_spec(request: CompareRequest) -> CompareSpec:
@@ -204,12 +215,12 @@ def _preset_spec(request: CompareRequest) -> CompareSpec:
         raise fail(str(exc)) from None
     if not report:
         raise fail(f"preset '{name}' has no [report] section")
-    rows = list(report.get("rows", ["loss"]))
+    rows = _shape(request, "rows", report)
     baseline_text = request.baseline or report.get("baseline")
     return CompareSpec(
         rows=rows,
-        cols=list(report.get("cols", ["negatives"])),
-        metrics=list(report.get("metrics", ["recall@20", "ndcg@20"])),
+        cols=_shape(request, "cols", report),
+        metrics=_shape(request, "metrics", report),
         where={**report.get("where", {}), **request.where},
         baseline=parse_baseline(baseline_text, rows) if baseline_text else {},
         alpha=request.alpha,

@@ -200,3 +200,16 @@ def test_compare_preset_bars_places_each_published_number_in_its_datasets_column
     assert result.exit_code == 0, result.output
     assert "| published: MF-CCL (800), BARS re-run, Gowalla | 0.1837 | 0.1493 |  |  |" in result.stdout
     assert "| published: MF-CCL (800), BARS re-run, Yelp2018 |  |  | 0.0698 | 0.0572 |" in result.stdout
+
+
+def test_metric_rows_and_cols_given_with_a_preset_replace_the_presets(tmp_path):
+    """They were silently ignored: the preset's [report] shape won over what the user typed."""
+    for loss in ("ccl", "mmcl"):
+        cs.add_run(tmp_path, loss, 10, 0, dataset="gowalla")
+    result = runner.invoke(app, ["compare", str(tmp_path), "--preset", "paper-gowalla", "--metric", "ndcg@20", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(io.StringIO(result.stdout))
+    assert set(frame.loc[frame["source"] == "ours", "metric"]) == {"ndcg@20"}
+    plain = runner.invoke(app, ["compare", str(tmp_path), "--preset", "paper-gowalla", "--format", "csv"])
+    frame = pd.read_csv(io.StringIO(plain.stdout))
+    assert set(frame.loc[frame["source"] == "ours", "metric"]) == {"recall@20", "ndcg@20"}  # the preset's

@@ -39,9 +39,12 @@ ResultsArgument = Annotated[Path | None, typer.Argument(
     help="Run store; default --results-dir, then $MMLBENCH_RESULTS_DIR, then ./results.")]
 ResultsOption = Annotated[Path | None, typer.Option(
     "--results-dir", show_default=False, help="Run store (same as RESULTS_DIR).")]
-RowsOption = Annotated[str, typer.Option(help="Column(s) whose values make the rows, comma-separated.")]
-ColsOption = Annotated[str, typer.Option(help="Column(s) whose values make the columns, comma-separated.")]
-MetricOption = Annotated[str, typer.Option(help="Metric column(s), comma-separated.")]
+RowsOption = Annotated[str | None, typer.Option(
+    show_default=False, help="Column(s) whose values make the rows, comma-separated [default: a --preset's, else loss].")]
+ColsOption = Annotated[str | None, typer.Option(
+    show_default=False, help="Column(s) whose values make the columns, comma-separated [default: a --preset's, else negatives].")]
+MetricOption = Annotated[str | None, typer.Option(
+    show_default=False, help="Metric column(s), comma-separated [default: a --preset's, else recall@20,ndcg@20].")]
 WhereOption = Annotated[list[str] | None, typer.Option(
     show_default=False,
     help="Keep only runs with COLUMN=VALUE; repeatable: other columns narrow, the same column again adds "
@@ -75,9 +78,9 @@ AllowMissingOption = Annotated[bool, typer.Option(
 def command(
     results: ResultsArgument = None,
     results_dir: ResultsOption = None,
-    rows: RowsOption = "loss",
-    cols: ColsOption = "negatives",
-    metric: MetricOption = "recall@20,ndcg@20",
+    rows: RowsOption = None,
+    cols: ColsOption = None,
+    metric: MetricOption = None,
     where: WhereOption = None,
     baseline: BaselineOption = None,
     alpha: AlphaOption = 0.05,
@@ -127,8 +130,8 @@ def command(
         info(f"wrote baseline of {done.baseline_groups} groups to {export_baseline}")
 
 
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _emit(comparison: Comparison, renderer: str, output: Path | None) -> None:
