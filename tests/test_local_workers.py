@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from mmlbench.config import RunConfig
 from mmlbench.plan.executors.base import fingerprint_of
 from mmlbench.runs import resume
 from mmlbench.store import claims, ids
+from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -100,16 +100,6 @@ def _gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-def _wait_for(condition, what: str, proc: subprocess.Popen | None = None):
-    deadline = time.monotonic() + TIMEOUT
-    while not (value := condition()):
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the process ended while waiting for {what}: {proc.communicate()}")
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return value
-
-
 def _training_pids(results: Path, configs: list[RunConfig], planted_dir: Path) -> list[int]:
     """The pids of the workers training `configs`, once each has written a resume checkpoint; [] before."""
     pids = []
@@ -131,10 +121,10 @@ def test_workers_exit_when_the_main_process_is_killed(planted_dir, tmp_path):
     proc = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     configs = [RunConfig("planted", loss=loss, negatives=5, batch_size=64, epochs=100000, patience=100000, eval_every=100000) for loss in ("ccl", "bpr")]
     try:
-        workers = _wait_for(lambda: _training_pids(results, configs, planted_dir), "two workers training", proc)
+        workers = wait_until(lambda: _training_pids(results, configs, planted_dir), "two workers training", proc)
         proc.kill()
         proc.wait()
-        _wait_for(lambda: all(_gone(pid) for pid in workers), f"workers {workers} to exit")
+        wait_until(lambda: all(_gone(pid) for pid in workers), f"workers {workers} to exit")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # the whole group, should a worker have survived
@@ -160,7 +150,7 @@ def test_the_parent_watcher_ends_its_process_when_the_parent_dies():
         child = int(parent.stdout.readline())  # printed once the watcher runs
         parent.kill()
         parent.wait()
-        _wait_for(lambda: _gone(child), f"the watched child {child} to exit")
+        wait_until(lambda: _gone(child), f"the watched child {child} to exit")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(parent.pid, signal.SIGKILL)

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +31,7 @@ from mmlbench.plan.sweep import CANCELLED, run_sweep, was_interrupted
 from mmlbench.runs import resume
 from mmlbench.runs.options import TrainOptions
 from mmlbench.store import claims, ids
+from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ROOT / "results" / "baselines"
@@ -137,16 +137,6 @@ def _sweep_in_background(planted_dir: Path, results: Path, configs: list[RunConf
     return thread, entries
 
 
-def _wait_for(condition, timeout: float = 600.0):  # generous: Ray's workers run niced, behind a loaded machine
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("timed out")
-
-
 def _worker_training(results: Path, config: RunConfig, planted_dir: Path, other_than: int = 0) -> int:
     """The pid of the worker training `config`, once it has finished an epoch (read from its claim)."""
     config_hash = config.hash(fingerprint_of(config.dataset, planted_dir))
@@ -156,7 +146,7 @@ def _worker_training(results: Path, config: RunConfig, planted_dir: Path, other_
         held = claims.read_claim(claims.claim_path(results, config_hash))
         return held.pid if held and held.pid != other_than and checkpoint.is_file() else 0
 
-    return _wait_for(training_pid)
+    return wait_until(training_pid, f"a Ray worker to train seed {config.seed} for an epoch")
 
 
 def test_ctrl_c_interrupts_the_running_cells_and_cancels_the_queued_one(local_ray, planted_dir, tmp_path):

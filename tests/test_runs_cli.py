@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +17,7 @@ from typer.testing import CliRunner
 from compare_support import add_run, per_user_values, run_row
 from mmlbench import fsutil, store
 from mmlbench.cli import app
+from waiting import wait_until
 
 runner = CliRunner()
 COMPLETED = ["ccl-10-s0", "ccl-10-s1", "mmcl-10-s0"]
@@ -288,15 +288,6 @@ def test_an_orphaned_resume_checkpoint_is_listed_and_pruned(interrupted):
     assert _folders(results) == [".claims"] and _listed(results) == []
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
-    """Until `path` exists: the training process got there (a generous timeout for a loaded machine)."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the training process never got there"
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def training(planted_dir, tmp_path):
     """A real `mmlbench train` process held after its epoch 2 until the test lets it go: (results, its pid)."""
@@ -319,7 +310,7 @@ def training(planted_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(ready, proc)
+        wait_until(ready.exists, "the training process to finish epoch 2", proc)
         yield results, proc.pid
     finally:
         go.touch()

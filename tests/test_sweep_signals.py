@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,19 +15,12 @@ from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.engine.trainer import Trainer
 from mmlbench.store import claims
+from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 # Runs that never finish on their own: only the signal can end them.
 ENDLESS = ["--negatives", "5", "--batch-size", "64", "--epochs", "100000", "--patience", "100000", "--device", "cpu", "-q"]
 TIMEOUT = 600.0  # seconds: generous, for a loaded 2-core machine
-
-
-def _wait_for(condition, proc: subprocess.Popen, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "timed out waiting for the sweep to start training"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize(
@@ -51,7 +43,10 @@ def test_a_signal_stops_the_whole_sweep(planted_dir, tmp_path, jobs, signum, who
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     try:
         # Every worker is training: claimed, and past its first epoch (a claim alone is taken before the data loads).
-        _wait_for(lambda: len(list(claimed.glob("*.claim"))) == jobs == len(list(store.runs_dir(results).glob(".*.resume/state.pt"))), proc)
+        wait_until(
+            lambda: len(list(claimed.glob("*.claim"))) == jobs == len(list(store.runs_dir(results).glob(".*.resume/state.pt"))),
+            "every worker's first resume checkpoint", proc,
+        )
         (os.killpg if whole_group else os.kill)(proc.pid, signum)
         stdout, stderr = proc.communicate(timeout=TIMEOUT)
     finally:
