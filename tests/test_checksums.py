@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.runs import resume
-from mmlbench.runs.progress import TrainingProgress
 from mmlbench.store import ids
+from interrupting import interrupt_after
 
 runner = CliRunner()
 FAST = ["--negatives", "5", "--batch-size", "64", "--lr", "0.01", "--device", "cpu", "-q"]
@@ -99,17 +99,6 @@ def test_runs_show_lists_the_checksum_under_provenance_and_compare_ignores_it(pl
 INT = ["--loss", "ccl", "--epochs", "6", "--patience", "50", "--checkpoint-every", "0"]
 
 
-def _interrupt_after(monkeypatch, epoch: int) -> None:
-    original = TrainingProgress.epoch_done
-
-    def epoch_done(self, log):
-        original(self, log)
-        if log.epoch == epoch:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(TrainingProgress, "epoch_done", epoch_done)
-
-
 def _snapshot(folder: Path) -> dict[str, bytes | str]:
     """Every path under `folder` with its bytes ('dir' for a folder), to show nothing changed."""
     if not folder.is_dir():
@@ -122,7 +111,7 @@ def interrupted(planted_dir, tmp_path, monkeypatch) -> tuple[Path, Path, Path]:
     """(results folder, the interrupted run's folder, its resume folder) after INT's first command."""
     results = tmp_path / "r"
     with monkeypatch.context() as patch:
-        _interrupt_after(patch, 3)
+        interrupt_after(patch, 3)
         assert _train(planted_dir, results, *INT).exit_code == 130
     [run_dir] = store.iter_run_dirs(results)
     assert store.read_run(run_dir)["status"] == store.STATUS_INTERRUPTED

@@ -23,6 +23,7 @@ from mmlbench.runs.group import train_group
 from mmlbench.runs.progress import TrainingProgress
 from mmlbench.runs.single import train_run
 from mmlbench.store import ids
+from interrupting import interrupt_after
 
 
 def _checkpoint(results, outcome) -> bool:
@@ -72,20 +73,6 @@ def _group_again(planted_dir, results, monkeypatch, **options) -> tuple[list, li
     """The three runs trained as a group again: (their outcomes, how many members each group epoch trained)."""
     group_epochs = _count_group_epochs(monkeypatch)
     return train_group(_three(), _options(planted_dir, results, **options)), group_epochs
-
-
-def _interrupt_after_epoch(monkeypatch, epoch: int, times: int = 1) -> None:
-    """Ctrl-C as the `times`-th run reports `epoch` (after its checkpoint)."""
-    original, seen = TrainingProgress.epoch_done, []
-
-    def epoch_done(self, log):
-        original(self, log)
-        if log.epoch == epoch:
-            seen.append(log)
-            if len(seen) == times:
-                raise KeyboardInterrupt
-
-    monkeypatch.setattr(TrainingProgress, "epoch_done", epoch_done)
 
 
 @pytest.fixture
@@ -162,7 +149,7 @@ def test_members_resume_from_different_epochs_one_after_its_last(planted_dir, tm
     """Ctrl-C as the first run reports its last epoch: it saved epoch 5, the others epoch 4."""
     results = tmp_path / "group"
     with monkeypatch.context() as patch:
-        _interrupt_after_epoch(patch, 5)
+        interrupt_after(patch, 5)
         train_group(_three(), _options(planted_dir, results))
     resumed, group_epochs = _group_again(planted_dir, results, monkeypatch)
     assert [outcome.row["resumed_from_epoch"] for outcome in resumed] == [5, 4, 4]
@@ -185,7 +172,7 @@ def test_a_run_interrupted_in_a_group_resumes_alone(planted_dir, tmp_path, monke
 def test_a_run_interrupted_alone_resumes_in_a_group(planted_dir, tmp_path, monkeypatch, alone):
     results = tmp_path / "group"
     with monkeypatch.context() as patch:
-        _interrupt_after_epoch(patch, 3)
+        interrupt_after(patch, 3)
         assert train_run(_three()[1], _options(planted_dir, results)).status == store.STATUS_INTERRUPTED
     resumed = train_group(_three(), _options(planted_dir, results))
     assert [outcome.row["resumed_from_epoch"] for outcome in resumed] == [0, 3, 0]
@@ -223,7 +210,7 @@ def test_the_executor_keeps_a_resumable_config_in_its_group(planted_dir, tmp_pat
     results = tmp_path / "results"
     configs = _three()
     with monkeypatch.context() as patch:
-        _interrupt_after_epoch(patch, 2)
+        interrupt_after(patch, 2)
         assert train_run(configs[0], _options(planted_dir, results)).status == store.STATUS_INTERRUPTED
     assert plan_groups(configs) == [[0, 1, 2]]
 
@@ -231,7 +218,7 @@ def test_the_executor_keeps_a_resumable_config_in_its_group(planted_dir, tmp_pat
 def test_a_members_checkpoint_is_the_one_its_run_alone_writes(planted_dir, tmp_path, monkeypatch):
     config = _three()[1]
     with monkeypatch.context() as patch:
-        _interrupt_after_epoch(patch, 2)
+        interrupt_after(patch, 2)
         run_id = train_run(config, _options(planted_dir, tmp_path / "alone")).row["run_id"]
     with monkeypatch.context() as patch:
         _interrupt_group_after(patch, 2)

@@ -30,6 +30,7 @@ from mmlbench.runs.options import STATUS_TRAINED, TrainOptions
 from mmlbench.runs.progress import TrainingProgress
 from mmlbench.runs.single import train_run
 from mmlbench.store import ids
+from interrupting import interrupt_after
 
 # Dropout, a random permutation and sampled negatives every epoch: the RNG state matters.
 CONFIG = RunConfig("planted", negatives=10, batch_size=48, lr=0.01, epochs=6, patience=10, dropout=0.2)
@@ -42,18 +43,6 @@ def _options(planted_dir: Path, results: Path, **kwargs) -> TrainOptions:
 
 def _resume_file(results: Path, run_id: str) -> Path:
     return ids.resume_folder(results, run_id) / resume.STATE_FILE
-
-
-def _interrupt_after(monkeypatch, epoch: int) -> None:
-    """Ctrl-C as the progress display reports `epoch`: after that epoch's checkpoint."""
-    original = TrainingProgress.epoch_done
-
-    def epoch_done(self, log):
-        original(self, log)
-        if log.epoch == epoch:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(TrainingProgress, "epoch_done", epoch_done)
 
 
 def _interrupt_training(monkeypatch, epoch: int) -> None:
@@ -102,7 +91,7 @@ def reference(planted_dir, tmp_path):
 def test_ctrl_c_then_rerun_resumes_and_equals_the_uninterrupted_run(planted_dir, tmp_path, monkeypatch, reference):
     results = tmp_path / "r"
     with monkeypatch.context() as patch:
-        _interrupt_after(patch, 3)
+        interrupt_after(patch, 3)
         interrupted = train_run(CONFIG, _options(planted_dir, results))
     assert interrupted.status == store.STATUS_INTERRUPTED
     assert _resume_file(results, interrupted.row["run_id"]).is_file()
@@ -225,7 +214,7 @@ def test_a_negative_checkpoint_interval_is_refused():
 def test_killed_after_the_last_epoch_only_redoes_the_test_evaluation(planted_dir, tmp_path, monkeypatch, reference):
     results = tmp_path / "r"
     with monkeypatch.context() as patch:
-        _interrupt_after(patch, CONFIG.epochs)
+        interrupt_after(patch, CONFIG.epochs)
         train_run(CONFIG, _options(planted_dir, results))
     trained = _count_epochs(monkeypatch)
     resumed = train_run(CONFIG, _options(planted_dir, results))
@@ -271,7 +260,7 @@ def test_early_stopping_state_and_learning_rate_survive_the_restart(planted_dir,
     config = RunConfig("planted", epochs=30, patience=3, lr=0.01, negatives=5, batch_size=64, plateau_lr_factor=0.5)
     results = tmp_path / "r"
     with monkeypatch.context() as patch:
-        _interrupt_after(patch, 2)
+        interrupt_after(patch, 2)
         train_run(config, _options(planted_dir, results))
     outcome = train_run(config, _options(planted_dir, results))
     curve = store.read_curve(outcome.run_dir)
@@ -283,7 +272,7 @@ def _interrupted_after_two_of_three(planted_dir, results, monkeypatch):
     """A 3-epoch run stopped by Ctrl-C after epoch 2: (its config, its outcome)."""
     config = RunConfig("planted", negatives=5, batch_size=64, epochs=3)
     with monkeypatch.context() as patch:
-        _interrupt_after(patch, 2)
+        interrupt_after(patch, 2)
         return config, train_run(config, _options(planted_dir, results))
 
 
@@ -320,7 +309,7 @@ def test_train_command_resumes_unless_told_not_to(planted_dir, tmp_path, monkeyp
     args = ["train", "--dataset", "planted", "--data-dir", str(planted_dir), "--results-dir", str(results),
             "--negatives", "5", "--batch-size", "64", "--epochs", "3", "--device", "cpu"]
     with monkeypatch.context() as patch:
-        _interrupt_after(patch, 2)
+        interrupt_after(patch, 2)
         CliRunner().invoke(app, args)
     result = CliRunner().invoke(app, [*args, *flag])
     assert result.exit_code == 0, result.output
