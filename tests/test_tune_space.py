@@ -97,3 +97,20 @@ def test_a_grid_axis_cannot_be_searched_too():
 def test_a_bad_tune_table_is_one_line(tune, message):
     with pytest.raises(MMLBenchError, match=re.escape(message)):
         parse_experiment({"tune": tune}, source="e.toml")
+
+
+def test_the_manual_lists_every_default_range_with_its_source():
+    """docs/tune.md's table is the registries' defaults, row for row (losses sharing a range share a row)."""
+    from pathlib import Path
+
+    from mmlbench.plugins.search import SHARED
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "tune.md").read_text(encoding="utf-8")
+    rows = [f"| `{name}` | all | {dimension.describe()} | {dimension.source} |" for name, dimension in SHARED.items()]
+    shared: dict[tuple[str, str, str], list[str]] = {}
+    for loss, spec in LOSSES.items():
+        for name, dimension in spec.search.items():
+            shared.setdefault((name, dimension.describe(), dimension.source), []).append(loss)
+    rows += [f"| `{name}` | {', '.join(losses)} | {text} | {source} |" for (name, text, source), losses in shared.items()]
+    missing = [row for row in rows if row not in page]
+    assert not missing, missing

@@ -107,7 +107,7 @@ LOSSES: Registry[LossSpec] = Registry("loss", {
     "mse": _loss("mse", search={"score": SCORE}),
     "ssm": _loss(
         "ssm", {"temperature": 0.1, "logq_correction": False}, _check_ssm, log_q_switch="logq_correction",
-        search={"temperature": Range(0.02, 1.0, log=True, source="around the SSM presets' 0.1, 0.02 to 1; our choice"),
+        search={"temperature": Range(0.02, 1.0, log=True, source="around the SSM presets' 0.1; our choice"),
                 "score": SCORE},
     ),
     "bsl": _loss("bsl", {"temperature": 0.08, "negative_power": 1.22}, _check_bsl, search={

@@ -17,7 +17,7 @@ from mmlbench.config import RunConfig
 from mmlbench.console import warn
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.device import device_name, matmul_precision, peak_memory_bytes, reset_peak_memory
-from mmlbench.engine.trainer import EpochLog, FitResult, Trainer
+from mmlbench.engine.trainer import EpochLog, FitResult, StopFit, Trainer
 from mmlbench.fsutil import is_disk_full
 from mmlbench.provenance import versions
 from mmlbench.runs import build, resume, trained
@@ -28,7 +28,10 @@ from mmlbench.store import claims, ids
 from mmlbench.store.ids import claimed_run
 
 
-EpochHook = Callable[[EpochLog], None]
+EpochHook = Callable[[EpochLog], None]  # raising StopFit there stores the run as pruned
+__all__ = [
+    "EpochHook", "EpochLog", "StopFit", "finish_run", "now", "reuse", "run_row", "store_failure", "train_claimed", "train_run",
+]
 
 
 def train_run(config: RunConfig, options: TrainOptions, *, on_epoch: EpochHook | None = None, test: bool = True) -> RunOutcome:
