@@ -181,6 +181,7 @@ class CompareRequest:
     plot: Path | None = None
     plot_curves: Path | None = None
     export_baseline: Path | None = None
+    tuned: bool = False  # a tune's final seeds beside the untuned runs of their cells (report/tuned.py)
 
 
 @dataclass(frozen=True)
@@ -232,15 +233,21 @@ def gate(request: CompareRequest, against: Path, max_drop: str = "0") -> Gated:
 
 
 def _selection(request: CompareRequest) -> tuple[CompareSpec, pd.DataFrame]:
+    import dataclasses
+
     from mmlbench.report.selection import CompareSpec, load_completed_runs, parse_baseline
+    from mmlbench.report.tuned import tuned_beside_untuned, with_selection_row
 
     from_preset = _preset_spec(request) if request.preset is not None else None
     runs = load_completed_runs(_store(request.results_dir))
-    if from_preset is not None:
-        return from_preset, runs
-    baseline = parse_baseline(request.baseline, request.rows) if request.baseline else {}
-    spec = CompareSpec(list(request.rows), list(request.cols), list(request.metrics), dict(request.where), baseline,
-                       request.alpha, request.cost)  # fmt: skip
+    if from_preset is None:
+        baseline = parse_baseline(request.baseline, request.rows) if request.baseline else {}
+        spec = CompareSpec(list(request.rows), list(request.cols), list(request.metrics), dict(request.where), baseline,
+                           request.alpha, request.cost)  # fmt: skip
+    else:
+        spec = from_preset
+    if request.tuned:
+        return dataclasses.replace(spec, rows=with_selection_row(spec.rows)), tuned_beside_untuned(runs)
     return spec, runs
 
 

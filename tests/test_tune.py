@@ -238,3 +238,33 @@ def test_a_trial_whose_setting_equals_a_completed_run_reuses_it(data, tmp_path):
     assert cell["best"]["validation"] == run["monitor_value"]
     (study,) = journal_trials(results).values()
     assert max(study[0]["intermediate"].values()) == run["monitor_value"]  # its curve was reported
+
+
+def test_compare_tuned_shows_the_final_seeds_beside_the_untuned_runs_of_the_same_cells(data, tmp_path):
+    """Trial runs are never averaged; each loss gets a tuned and an untuned row, each tested against
+    the baseline loss of its own kind; an untuned run of another cell is left out."""
+    results = tmp_path / "r"
+    assert _tune(data, results, "--loss", "bpr,ccl", trials=2, seeds=2).exit_code == 0
+    untuned = ["train", "--dataset", "planted", "--data-dir", str(data), "--results-dir", str(results), *FAST]
+    assert runner.invoke(app, [*untuned, "--loss", "bpr,ccl", "--seeds", "2"]).exit_code == 0
+    assert runner.invoke(app, [*untuned, "--loss", "mse"]).exit_code == 0  # another cell: left out
+    compared = runner.invoke(app, ["compare", str(results), "--tuned", "--baseline", "loss=bpr", "--format", "json"])
+    assert compared.exit_code == 0, compared.output
+    cells = {(cell["row"]["loss"], cell["row"]["selection"]): cell for cell in document(compared)["cells"]}
+    assert set(cells) == {("bpr", "tuned"), ("bpr", "untuned"), ("ccl", "tuned"), ("ccl", "untuned")}
+    assert all(cell["n"] == 2 for cell in cells.values())  # the final seeds, not the trials
+    tuned_runs = store.read_runs(results).query("selection == 'tuned' and loss == 'ccl'")
+    ccl = cells["ccl", "tuned"]["metrics"]["recall@20"]
+    assert ccl["mean"] == pytest.approx(tuned_runs["recall@20"].mean()) and ccl["tests"] and ccl["change_pct"] is not None
+    untuned_bpr = store.read_runs(results).query("selection != selection and loss == 'bpr'")["recall@20"].mean()
+    assert cells["bpr", "untuned"]["metrics"]["recall@20"]["mean"] == pytest.approx(untuned_bpr)
+    table = runner.invoke(app, ["compare", str(results), "--tuned", "--baseline", "loss=bpr", "--format", "csv"]).stdout
+    tested = {tuple(line.split(",")[1:3]): line for line in table.splitlines() if line.startswith("ours,ccl")}
+    assert "loss=bpr, selection=tuned" in tested["ccl", "tuned"] and "loss=bpr, selection=untuned" in tested["ccl", "untuned"]
+
+
+def test_compare_tuned_without_tuned_runs_is_one_line(data, tmp_path):
+    results = tmp_path / "r"
+    assert runner.invoke(app, ["train", "--dataset", "planted", "--data-dir", str(data), "--results-dir", str(results), *FAST]).exit_code == 0
+    compared = runner.invoke(app, ["compare", str(results), "--tuned"])
+    assert compared.exit_code == 2 and "no tuned runs among the completed runs" in compared.stderr
