@@ -114,3 +114,20 @@ def test_the_manual_lists_every_default_range_with_its_source():
     rows += [f"| `{name}` | {', '.join(losses)} | {text} | {source} |" for (name, text, source), losses in shared.items()]
     missing = [row for row in rows if row not in page]
     assert not missing, missing
+
+
+def test_the_fair_gowalla_preset_gives_every_cell_the_same_budget_on_a_validation_slice():
+    from mmlbench.data.registry import SLICES
+    from mmlbench.plan.experiment import read_experiment
+    from mmlbench.plan.presets import preset_path
+
+    for quick, dataset, trials, epochs in ((False, "gowalla-v10", 20, 100), (True, "gowalla-u10", 8, 10)):
+        experiment = read_experiment(preset_path("fair-gowalla"), quick=quick)
+        configs = experiment.configs()
+        assert {(c.loss, c.negatives) for c in configs} == {
+            (loss, n) for loss in ("ccl", "mmcl", "ssm", "bsl", "bpr", "bce") for n in (10, 100)
+        }
+        assert {(c.dataset, c.epochs, c.model) for c in configs} == {(dataset, epochs, "mf")} and SLICES[dataset].valid_fraction
+        assert experiment.tune == {"trials": trials, "seeds": 3, "pruner": "median"}
+        for config in configs:  # every default space valid for its cell
+            assert cell_space(config, experiment.search)
