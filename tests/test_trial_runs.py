@@ -62,3 +62,12 @@ def test_runs_prune_pruned_removes_only_the_pruned_trials(planted_dir, tmp_path)
     pruned = runner.invoke(app, ["runs", "prune", "--pruned", "--results-dir", str(results)])
     assert pruned.exit_code == 0, pruned.output
     assert store.read_runs(results)["status"].tolist() == [store.STATUS_TRAINED]
+
+
+def test_a_trial_reuses_a_completed_run_without_marking_it_and_a_final_seed_marks_it(planted_dir, tmp_path):
+    results = tmp_path / "r"
+    completed = train_run(CONFIG, _options(planted_dir, results))
+    trial = train_run(CONFIG, _options(planted_dir, results, marks={"study": "s", "trial": 0, "selection": "trial"}), test=False)
+    assert trial.skipped and trial.run_dir == completed.run_dir and "selection" not in store.read_run(completed.run_dir)
+    final = train_run(CONFIG, _options(planted_dir, results, marks={"study": "s", "trial": 0, "selection": "tuned"}))
+    assert final.skipped and (final.row["selection"], final.row["study"]) == ("tuned", "s")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import optuna
 import pytest
 from typer.testing import CliRunner
 
@@ -268,3 +269,25 @@ def test_compare_tuned_without_tuned_runs_is_one_line(data, tmp_path):
     assert runner.invoke(app, ["train", "--dataset", "planted", "--data-dir", str(data), "--results-dir", str(results), *FAST]).exit_code == 0
     compared = runner.invoke(app, ["compare", str(results), "--tuned"])
     assert compared.exit_code == 2 and "no tuned runs among the completed runs" in compared.stderr
+
+
+class _PruneTrialOne(optuna.pruners.BasePruner):
+    """Prunes trial 1 once it has reported its second epoch, nothing else."""
+
+    def prune(self, study, trial):
+        return trial.number == 1 and max(trial.intermediate_values, default=0) >= 2
+
+
+def test_a_pruned_trial_is_stored_pruned_counted_and_never_the_best(data, tmp_path, monkeypatch):
+    from mmlbench.plan.tuning import study as study_module
+
+    monkeypatch.setattr(study_module, "make_pruner", lambda name, epochs: _PruneTrialOne())
+    results = tmp_path / "r"
+    tuned = _tune(data, results, trials=3, seeds=1)
+    assert tuned.exit_code == 0, tuned.output
+    (cell,) = document(tuned)["cells"]
+    assert cell["trials"]["pruned"] == 1 and cell["trials"]["finished"] == 3 and cell["best"]["trial"] != 1
+    (pruned,) = store.read_runs(results).query("status == 'pruned'").to_dict("records")
+    assert (pruned["trial"], pruned["epochs_run"], pruned["selection"]) == (1, 2, "trial")
+    listed = runner.invoke(app, ["runs", "--results-dir", str(results), "--status", "pruned", "--format", "json"])
+    assert [run["run_id"] for run in document(listed)] == [pruned["run_id"]]

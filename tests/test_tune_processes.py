@@ -10,12 +10,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from mmlbench import store
 from mmlbench.cli import app
 from mmlbench.engine.trainer import Trainer
-from tune_support import budget_order, document, journal_trials, make_tune_data, no_live_claims, tune_args
+from tune_support import FAST, budget_order, document, journal_trials, make_tune_data, no_live_claims, tune_args
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -35,10 +36,15 @@ def _script(body: str, args: list[str]) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def test_kill_9_in_a_trial_then_the_same_command_finishes_the_study_without_training_a_finished_trial_again(tmp_path):
+@pytest.mark.parametrize(
+    "kill, code, left", [("SIGKILL", -9, ["COMPLETE", "RUNNING"]), ("SIGTERM", 130, ["COMPLETE", "FAIL", "WAITING"])]
+)
+def test_a_killed_tune_then_the_same_command_finishes_the_study_without_training_a_finished_trial_again(tmp_path, kill, code, left):
+    """kill -9 leaves trial 1 in flight (given back by the next start); SIGTERM stops as Ctrl-C does (exit
+    130, given back at once). Either way the same command resumes it from its epoch 2 and trains nothing else again."""
     data, results = make_tune_data(tmp_path / "d"), tmp_path / "r"
     args = tune_args(data, results, "--checkpoint-every", "0", trials=3, seeds=1)
-    killer = """
+    killer = f"""
         import os, signal
         from mmlbench.plan.tuning import trial
         real = trial.train_run
@@ -46,14 +52,14 @@ def test_kill_9_in_a_trial_then_the_same_command_finishes_the_study_without_trai
             def hook(log):
                 on_epoch(log)
                 if options.marks["trial"] == 1 and log.epoch == 2:
-                    os.kill(os.getpid(), signal.SIGKILL)
+                    os.kill(os.getpid(), signal.{kill})
             return real(config, options, on_epoch=hook, test=test)
         trial.train_run = killing
     """
     killed = subprocess.run(_script(killer, args), env=ENV, capture_output=True, text=True, timeout=600)
-    assert killed.returncode == -9, killed.stderr
+    assert killed.returncode == code, killed.stderr
     ((_, before),) = journal_trials(results).items()
-    assert [t["state"] for t in before] == ["COMPLETE", "RUNNING"]
+    assert [t["state"] for t in before] == left
 
     trained: list[tuple[float, int]] = []
     real_epoch = Trainer._train_epoch
@@ -65,7 +71,7 @@ def test_kill_9_in_a_trial_then_the_same_command_finishes_the_study_without_trai
     assert finished.exit_code == 0, finished.output
     ((_, after),) = journal_trials(results).items()
     done = budget_order(after)
-    assert [t["state"] for t in done] == ["COMPLETE"] * 3 and after[1]["attrs"]["given_back"]
+    assert [t["state"] for t in done] == ["COMPLETE"] * 3 and after[1]["attrs"]["given_back"] and len(after) == 4
     assert done[1]["params"] == before[1]["params"]  # the killed trial, enqueued again
     assert trained[0] == (done[1]["params"]["lr"], 3)  # resumed after its epoch 2; trial 0 never trained again
     assert done[0]["params"]["lr"] not in {lr for lr, _ in trained}
@@ -120,11 +126,19 @@ def test_jobs_2_runs_the_trials_in_two_worker_processes(tmp_path):
 
 
 def test_ray_runs_each_trial_as_a_task_and_the_final_seeds_too(local_ray, tmp_path):
-    data, results = make_tune_data(tmp_path / "d"), tmp_path / "r"
-    tuned = runner.invoke(app, tune_args(data, results, "--backend", "ray", "--format", "json", trials=2, seeds=2))
+    """A space of one setting, which `train` ran before: the trials run as Ray tasks (reusing that run and
+    reporting its curve), the base seed's final is that run, marked tuned by the driver, seed 2020 a task."""
+    data, results, experiment = make_tune_data(tmp_path / "d"), tmp_path / "r", tmp_path / "one.toml"
+    experiment.write_text("[search]\nlr = [0.01]\nl2 = false\ndropout = false\nscore = false\n")
+    trained = runner.invoke(app, ["train", "--dataset", "planted", "--data-dir", str(data), "--results-dir", str(results),
+                                  "--lr", "0.01", *FAST])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    tuned = runner.invoke(app, tune_args(data, results, "--config", str(experiment), "--backend", "ray", "--format", "json", trials=2, seeds=2))
     assert tuned.exit_code == 0, tuned.output
     (cell,) = document(tuned)["cells"]
-    assert cell["trials"]["finished"] == 2 and [run["status"] for run in cell["final"]["runs"]] == ["completed", "completed"]
+    assert cell["trials"]["finished"] == 2 and [run["status"] for run in cell["final"]["runs"]] == ["skipped", "completed"]
     ((_, trials),) = journal_trials(results).items()
-    assert os.getpid() not in {t["attrs"]["owner"]["pid"] for t in trials}  # trained by Ray's workers
-    assert all(t["intermediate"] for t in trials)  # the workers reported their epochs
+    assert os.getpid() not in {t["attrs"]["owner"]["pid"] for t in trials}  # asked and told by Ray's workers
+    assert all(t["intermediate"] for t in trials)  # which reported the epochs
+    runs = store.read_runs(results)
+    assert sorted(runs["seed"]) == [2019, 2020] and set(runs["selection"]) == {"tuned"} and set(runs["study"]) == {cell["study"]}

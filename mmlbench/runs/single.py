@@ -30,7 +30,8 @@ from mmlbench.store.ids import claimed_run
 
 EpochHook = Callable[[EpochLog], None]  # raising StopFit there stores the run as pruned
 __all__ = [
-    "EpochHook", "EpochLog", "StopFit", "finish_run", "now", "reuse", "run_row", "store_failure", "train_claimed", "train_run",
+    "EpochHook", "EpochLog", "StopFit", "finish_run", "now", "reuse", "reused_run", "run_row", "store_failure", "train_claimed",
+    "train_run",
 ]
 
 
@@ -68,24 +69,29 @@ def train_run(config: RunConfig, options: TrainOptions, *, on_epoch: EpochHook |
 
 def reuse(results_dir: Path, config_hash: str, options: TrainOptions, *, trained_id: str | None = None) -> RunOutcome | None:
     """The completed run of this config hash as a skipped outcome, unless absent or --force; also
-    the trained run `trained_id` (a run id), for a run that leaves its test evaluation out.
-
-    A completed run reused with `options.marks` takes them (a tuner's final seed that is a run
-    trained before: it becomes the tuned run of that setting).
-    """
+    the trained run `trained_id` (a run id), for a run that leaves its test evaluation out (a
+    trial, which reuses a run without marking it)."""
     if options.force:
         return None
     existing = store.find_completed(results_dir, config_hash)
-    if existing is None and trained_id is not None:
-        existing = store.find_stored(results_dir, trained_id, config_hash, store.STATUS_TRAINED)
-    if existing is None:
-        return None
-    row = store.read_run(existing)
+    if existing is not None:
+        return reused_run(existing, options) if trained_id is None else RunOutcome(existing, store.read_run(existing), skipped=True)
+    if trained_id is not None:
+        trained_dir = store.find_stored(results_dir, trained_id, config_hash, store.STATUS_TRAINED)
+        if trained_dir is not None:
+            return RunOutcome(trained_dir, store.read_run(trained_dir), skipped=True)
+    return None
+
+
+def reused_run(run_dir: Path, options: TrainOptions) -> RunOutcome:
+    """A completed run, reused: it takes `options.marks` (a tuner's final seed that is a run trained
+    before becomes the tuned run of that setting)."""
+    row = store.read_run(run_dir)
     marks = {name: value for name, value in options.marks.items() if row.get(name) != value}
-    if marks and row.get("status") == store.STATUS_COMPLETED and trained_id is None:
-        store.set_columns(existing, marks)
-        row = store.read_run(existing)
-    return RunOutcome(existing, row, skipped=True)
+    if marks:
+        store.set_columns(run_dir, marks)
+        row = store.read_run(run_dir)
+    return RunOutcome(run_dir, row, skipped=True)
 
 
 def train_claimed(
