@@ -4,9 +4,8 @@ Each takes typed arguments and returns a result object; none prints (a training 
 lines aside) and each raises MMLBenchError for what a user can fix. A command of the CLI parses
 its options, calls one verb and renders what comes back; tests and scripts call the same verbs.
 The layers below are imported when a verb runs, so importing this module (the CLI does, at
-start-up) costs neither torch nor pandas. A verb over the grid of `train` (`tune`: a study whose
-every trial is a run, selected on the validation split) takes `Runs` and `TrainOptions` as
-`train` does; runs.single.train_run's `on_epoch` and `test` are its seams.
+start-up) costs neither torch nor pandas. `tune` takes the grid of `train` (`Runs`, `TrainOptions`)
+and searches each cell on the validation split (plan/tuning), every trial a run.
 """
 
 from __future__ import annotations
@@ -28,6 +27,8 @@ if TYPE_CHECKING:
     from mmlbench.config import RunConfig
     from mmlbench.plan.executors.base import Executor
     from mmlbench.plan.sweep import SweepResult
+    from mmlbench.plan.tuning.study import Cell
+    from mmlbench.plan.tuning.tune import TuneResult
     from mmlbench.report.compare import Comparison
     from mmlbench.report.gate import GateResult, MaxDrop
     from mmlbench.report.runs import RunDetails
@@ -36,8 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BackendOptions", "CompareRequest", "Compared", "Gated", "Pruned", "RunOutcome", "Runs",
-    "RunsListing", "TrainOptions", "backend_help", "compare", "evaluate", "gate", "list_runs", "plan", "presets",
-    "prune_runs", "remove_runs", "show_run", "train",
+    "RunsListing", "TrainOptions", "TuneRequest", "Tuned", "backend_help", "compare", "evaluate", "gate", "list_runs",
+    "plan", "presets", "prune_runs", "remove_runs", "show_run", "train", "tune",
 ]  # fmt: skip
 
 
@@ -75,18 +76,71 @@ def train(
 
 def _sweep(
     runs: Runs, options: TrainOptions, backend: str, spread: BackendOptions | None, fetch: bool, source: str | None,
-    *, dry_run: bool,
+    *, dry_run: bool, configs: list[RunConfig] | None = None,
 ) -> tuple[Executor, list[RunConfig], Collection[str]]:
-    """The backend's executor, the runs, the datasets being fetched: all checked before any run starts."""
+    """The backend's executor, the runs (`configs`, else the runs'), the datasets being fetched: all checked before any run starts."""
     from mmlbench.data.fetch import fetch_missing
     from mmlbench.runs.preflight import check_sweep_fits  # the engine imports torch: only when a sweep is made
 
     executor = get_executor(backend, spread)
-    found = runs.configs()
+    found = runs.configs() if configs is None else configs
     datasets = [config.dataset for config in found]
     fetching = fetch_missing(datasets, options.data_dir, source=source, fetch=fetch, dry_run=dry_run, quiet=options.quiet)
     check_sweep_fits(found, options.device, options.data_dir)
     return executor, found, fetching
+
+
+@dataclass(frozen=True)
+class TuneRequest:
+    """A tune's budget as the command line gives it (None: the experiment file's [tune], else the default)."""
+
+    trials: int | None = None  # finished trials per cell
+    seeds: int | None = None  # final seeds of each cell's best setting
+    pruner: str | None = None  # median, hyperband or none
+    plot: Path | None = None  # each cell's search drawn: the best validation value by trial
+
+
+@dataclass(frozen=True)
+class Tuned:
+    cells: list[Cell]  # what was (or, on a dry run, would be) searched
+    result: TuneResult | None = None  # None on a dry run
+    plot: Path | None = None  # written
+
+
+def tune(
+    runs: Runs, options: TrainOptions | None = None, request: TuneRequest | None = None, *, backend: str = "local",
+    spread: BackendOptions | None = None, fetch: bool = True, source: str | None = None, dry_run: bool = False,
+) -> Tuned:
+    """Search every cell of `runs` with the same budget on the validation split, then train each best setting's
+    final seeds and test them once; every check is made before the first study is opened. See plan/tuning."""
+    from mmlbench.plan.tuning.cells import grid_configs, plan_cells, tune_settings
+    from mmlbench.plan.tuning.tune import run_tune
+    from mmlbench.report.search_plot import check_plot_path, plot_searches
+
+    options, request, spread = options or TrainOptions(), request or TuneRequest(), spread or BackendOptions()
+    _refuse_for_tune(backend, spread)
+    executor = get_executor(backend, spread)
+    settings = tune_settings(runs, {"trials": request.trials, "seeds": request.seeds, "pruner": request.pruner})
+    configs = grid_configs(runs)
+    if request.plot is not None:
+        check_plot_path(request.plot)
+    _, found, _ = _sweep(runs, options, backend, spread, fetch, source, dry_run=dry_run, configs=configs)
+    cells = plan_cells(runs, found, settings, options.data_dir)
+    if dry_run:
+        return Tuned(cells)
+    result = run_tune(cells, options, backend, spread, executor)
+    if request.plot is not None:
+        plot_searches([(cell.cell.name, cell.history) for cell in result.cells], request.plot)
+    return Tuned(cells, result, request.plot)
+
+
+def _refuse_for_tune(backend: str, spread: BackendOptions) -> None:
+    from mmlbench.errors import MMLBenchError
+
+    if backend.lower() == "lockstep":
+        raise MMLBenchError("tune trains one trial at a time per worker: --backend lockstep does not apply (use --jobs N)")
+    if spread.ship_results:
+        raise MMLBenchError("--ship-results does not apply to tune: its workers share the study journals in the store")
 
 
 def evaluate(
@@ -132,6 +186,7 @@ class CompareRequest:
     plot: Path | None = None
     plot_curves: Path | None = None
     export_baseline: Path | None = None
+    tuned: bool = False  # a tune's final seeds beside the untuned runs of their cells (report/tuned.py)
 
 
 @dataclass(frozen=True)
@@ -183,15 +238,21 @@ def gate(request: CompareRequest, against: Path, max_drop: str = "0") -> Gated:
 
 
 def _selection(request: CompareRequest) -> tuple[CompareSpec, pd.DataFrame]:
+    import dataclasses
+
     from mmlbench.report.selection import CompareSpec, load_completed_runs, parse_baseline
+    from mmlbench.report.tuned import tuned_beside_untuned, with_selection_row
 
     from_preset = _preset_spec(request) if request.preset is not None else None
     runs = load_completed_runs(_store(request.results_dir))
-    if from_preset is not None:
-        return from_preset, runs
-    rows, cols, metrics = (_shape(request, name, {}) for name in ("rows", "cols", "metrics"))
-    baseline = parse_baseline(request.baseline, rows) if request.baseline else {}
-    spec = CompareSpec(rows, cols, metrics, dict(request.where), baseline, request.alpha, request.cost)
+    if from_preset is None:
+        rows, cols, metrics = (_shape(request, name, {}) for name in ("rows", "cols", "metrics"))
+        baseline = parse_baseline(request.baseline, rows) if request.baseline else {}
+        spec = CompareSpec(rows, cols, metrics, dict(request.where), baseline, request.alpha, request.cost)
+    else:
+        spec = from_preset
+    if request.tuned:
+        return dataclasses.replace(spec, rows=with_selection_row(spec.rows)), tuned_beside_untuned(runs)
     return spec, runs
 
 

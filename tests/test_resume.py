@@ -26,7 +26,7 @@ from mmlbench.engine.trainer import Trainer
 from mmlbench.errors import MMLBenchError
 from mmlbench.metrics import is_metric_column
 from mmlbench.runs import resume, single
-from mmlbench.runs.options import STATUS_TRAINED, TrainOptions
+from mmlbench.runs.options import TrainOptions
 from mmlbench.runs.progress import TrainingProgress
 from mmlbench.runs.single import train_run
 from mmlbench.store import ids
@@ -222,20 +222,25 @@ def test_killed_after_the_last_epoch_only_redoes_the_test_evaluation(planted_dir
     _assert_same_run(resumed, reference)
 
 
-def test_a_run_trained_without_its_test_evaluation_waits_in_its_checkpoint(planted_dir, tmp_path, monkeypatch, reference):
+def test_a_run_trained_without_its_test_evaluation_is_stored_trained_and_evaluated_once(
+    planted_dir, tmp_path, monkeypatch, reference
+):
     """train_run(test=False), what a tuner selecting on validation needs: the fit happens and is
-    seen epoch by epoch, nothing is stored, and training the config again only evaluates it."""
+    seen epoch by epoch, the run is stored `trained` (curve and weights, no test metric), and
+    training the config again with its test evaluation only evaluates the stored weights."""
     results, seen = tmp_path / "r", []
     trained = train_run(CONFIG, _options(planted_dir, results), on_epoch=seen.append, test=False)
-    assert trained.status == STATUS_TRAINED and [log.epoch for log in seen] == [1, 2, 3, 4, 5, 6]
+    assert trained.status == store.STATUS_TRAINED and [log.epoch for log in seen] == [1, 2, 3, 4, 5, 6]
     assert trained.row["monitor_value"] == reference.row["monitor_value"] == max(log.metrics[CONFIG.monitor] for log in seen)
-    assert store.read_runs(results).empty and (trained.run_dir / resume.STATE_FILE).is_file()
+    assert not any(is_metric_column(name) for name in trained.row) and not (trained.run_dir / store.PER_USER_FILE).exists()
+    assert not ids.resume_folder(results, trained.row["run_id"]).exists()
+    assert train_run(CONFIG, _options(planted_dir, results), test=False).skipped  # a trained run is reused by a trial
 
     epochs = _count_epochs(monkeypatch)
-    tested = train_run(CONFIG, _options(planted_dir, results))
-    assert epochs == [] and tested.status == store.STATUS_COMPLETED and tested.row["resumed_from_epoch"] == 6
+    tested = train_run(CONFIG, _options(planted_dir, results, marks={"selection": "tuned"}))
+    assert epochs == [] and tested.status == store.STATUS_COMPLETED and tested.row["selection"] == "tuned"
     _assert_same_run(tested, reference)
-    assert not trained.run_dir.exists()
+    assert store.read_runs(results)["status"].tolist() == [store.STATUS_COMPLETED]
 
 
 @pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError("CUDA out of memory")], ids=["ctrl-c", "error"])

@@ -122,9 +122,9 @@ def _escaped_info(info: Any) -> Any:
 
 
 def _register() -> None:
-    from mmlbench.cli import compare, download, evaluate, preprocess, runs, train
+    from mmlbench.cli import compare, download, evaluate, preprocess, runs, train, tune
 
-    for module in (download, preprocess, train, evaluate, compare):
+    for module in (download, preprocess, train, tune, evaluate, compare):
         command = guarded(module.command)
         command.__signature__ = _plain_signature(module.command)  # type: ignore[attr-defined]
         help_text = escape(inspect.getdoc(module.command) or "")

@@ -69,6 +69,9 @@ PresetOption = Annotated[str | None, typer.Option(
     help="Take rows, cols, metrics, filters, baseline and published numbers from a preset's [report] (see train --list-presets).")]
 MaxDropOption = Annotated[str | None, typer.Option(
     show_default=False, help="Allowed drop for --against: absolute (0.02) or relative (5%); default 0.")]
+TunedOption = Annotated[bool, typer.Option(
+    "--tuned",
+    help="The final seeds of `tune` (selection=tuned) beside the untuned runs of the same cells: a row each.")]
 AllowMissingOption = Annotated[bool, typer.Option(
     "--allow-missing",
     help="With --against: warn about baseline groups that have no current runs and gate the rest "
@@ -94,6 +97,7 @@ def command(
     max_drop: MaxDropOption = None,
     allow_missing: AllowMissingOption = False,
     preset: PresetOption = None,
+    tuned: TunedOption = False,
 ) -> None:
     """Compare stored runs: mean ± std over seeds, % change and paired tests vs a baseline, plots, CI gate.
 
@@ -114,7 +118,7 @@ def command(
             plot_format(path, option)
     request = api.CompareRequest(
         results or results_dir, _names(rows), _names(cols), _names(metric), parse_where(where or []), baseline, alpha,
-        cost, preset, plot, plot_curves, export_baseline,
+        cost, preset, plot, plot_curves, export_baseline, tuned,
     )
     if against is not None:
         _report_gate(api.gate(request, against, max_drop or "0"), allow_missing)

@@ -34,6 +34,8 @@ NAME = "runs"
 
 class Status(str, enum.Enum):
     completed = "completed"
+    trained = "trained"
+    pruned = "pruned"
     failed = "failed"
     interrupted = "interrupted"
     damaged = "damaged"
@@ -42,7 +44,7 @@ class Status(str, enum.Enum):
 
 
 STATUS_STYLES = {
-    "completed": "green", "failed": "red", "interrupted": "yellow", "damaged": "magenta", "running": "cyan",
+    "completed": "green", "trained": "green", "pruned": "yellow", "failed": "red", "interrupted": "yellow", "damaged": "magenta", "running": "cyan",
     "orphaned": "magenta",
 }  # fmt: skip
 
@@ -124,14 +126,15 @@ def prune_command(
     damaged: Annotated[bool, typer.Option("--damaged", help="Remove runs whose run.parquet is unreadable.")] = False,
     orphaned: Annotated[bool, typer.Option(
         "--orphaned", help="Remove resume checkpoints whose run has no folder and is not running.")] = False,
+    pruned_runs: Annotated[bool, typer.Option("--pruned", help="Remove the trials `tune` pruned.")] = False,
     where: WhereOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")] = False,
     results_dir: ResultsOption = None,
 ) -> None:
-    """Remove failed, interrupted, damaged runs and/or orphaned resume checkpoints (never completed or running runs)."""
+    """Remove failed, interrupted, damaged, pruned runs and/or orphaned resume checkpoints (never completed, trained or running runs)."""
     from mmlbench.report.selection import parse_where
 
-    chosen = {"failed": failed, "interrupted": interrupted, "damaged": damaged, "orphaned": orphaned}
+    chosen = {"failed": failed, "interrupted": interrupted, "damaged": damaged, "orphaned": orphaned, "pruned": pruned_runs}
     statuses = [status for status, wanted in chosen.items() if wanted]
     pruned = api.prune_runs(statuses, parse_where(where or []), _results(ctx, results_dir), dry_run=dry_run)
     candidates = pruned.candidates

@@ -106,6 +106,7 @@ SLICES: dict[str, SliceSpec] = {
     spec.name: spec
     for spec in (
         SliceSpec("gowalla-u10", "gowalla", sample_users=0.1, valid_fraction=0.1, seed=1),
+        SliceSpec("gowalla-v10", "gowalla", sample_users=1.0, valid_fraction=0.1, seed=1),  # all users: `tune --preset fair-gowalla`
         SliceSpec("yelp2018-u10", "yelp2018", sample_users=0.1, valid_fraction=0.1, seed=1),
     )
 }

@@ -31,6 +31,10 @@ class EpochLog:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+class StopFit(Exception):
+    """Raised by an `on_epoch` callback to end the fit after that epoch (a tuner's pruner): the fit comes back `stopped`."""
+
+
 @dataclass
 class FitResult:
     """The trained model's best state and how it got there."""
@@ -41,6 +45,7 @@ class FitResult:
     epochs: list[EpochLog]
     interrupted: bool = False
     stale: int = 0  # evaluations since the best one
+    stopped: bool = False  # ended by StopFit from a callback
 
     @property
     def epoch_seconds_median(self) -> float:
@@ -90,7 +95,7 @@ class Trainer:
         """Train up to config.epochs, or on from a resumed fit; Ctrl-C stops early and keeps what was learned.
 
         `on_checkpoint` sees the fit after each epoch's evaluation and before `on_epoch`:
-        by then the epoch has drawn all its random numbers.
+        by then the epoch has drawn all its random numbers. StopFit from `on_epoch` ends the fit there.
         """
         result = resumed if resumed is not None else FitResult(None, 0, -math.inf, [])
         try:
@@ -98,6 +103,8 @@ class Trainer:
                 self.close_epoch(self._train_epoch(len(result.epochs) + 1), result)
         except KeyboardInterrupt:
             result.interrupted = True
+        except StopFit:
+            result.stopped = True
         return result
 
     def finished(self, result: FitResult) -> bool:

@@ -18,6 +18,7 @@ An experiment file (presets are such files) looks like:
     settings = { epochs = 5 }
     grid = { negatives = [10, 100] }
     [report]              # read by `mmlbench compare --preset`
+    [search]              # read by `mmlbench tune` (plan/tuning/space.py), as [tune] (plan/tuning/budget.py)
 
 Precedence, lowest first: RunConfig defaults, [settings], [losses.<loss>], the matching [[cells]]
 in file order, the grid's values, command-line values. A [losses.<loss>] table or a [[cells]]
@@ -39,11 +40,13 @@ from mmlbench.config import PLUGINS, RunConfig
 from mmlbench.config_checks import check_setting, option_name
 from mmlbench.errors import MMLBenchError, closest, unknown_name
 from mmlbench.plan.presets import preset_path
+from mmlbench.plan.tuning.budget import parse_tune
+from mmlbench.plan.tuning.space import SearchTables, parse_search
 from mmlbench.plugins.losses import LOSS_PARAMS, LOSSES
 
 CONFIG_FIELDS = {f.name for f in fields(RunConfig)}
-_SECTIONS = {"settings", "grid", "losses", "cells", "quick", "report", "description"}
-QUICK_KEYS = ("settings", "grid")
+_SECTIONS = {"settings", "grid", "losses", "cells", "quick", "report", "description", "search", "tune"}
+QUICK_KEYS = ("settings", "grid", "tune")
 # The keys of [report] that `compare --preset` reads (cli/compare.py _preset_spec).
 REPORT_KEYS = ("rows", "cols", "metrics", "where", "baseline", "references")
 _SETTING_NOTE = "settings are named as train's options, with _ for -: batch_size, and ks for --k"
@@ -71,6 +74,8 @@ class Experiment:
     report: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     cells: list[CellSettings] = field(default_factory=list)
+    search: SearchTables = field(default_factory=SearchTables)  # `tune`'s [search] tables
+    tune: dict[str, Any] = field(default_factory=dict)  # `tune`'s [tune] defaults (trials, seeds, pruner)
 
     def with_command_line(self, settings: dict[str, Any], grid: dict[str, list[Any]]) -> Experiment:
         """A copy with command-line values on top: a single value fixes a key, a list grids it."""
@@ -160,14 +165,17 @@ def parse_experiment(document: dict[str, Any], *, source: str, quick: bool = Fal
     settings = _settings(_table(document, "settings", source), "settings", source)
     grid = _grid(_table(document, "grid", source), "grid", source)
     variant = _table(document, "quick", source)
-    _check_keys(variant, QUICK_KEYS, "quick", source, "it holds settings = {...} and grid = {...}, as [settings] and [grid]")
+    _check_keys(variant, QUICK_KEYS, "quick", source, "it holds settings = {...}, grid = {...} and tune = {...}, as [settings], [grid] and [tune]")
     quick_settings = _settings(_table(variant, "settings", source, "quick.settings"), "quick.settings", source)
     quick_grid = _grid(_table(variant, "grid", source, "quick.grid"), "quick.grid", source)
+    tune = parse_tune(_table(document, "tune", source), f"[tune] of {source}")
+    quick_tune = parse_tune(_table(variant, "tune", source, "quick.tune"), f"[quick] tune of {source}")
     if quick:
         if "quick" not in document:
             raise MMLBenchError(f"{source} has no [quick] variant")
         settings |= quick_settings
         grid |= quick_grid
+        tune |= quick_tune
     tables = _table(document, "losses", source)
     losses = {name: _loss_table(name, _table(tables, name, source, f"losses.{name}"), source) for name in tables}
     cells = _cells(document.get("cells", []), source)
@@ -177,7 +185,8 @@ def parse_experiment(document: dict[str, Any], *, source: str, quick: bool = Fal
     description = document.get("description", "")
     if not isinstance(description, str):
         raise MMLBenchError(f"description in {source} must be a string")
-    return Experiment(settings, grid, losses, {}, dict(report), description, cells)
+    search = parse_search(_table(document, "search", source), source)
+    return Experiment(settings, grid, losses, {}, dict(report), description, cells, search, tune)
 
 
 def _table(document: dict[str, Any], key: str, source: str, label: str = "") -> dict[str, Any]:
@@ -307,6 +316,10 @@ class Runs:
 
     def configs(self) -> list[RunConfig]:
         """Every run, each config resolved (once) and checked before anything runs."""
+        return self.experiment().configs()
+
+    def experiment(self) -> Experiment:
+        """The experiment file or preset (or none) with the command line on top, and the seeds."""
         if self.config and self.preset:
             raise MMLBenchError("give --config or --preset, not both")
         source = self.config or (preset_path(self.preset) if self.preset else None)
@@ -314,4 +327,4 @@ class Runs:
             raise MMLBenchError("--quick needs --config or --preset")
         experiment = read_experiment(source, quick=self.quick) if source is not None else Experiment()
         experiment = experiment.with_command_line(dict(self.settings), {name: list(values) for name, values in self.grid.items()})
-        return (experiment if self.seeds is None else experiment.with_seeds(self.seeds)).configs()
+        return experiment if self.seeds is None else experiment.with_seeds(self.seeds)

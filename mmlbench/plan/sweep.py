@@ -37,7 +37,7 @@ def run_sweep(
     """
     if executor is None:
         executor = get_executor("local", BackendOptions(jobs=jobs))
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         return executor.run(configs, options)
 
 
@@ -114,7 +114,7 @@ class RunTraceback(Exception):
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (from `kill` or a job scheduler) stops the sweep as Ctrl-C does."""
     if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
         yield

@@ -7,12 +7,14 @@ parameters are RunConfig field names and are exactly the keys of the spec's defa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from mmlbench.console import warn
 from mmlbench.errors import MMLBenchError
 from mmlbench.plugins import PluginSpec, Registry
+from mmlbench.plugins.search import SCORE, SHARED, Choices, Dimension, Range
 
 
 @dataclass(frozen=True)
@@ -21,11 +23,18 @@ class LossSpec(PluginSpec):
     a third argument, the negatives' log sampling probabilities relative to uniform, log(I q) [B, N].
 
     `takes_embeddings`: the loss takes the batch's user and positive-item vectors [B, d]
-    instead of scores and draws no negatives (its runs have negatives = 0).
+    instead of scores and draws no negatives (its runs have negatives = 0). `search`: what
+    `mmlbench tune` searches for this loss besides plugins.search.SHARED (its parameters, and
+    `score` for the losses commonly run on dot products).
     """
 
     log_q_switch: str | None = None
     takes_embeddings: bool = False
+    search: Mapping[str, Dimension] = field(default_factory=dict)
+
+    def search_space(self) -> dict[str, Dimension]:
+        """The default search space of this loss's runs: the shared dimensions, then its own."""
+        return {**SHARED, **self.search}
 
     def needs_log_q(self, params: dict[str, Any]) -> bool:
         return self.log_q_switch is not None and bool(params[self.log_q_switch])
@@ -84,24 +93,47 @@ def _check_positive(name: str, value: float) -> None:
 
 
 def _loss(name: str, defaults: dict[str, Any] | None = None, check: Any = None, **capabilities: Any) -> LossSpec:
+    """A loss spec; `capabilities` are LossSpec's other fields (log_q_switch, takes_embeddings, search)."""
     return LossSpec(f"mmlbench.engine.losses:{name}", defaults or {}, check=check, **capabilities)
 
 
 # Defaults from the reference runs (docs/fidelity.md): CCL as in SimpleX; MMCL and BSL as in their authors' Gowalla runs;
 # DirectAU's gamma as its authors' default (their Gowalla command uses 5, Yelp2018 1).
+# Search ranges (`mmlbench tune`): around those values, each with its source (docs/tune.md lists them).
+_MARGIN_SETS = ((0.7, 0.8, 0.9), (0.6, 0.7, 0.8), (0.8, 0.85, 0.9), (0.5, 0.7, 0.9))
 LOSSES: Registry[LossSpec] = Registry("loss", {
-    "bpr": _loss("bpr"),
-    "bce": _loss("bce"),
-    "mse": _loss("mse"),
-    "ssm": _loss("ssm", {"temperature": 0.1, "logq_correction": False}, _check_ssm, log_q_switch="logq_correction"),
-    "bsl": _loss("bsl", {"temperature": 0.08, "negative_power": 1.22}, _check_bsl),
-    "hinge": _loss("hinge", {"margin": 1.0}, _check_hinge),
-    "directau": _loss("directau", {"uniformity_weight": 1.0}, _check_directau, takes_embeddings=True),
-    "ccl": _loss("ccl", {"margin": 0.9, "negative_weight": 150.0}, _check_ccl),
+    "bpr": _loss("bpr", search={"score": SCORE}),
+    "bce": _loss("bce", search={"score": SCORE}),
+    "mse": _loss("mse", search={"score": SCORE}),
+    "ssm": _loss(
+        "ssm", {"temperature": 0.1, "logq_correction": False}, _check_ssm, log_q_switch="logq_correction",
+        search={"temperature": Range(0.02, 1.0, log=True, source="around the SSM presets' 0.1; our choice"),
+                "score": SCORE},
+    ),
+    "bsl": _loss("bsl", {"temperature": 0.08, "negative_power": 1.22}, _check_bsl, search={
+        "temperature": Range(0.02, 0.5, log=True, source="around the BSL authors' τ1 0.08 (Gowalla) and 0.11 (Yelp2018)"),
+        "negative_power": Range(0.5, 2.0, source="around the BSL authors' τ2 1.22 (Gowalla) and 1.10 (Yelp2018)"),
+    }),
+    "hinge": _loss("hinge", {"margin": 1.0}, _check_hinge, search={
+        "margin": Range(0.05, 2.0, log=True, source="around RecBox's default margin 1; our choice"), "score": SCORE,
+    }),
+    "directau": _loss("directau", {"uniformity_weight": 1.0}, _check_directau, takes_embeddings=True, search={
+        "uniformity_weight": Range(0.1, 10.0, log=True, source="around the DirectAU authors' γ 1 (default) and 5 (Gowalla)"),
+    }),
+    "ccl": _loss("ccl", {"margin": 0.9, "negative_weight": 150.0}, _check_ccl, search={
+        "margin": Range(0.1, 0.95, source="SimpleX's Gowalla margin 0.9 near the top; our choice below"),
+        "negative_weight": Range(1.0, 1000.0, log=True, source="around SimpleX's Gowalla w 150; our choice"),
+    }),
     "mmcl": _loss(
         "mmcl",
         {"margins": (0.7, 0.8, 0.9), "margin_weights": (0.10, 0.15, 0.75), "negative_weight": 700.0, "positive_weight": 1.0},
         _check_mmcl,
+        search={
+            "margins": Choices(_MARGIN_SETS, source=(
+                "the MMCL author's Gowalla set 0.7,0.8,0.9 and three of our own, each with the author's weights "
+                "0.10,0.15,0.75")),
+            "negative_weight": Range(50.0, 2000.0, log=True, source="around the MMCL author's W 700 (Gowalla), 400 (Yelp2018)"),
+        },
     ),
 })
 

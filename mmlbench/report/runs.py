@@ -19,7 +19,7 @@ from mmlbench.metrics import is_metric_column
 from mmlbench.report.selection import apply_where, fail, normalise
 from mmlbench.store.listing import STATUS_RUNNING, STATUSES, read_all
 
-PRUNABLE = frozenset(STATUSES) - {store.STATUS_COMPLETED, STATUS_RUNNING}
+PRUNABLE = frozenset(STATUSES) - {store.STATUS_COMPLETED, store.STATUS_TRAINED, STATUS_RUNNING}
 DEFAULT_MONITOR = "recall@20"
 
 LIST_COLUMNS = ("run_id", "status", "dataset", "model", "loss", "negatives", "seed", "best_epoch", "epochs_run")
@@ -63,10 +63,11 @@ def select(runs: pd.DataFrame, where: dict[str, str], statuses: Collection[str])
 
 
 def prune_candidates(results_dir: Path, statuses: Collection[str], where: dict[str, str]) -> pd.DataFrame:
-    """The runs `prune` would remove: never a completed one."""
+    """The runs `prune` would remove: never a completed or trained one."""
     if not statuses or not set(statuses) <= PRUNABLE:
         raise fail(
-            "prune needs --failed, --interrupted, --damaged and/or --orphaned (completed runs are removed with `rm`)"
+            "prune needs --failed, --interrupted, --damaged, --pruned and/or --orphaned "
+            "(completed and trained runs are removed with `rm`)"
         )
     return list_runs(results_dir, where, statuses)
 

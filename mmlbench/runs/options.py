@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmlbench.errors import MMLBenchError
 from mmlbench.paths import results_home
-
-# A run trained with its test evaluation left out (train_run's `test=False`): no run folder yet,
-# its state waits in its resume checkpoint, and training the config again only evaluates it.
-STATUS_TRAINED = "trained"
 
 
 @dataclass(frozen=True)
@@ -31,6 +28,9 @@ class TrainOptions:
     checkpoint_every: float = 60.0  # seconds between resume checkpoint writes (0: every epoch); runs.resume
     eval_batch_users: int | None = None
     cuda_graphs: bool = True
+    # Run-row columns that are no setting (in no hash), such as a tuner's study, trial and
+    # selection: written into the run's row, and onto a completed run that is reused.
+    marks: Mapping[str, str | int] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not self.checkpoint_every >= 0:  # NaN too

@@ -55,7 +55,7 @@ def rescore(
     ks = tuple(sorted(set(ks))) if ks else config.ks
     if min(ks) < 1:
         raise MMLBenchError(f"--k needs positive cut-offs, got {list(ks)}")
-    checkpoint = _load_checkpoint(store.verified_checkpoint(run_dir, row))
+    checkpoint = load_checkpoint(store.verified_checkpoint(run_dir, row))
     target = resolve_device(device)
     data = load_dataset(config.dataset, data_dir, target)
     if checkpoint.get("dataset_fingerprint") != data.fingerprint:
@@ -150,7 +150,7 @@ def add_to_run(run_dir: Path, evaluation: Evaluation) -> tuple[list[str], str]:
     return new, ""
 
 
-def _load_checkpoint(path: Path) -> dict:
+def load_checkpoint(path: Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for damaged files

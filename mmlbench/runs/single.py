@@ -1,4 +1,4 @@
-"""One run end to end: config -> data -> model -> fit -> test evaluation -> run folder."""
+"""One run end to end: config -> data -> model -> fit -> test evaluation (unless left out) -> run folder."""
 
 from __future__ import annotations
 
@@ -17,18 +17,22 @@ from mmlbench.config import RunConfig
 from mmlbench.console import warn
 from mmlbench.data.dataset import InteractionData
 from mmlbench.engine.device import device_name, matmul_precision, peak_memory_bytes, reset_peak_memory
-from mmlbench.engine.trainer import EpochLog, FitResult, Trainer
+from mmlbench.engine.trainer import EpochLog, FitResult, StopFit, Trainer
 from mmlbench.fsutil import is_disk_full
 from mmlbench.provenance import versions
-from mmlbench.runs import build, resume
-from mmlbench.runs.options import STATUS_TRAINED, RunOutcome, TrainOptions
+from mmlbench.runs import build, resume, trained
+from mmlbench.runs.options import RunOutcome, TrainOptions
 from mmlbench.runs.preflight import prepare
 from mmlbench.runs.progress import TrainingProgress
 from mmlbench.store import claims, ids
 from mmlbench.store.ids import claimed_run
 
 
-EpochHook = Callable[[EpochLog], None]
+EpochHook = Callable[[EpochLog], None]  # raising StopFit there stores the run as pruned
+__all__ = [
+    "EpochHook", "EpochLog", "StopFit", "finish_run", "now", "reuse", "reused_run", "run_row", "store_failure", "train_claimed",
+    "train_run",
+]
 
 
 def train_run(config: RunConfig, options: TrainOptions, *, on_epoch: EpochHook | None = None, test: bool = True) -> RunOutcome:
@@ -37,30 +41,57 @@ def train_run(config: RunConfig, options: TrainOptions, *, on_epoch: EpochHook |
     The run is claimed in the store while it trains: claims.ClaimedElsewhere when another
     live process is training the same config. `on_epoch(log)` sees each epoch once it is
     evaluated (its validation metrics in `log.metrics` when due); a KeyboardInterrupt raised there
-    stops the run as Ctrl-C does. With `test` off the test evaluation is left out: nothing is
-    stored, the run's state stays in its resume checkpoint and the outcome (status `trained`,
-    its `run_dir` that folder) says where the fit ended; training the config again then only
-    evaluates it on test and stores it.
+    stops the run as Ctrl-C does, a StopFit (a tuner's pruner) stores it as `pruned`.
+
+    With `test` off (a tuner selecting on the validation split) the test evaluation is left out:
+    the run is stored with status `trained` (its curve and best weights, no test metric), and a
+    trained or completed run of the config is reused. Training a trained config again with `test`
+    on evaluates its stored weights on test once (runs.trained) instead of training it again.
     """
     config, device, data = prepare(config, options)
     results_dir = options.results_dir
     config_hash = config.hash(data.fingerprint)
-    reused = reuse(results_dir, config_hash, options)
+    run_id = ids.run_id(config, config_hash)
+    reused = reuse(results_dir, config_hash, options, trained_id=None if test else run_id)
     if reused is not None:
         return reused
     with claims.claimed(results_dir, config_hash, claimed_run(config, config_hash)):
         # Checked again under the claim: another sweep may have finished it since.
-        return reuse(results_dir, config_hash, options) or train_claimed(
-            config, options, device, data, results_dir, on_epoch=on_epoch, test=test
-        )
+        reused = reuse(results_dir, config_hash, options, trained_id=None if test else run_id)
+        if reused is not None:
+            return reused
+        record = trained.tested(results_dir, run_id, config_hash, config, data, device, options) if test and not options.force else None
+        if record is not None:
+            run_dir = _store(results_dir, record.row, record.curve, record.per_user, None, record.extra_files)
+            return RunOutcome(run_dir, store.read_run(run_dir))
+        return train_claimed(config, options, device, data, results_dir, on_epoch=on_epoch, test=test)
 
 
-def reuse(results_dir: Path, config_hash: str, options: TrainOptions) -> RunOutcome | None:
-    """The completed run of this config hash as a skipped outcome, unless absent or --force."""
-    existing = store.find_completed(results_dir, config_hash)
-    if existing is None or options.force:
+def reuse(results_dir: Path, config_hash: str, options: TrainOptions, *, trained_id: str | None = None) -> RunOutcome | None:
+    """The completed run of this config hash as a skipped outcome, unless absent or --force; also
+    the trained run `trained_id` (a run id), for a run that leaves its test evaluation out (a
+    trial, which reuses a run without marking it)."""
+    if options.force:
         return None
-    return RunOutcome(existing, store.read_run(existing), skipped=True)
+    existing = store.find_completed(results_dir, config_hash)
+    if existing is not None:
+        return reused_run(existing, options) if trained_id is None else RunOutcome(existing, store.read_run(existing), skipped=True)
+    if trained_id is not None:
+        trained_dir = store.find_stored(results_dir, trained_id, config_hash, store.STATUS_TRAINED)
+        if trained_dir is not None:
+            return RunOutcome(trained_dir, store.read_run(trained_dir), skipped=True)
+    return None
+
+
+def reused_run(run_dir: Path, options: TrainOptions) -> RunOutcome:
+    """A completed run, reused: it takes `options.marks` (a tuner's final seed that is a run trained
+    before becomes the tuned run of that setting)."""
+    row = store.read_run(run_dir)
+    marks = {name: value for name, value in options.marks.items() if row.get(name) != value}
+    if marks:
+        store.set_columns(run_dir, marks)
+        row = store.read_run(run_dir)
+    return RunOutcome(run_dir, row, skipped=True)
 
 
 def train_claimed(
@@ -93,7 +124,7 @@ def train_claimed(
             resumed_from = len(resumed.epochs) if resumed is not None else 0
             resume.announce(run_id, resumed_from, quiet=options.quiet)
             progress.start(trainer.batches_per_epoch, first_epoch=resumed_from + 1)
-            row = run_row(config, data, device, started_at) | {"resumed_from_epoch": resumed_from}
+            row = run_row(config, data, device, started_at) | {"resumed_from_epoch": resumed_from, **options.marks}
             try:
                 fit = trainer.fit(resumed)
             except store.StoreUnwritable:
@@ -102,13 +133,10 @@ def train_claimed(
                 checkpoints.flush()  # the last epoch that finished
                 store_failure(results_dir, row, exc)
                 raise
-        if fit.interrupted or not test:
+        if fit.interrupted:
             checkpoints.flush()
-        if not test and not fit.interrupted:
-            facts = {"best_epoch": fit.best_epoch, "epochs_run": len(fit.epochs), "monitor_value": fit.best_value}
-            return RunOutcome(resume_folder, {**row, **facts, "status": STATUS_TRAINED})
         try:
-            return finish_run(results_dir, row, trainer, fit, started, cuda_graphs=trainer.step.use_graph)
+            return finish_run(results_dir, row, trainer, fit, started, cuda_graphs=trainer.step.use_graph, test=test)
         except BaseException:  # Ctrl-C or an error (out of memory) at the test evaluation: resumable after its last epoch
             checkpoints.flush()
             raise
@@ -159,26 +187,42 @@ def store_failure(results_dir: Path, row: dict[str, Any], exc: BaseException) ->
 
 
 def finish_run(
-    results_dir: Path, row: dict[str, Any], trainer: Trainer, fit: FitResult, started: float, *, cuda_graphs: bool
+    results_dir: Path, row: dict[str, Any], trainer: Trainer, fit: FitResult, started: float, *, cuda_graphs: bool,
+    test: bool = True,
 ) -> RunOutcome:
-    """After the fit: the best weights evaluated on test and the run folder written.
+    """After the fit: the best weights evaluated on test (unless `test` is off) and the run folder written.
 
-    A completed run's resume checkpoint is removed only then: a kill before that resumes at
-    the test evaluation. `started` is the perf_counter time the run started at.
+    Status: interrupted, pruned (the fit was stopped: no test evaluation and no checkpoint),
+    completed, or trained when `test` is off. A finished run's resume checkpoint is removed only
+    then: a kill before that resumes at the test evaluation. `started` is the perf_counter time
+    the run started at.
     """
     config, data, device, model = trainer.config, trainer.data, trainer.device, trainer.model
-    status = store.STATUS_INTERRUPTED if fit.interrupted else store.STATUS_COMPLETED
+    status = _status(fit, test)
     if fit.best_state is not None:
         model.load_state_dict(fit.best_state)
-    test = trainer.evaluate("test", per_user=True)
     row = {**row, **_costs(fit, data, config, device, time.perf_counter() - started)}
     row.update({"status": status, "error": "", "best_epoch": fit.best_epoch, "epochs_run": len(fit.epochs)})
     row["cuda_graphs"] = cuda_graphs  # False if capture failed and training fell back
-    row.update({"monitor_value": fit.best_value, "test_eval_seconds": test.seconds, **test.metrics})
-    run_dir = _store(results_dir, row, _curve(fit), test.per_user, _checkpoint(model, config, data))
-    if status == store.STATUS_COMPLETED:
+    row["monitor_value"] = fit.best_value
+    per_user = None
+    if test and not fit.stopped:
+        evaluation = trainer.evaluate("test", per_user=True)
+        row.update({"test_eval_seconds": evaluation.seconds, **evaluation.metrics})
+        per_user = evaluation.per_user
+    checkpoint = None if fit.stopped else _checkpoint(model, config, data)
+    run_dir = _store(results_dir, row, _curve(fit), per_user, checkpoint)
+    if status != store.STATUS_INTERRUPTED:
         resume.discard(ids.resume_folder(results_dir, str(row["run_id"])))
     return RunOutcome(run_dir, store.read_run(run_dir))
+
+
+def _status(fit: FitResult, test: bool) -> str:
+    if fit.interrupted:
+        return store.STATUS_INTERRUPTED
+    if fit.stopped:
+        return store.STATUS_PRUNED
+    return store.STATUS_COMPLETED if test else store.STATUS_TRAINED
 
 
 def _store(
@@ -187,10 +231,11 @@ def _store(
     curve: pd.DataFrame | None,
     per_user: pd.DataFrame | None,
     checkpoint: dict[str, Any] | None,
+    files: dict[str, bytes] | None = None,
 ) -> Path:
     row = {**row, "finished_at": now()}
     try:
-        return store.write_run(results_dir, store.RunRecord(row, curve, per_user, checkpoint))
+        return store.write_run(results_dir, store.RunRecord(row, curve, per_user, checkpoint, files or {}))
     except (OSError, RuntimeError) as exc:  # write_run has removed its temporary folder
         if is_disk_full(exc):
             raise store.StoreUnwritable(f"disk full while writing {row['run_id']} to {store.runs_dir(results_dir)}") from exc

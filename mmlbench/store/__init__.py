@@ -33,6 +33,10 @@ CHECKPOINT_SHA256 = "checkpoint_sha256"  # run-row column: model.pt's sha256 (ab
 STATUS_COMPLETED = "completed"
 STATUS_FAILED = "failed"
 STATUS_INTERRUPTED = "interrupted"
+# A tuner's trial run: trained and selected on the validation split, never evaluated on test (no
+# test metric, no per-user file); training its config with the test evaluation evaluates it once.
+STATUS_TRAINED = "trained"
+STATUS_PRUNED = "pruned"  # a trial run stopped early by the tuner's pruner: its curve so far, no checkpoint
 
 # Damaged run folders already warned about: a sweep looks up the store once per run.
 _reported_damaged: set[Path] = set()
@@ -177,6 +181,18 @@ def find_completed(results_dir: Path, config_hash: str) -> Path | None:
     return completed_runs(results_dir).get(config_hash)
 
 
+def find_stored(results_dir: Path, run_id: str, config_hash: str, status: str) -> Path | None:
+    """The folder `run_id` when it holds a readable run of this config hash and status (one folder read, not the store)."""
+    run_dir = runs_dir(results_dir) / run_id
+    if not (run_dir / RUN_FILE).is_file():
+        return None
+    try:
+        row = read_run(run_dir)
+    except MMLBenchError:  # damaged: training it again replaces it
+        return None
+    return run_dir if row.get("config_hash") == config_hash and row.get("status") == status else None
+
+
 def read_curve(run_dir: Path) -> pd.DataFrame:
     return _read_optional(Path(run_dir) / CURVE_FILE)
 
@@ -192,6 +208,13 @@ def _read_optional(path: Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     except Exception as exc:
         raise MMLBenchError(f"cannot read {path}: {exc}") from None
+
+
+def set_columns(run_dir: Path, values: dict[str, Any]) -> None:
+    """Set columns of a stored run's row (marks that are in no hash, such as a tuner's `selection`), replaced atomically."""
+    frame = pd.read_parquet(Path(run_dir) / RUN_FILE)
+    with atomic_file(Path(run_dir) / RUN_FILE) as tmp:
+        frame.assign(**values).to_parquet(tmp, index=False)
 
 
 def add_columns(run_dir: Path, values: dict[str, Any], per_user: pd.DataFrame | None) -> None:

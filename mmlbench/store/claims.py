@@ -169,18 +169,26 @@ def is_stale(claim: Claim) -> bool:
     if claim.damaged:
         _report_damaged(claim)
         return True
-    if claim.host != socket.gethostname():
+    return process_gone(claim.host, claim.pid, claim.pid_start)
+
+
+def process_gone(host: str, pid: int, pid_start: int | None) -> bool:
+    """Whether the process `pid` of `host` that started at `pid_start` (None: not recorded) is known to be gone.
+
+    Only a process of this host can be checked: one of another host is never known to be gone.
+    """
+    if host != socket.gethostname():
         return False
-    if claim.pid <= 0:
+    if pid <= 0:
         return True
     try:
-        os.kill(claim.pid, 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:  # alive, owned by another user
         pass
-    started = process_start(claim.pid) if claim.pid_start is not None else None
-    return started is not None and started != claim.pid_start
+    started = process_start(pid) if pid_start is not None else None
+    return started is not None and started != pid_start
 
 
 def process_start(pid: int) -> int | None:

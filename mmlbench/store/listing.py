@@ -28,7 +28,8 @@ STATUS_DAMAGED = "damaged"  # run.parquet present but unreadable
 STATUS_RUNNING = "running"  # claimed by a live process
 STATUS_ORPHANED = "orphaned"  # a resume checkpoint without its run folder or a claim
 STATUSES = (
-    store.STATUS_COMPLETED, store.STATUS_FAILED, store.STATUS_INTERRUPTED, STATUS_DAMAGED, STATUS_RUNNING, STATUS_ORPHANED,
+    store.STATUS_COMPLETED, store.STATUS_TRAINED, store.STATUS_PRUNED, store.STATUS_FAILED, store.STATUS_INTERRUPTED,
+    STATUS_DAMAGED, STATUS_RUNNING, STATUS_ORPHANED,
 )  # fmt: skip
 ORPHAN_NOTE = "a resume checkpoint without its run: the same train command resumes it"
 

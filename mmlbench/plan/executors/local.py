@@ -107,7 +107,7 @@ class _Workers:
 
         A Ctrl-C meanwhile is held until the worker is registered busy, so `stop` reaches it.
         """
-        with _signals_blocked():
+        with signals_blocked():
             while self.idle:
                 worker = self.idle.pop()
                 if _send(worker, (config, self.options)):
@@ -195,7 +195,7 @@ def _reap(worker: _Worker) -> str:
 
 
 @contextlib.contextmanager
-def _signals_blocked() -> Iterator[None]:
+def signals_blocked() -> Iterator[None]:
     """Hold back Ctrl-C and SIGTERM (delivered on leaving); spawned children start with them blocked."""
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:

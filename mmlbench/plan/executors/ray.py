@@ -37,7 +37,8 @@ from mmlbench.plan.executors import BackendOptions
 from mmlbench.plan.executors.base import CANCELLED, CLAIMED, SweepEntry, fingerprint_of, plan
 from mmlbench.plan.executors.ray_connect import connected
 from mmlbench.plan.executors.ray_worker import CellResult, run_cell
-from mmlbench.runs.options import RunOutcome, TrainOptions
+from mmlbench.runs.options import TrainOptions
+from mmlbench.runs.single import reused_run
 from mmlbench.store import claims
 
 SYSTEM_RETRIES = 1  # a dead worker or node: Ray runs the task once more, then it is a failed run
@@ -168,8 +169,7 @@ class _Sweep:
         for index, (config, _, state) in enumerate(plan(configs, self.options)):
             config_hash = config.hash(fingerprints[config.dataset])
             if state == "done" and config_hash in completed:
-                run_dir = completed[config_hash]
-                self._finish(index, SweepEntry(config, RunOutcome(run_dir, store.read_run(run_dir), skipped=True)))
+                self._finish(index, SweepEntry(config, reused_run(completed[config_hash], self.options)))
             elif state == CLAIMED or not self._claim(index, config_hash):
                 self._finish(index, _claimed_elsewhere(config, self.results_dir, config_hash))
             else:  # to run (or done since `plan` looked: its task reuses the run)
