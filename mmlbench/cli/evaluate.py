@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from mmlbench import api
+from mmlbench.cli.options import DataDirOption, DeviceOption, EvalBatchUsersOption
 from mmlbench.cli.render_train import metrics_table, print_csv, print_json
 from mmlbench.console import OutputFormat, err, info, out, show_progress, warn
 from mmlbench.errors import MMLBenchError
@@ -23,9 +24,9 @@ def command(
     k: Annotated[str | None, typer.Option("--k", metavar="<int,...>", help="Cut-offs, e.g. 5,10,100 [default: the run's].")] = None,
     split: Annotated[str, typer.Option(help="test or valid.")] = "test",
     export_topk: Annotated[Path | None, typer.Option(help="Write each user's top-K list of unseen items (user, rank, item, score, original ids) to FILE.csv or FILE.parquet.", dir_okay=False)] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    eval_batch_users: Annotated[int | None, typer.Option(help="Users per evaluation batch.", min=1)] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Data home [default: $MMLBENCH_DATA_DIR or ./datasets].")] = None,
+    device: DeviceOption = "auto",
+    eval_batch_users: EvalBatchUsersOption = None,
+    data_dir: DataDirOption = None,
     results_dir: Annotated[Path | None, typer.Option(help="Run store [default: $MMLBENCH_RESULTS_DIR or ./results].")] = None,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="table, or for scripts json (one document) or csv (one row) on stdout.")] = OutputFormat.table,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,

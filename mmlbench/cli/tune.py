@@ -9,10 +9,21 @@ from typing import Annotated, Any
 import typer
 
 from mmlbench import api
+from mmlbench.cli.options import (
+    AddressOption,
+    ConnectTimeoutOption,
+    DataDirOption,
+    DeviceOption,
+    EvalBatchUsersOption,
+    NoCudaGraphsOption,
+    NoFetchOption,
+    QuickOption,
+    QuietOption,
+    SourceOption,
+)
 from mmlbench.cli.render_tune import report_plan, report_tune
 from mmlbench.cli.settings import SETTINGS, setting_parameters, split_command_line
 from mmlbench.console import OutputFormat
-from mmlbench.data.download import MIRROR_ENV
 
 NAME = "tune"
 NO_ARGS_IS_HELP = True
@@ -27,23 +38,23 @@ def _tune(
     plot: Annotated[Path | None, typer.Option(help="PNG/PDF/SVG by suffix: each cell's search, the validation value by trial and the best so far.", dir_okay=False, show_default=False)] = None,
     config: Annotated[Path | None, typer.Option(help="Experiment file (TOML): settings, grid, per-loss parameters, [search] and [tune].")] = None,
     preset: Annotated[str | None, typer.Option(help="A packaged experiment file, see `train --list-presets`.")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="The experiment's CPU-sized [quick] variant.")] = False,
+    quick: QuickOption = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print each cell's study and search space, then exit.")] = False,
     checkpoint_every: Annotated[float, typer.Option(metavar="SECONDS", help="Write a trial's resume checkpoint after an epoch at most every SECONDS (0: every epoch), and whenever it stops short.")] = 60.0,
     jobs: Annotated[int, typer.Option(help="Trials at once on this machine (worker processes). --backend local.", min=1)] = 1,
     backend: Annotated[str, typer.Option(help="Where the trials go: local (this machine, --jobs) or ray (a Ray cluster or a local instance; the ray extra).")] = "local",
-    address: Annotated[str | None, typer.Option(help="--backend ray: the cluster to join, auto or HOST:PORT [default: start a local Ray instance].", show_default=False)] = None,
+    address: AddressOption = None,
     gpus_per_run: Annotated[float | None, typer.Option(help="--backend ray: GPUs per trial [default: 1 where the cluster has GPUs and --device is not cpu, else 0].", min=0, show_default=False)] = None,
     cpus_per_run: Annotated[float | None, typer.Option(help="--backend ray: CPUs per trial [default: 1].", min=0, show_default=False)] = None,
-    connect_timeout: Annotated[float | None, typer.Option(metavar="SECONDS", help="--backend ray --address: how long to wait for the cluster to answer [default: 30].", show_default=False)] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    eval_batch_users: Annotated[int | None, typer.Option(help="Users per evaluation batch [default: from memory].", min=1)] = None,
-    no_cuda_graphs: Annotated[bool, typer.Option("--no-cuda-graphs", help="Train eagerly on CUDA (no graph capture).")] = False,
-    no_fetch: Annotated[bool, typer.Option("--no-fetch", help="Never download or preprocess a registered dataset that is missing.")] = False,
-    source: Annotated[str | None, typer.Option(help=f"Where a missing registered dataset is fetched from, as for `download --source` [default: ${MIRROR_ENV}, else the registry URLs].", show_default=False)] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Data home [default: $MMLBENCH_DATA_DIR or ./datasets].")] = None,
+    connect_timeout: ConnectTimeoutOption = None,
+    device: DeviceOption = "auto",
+    eval_batch_users: EvalBatchUsersOption = None,
+    no_cuda_graphs: NoCudaGraphsOption = False,
+    no_fetch: NoFetchOption = False,
+    source: SourceOption = None,
+    data_dir: DataDirOption = None,
     results_dir: Annotated[Path | None, typer.Option(help="Run store, where the studies' journals live too [default: $MMLBENCH_RESULTS_DIR or ./results].")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: QuietOption = False,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="table, or for scripts json (one document) or csv (one row per cell) on stdout.")] = OutputFormat.table,
 ) -> None:
     """The tune: `settings` holds the RunConfig-field options by field name (None: not given)."""
