@@ -18,6 +18,7 @@ import pytest
 
 from mmlbench import store
 from mmlbench.config import RunConfig
+from mmlbench.plan.executors import local_worker
 from mmlbench.plan.executors.base import fingerprint_of
 from mmlbench.runs import resume
 from mmlbench.store import claims, ids
@@ -154,3 +155,27 @@ def test_the_parent_watcher_ends_its_process_when_the_parent_dies():
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(parent.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("omp_threads", [None, "2"])
+def test_each_worker_takes_its_share_of_the_cores_unless_the_user_set_omp_num_threads(planted_dir, tmp_path, omp_threads):
+    env = {key: value for key, value in ENV.items() if key != "OMP_NUM_THREADS"}
+    if omp_threads:
+        env["OMP_NUM_THREADS"] = omp_threads
+    command = _train_command(planted_dir, tmp_path / "r", "--loss", "ccl,bpr", "--epochs", "1")
+    done = subprocess.run([sys.executable, "-m", "mmlbench", *command], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    rows = store.read_runs(tmp_path / "r")
+    expected = _torch_threads(env) if omp_threads else local_worker.share_of_cores(2)  # 1 on 2 cores, not torch's 2
+    assert list(rows["cpu_threads"]) == [expected, expected]
+
+
+def _torch_threads(env: dict[str, str]) -> int:
+    """The threads torch starts with in this environment (OMP_NUM_THREADS, capped by the cores)."""
+    script = "import torch; print(torch.get_num_threads())"
+    return int(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout)
+
+
+def test_the_cores_are_shared_out_between_the_workers(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert [local_worker.share_of_cores(jobs) for jobs in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]

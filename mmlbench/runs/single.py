@@ -175,6 +175,7 @@ def run_row(
         **versions(),
         "device": device.type,
         "device_name": device_name(device),
+        "cpu_threads": torch.get_num_threads(),  # what the timings were measured with (a --jobs worker: its share of the cores)
         "started_at": started_at,
         "execution": "lockstep" if lockstep_group > 1 else "alone",
         "lockstep_group": lockstep_group,

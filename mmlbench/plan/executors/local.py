@@ -169,7 +169,7 @@ class _Workers:
 
     def _start(self) -> _Worker:
         ours, theirs = self.context.Pipe()
-        process = self.context.Process(target=serve, args=(theirs, os.getpid()), name="mmlbench-worker")
+        process = self.context.Process(target=serve, args=(theirs, os.getpid(), self.jobs), name="mmlbench-worker")
         process.start()  # with Ctrl-C and SIGTERM blocked (hand_out): the worker unblocks them once its handlers are set
         theirs.close()  # the worker's end: only the worker holds it now, so its death closes the pipe
         return _Worker(process, ours)

@@ -21,6 +21,8 @@ import threading
 import time
 from multiprocessing.connection import Connection
 
+import torch
+
 from mmlbench import store
 from mmlbench.config import RunConfig
 from mmlbench.plan.executors.base import CANCELLED, SweepEntry, run_task
@@ -34,8 +36,10 @@ _in_run = False  # a run is in progress: SIGTERM interrupts it
 _interrupted = False
 
 
-def serve(conn: Connection, parent_pid: int) -> None:
-    """The worker's main loop (started with STOP_SIGNALS blocked, see executors.local)."""
+def serve(conn: Connection, parent_pid: int, jobs: int) -> None:
+    """The worker's main loop (started with STOP_SIGNALS blocked, see executors.local), one of `jobs`."""
+    if "OMP_NUM_THREADS" not in os.environ:  # the user's thread count wins
+        torch.set_num_threads(share_of_cores(jobs))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the main process, which stops us
     signal.signal(signal.SIGTERM, _interrupt_run)
     exit_with_parent(parent_pid)
@@ -52,6 +56,16 @@ def serve(conn: Connection, parent_pid: int) -> None:
             conn.send(answer)
         except OSError:  # the main process is gone
             return
+
+
+def share_of_cores(jobs: int) -> int:
+    """Torch's CPU threads for one of `jobs` workers: this machine's cores shared out between them.
+
+    Each process would otherwise start a thread per core, and N workers' threads then outnumber
+    the cores N times over and wait on each other (OpenMP threads spin while they wait).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // jobs)
 
 
 def run_in_worker(config: RunConfig, options: TrainOptions) -> SweepEntry | store.StoreUnwritable:
