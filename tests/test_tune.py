@@ -291,3 +291,29 @@ def test_a_pruned_trial_is_stored_pruned_counted_and_never_the_best(data, tmp_pa
     assert (pruned["trial"], pruned["epochs_run"], pruned["selection"]) == (1, 2, "trial")
     listed = runner.invoke(app, ["runs", "--results-dir", str(results), "--status", "pruned", "--format", "json"])
     assert [run["run_id"] for run in document(listed)] == [pruned["run_id"]]
+
+
+def test_a_finished_search_waits_for_the_trials_another_process_still_trains(tmp_path, monkeypatch):
+    """Two tunes on one store: the one whose search ends first waits for the other's trial in flight
+    and picks its best from the whole budget (it used to pick from the trials finished so far)."""
+    from mmlbench import api
+    from mmlbench.plan.tuning import loop
+    from mmlbench.plan.tuning.study import CellStudy
+    from mmlbench.runs.options import TrainOptions
+
+    data, results = make_tune_data(tmp_path / "d"), tmp_path / "r"
+    runs = api.Runs({"dataset": "planted", "loss": "bpr", "negatives": 5, "batch_size": 64, "epochs": 3}, {})
+    options = TrainOptions(device="cpu", data_dir=data, results_dir=results, quiet=True)
+    (cell,) = api.tune(runs, options, api.TuneRequest(trials=1, seeds=1), dry_run=True).cells
+    elsewhere = CellStudy(cell, results)
+    theirs = elsewhere.ask("another-tune")  # the budget's one trial, owned by a live process (this one, another token)
+    waits = []
+
+    def their_trial_ends(seconds: float) -> None:
+        waits.append(seconds)
+        elsewhere.study.tell(theirs, 0.5)
+
+    monkeypatch.setattr(loop.time, "sleep", their_trial_ends)
+    loop.search_here([cell], options, show=lambda outcome: None, settle=True)
+    assert len(waits) == 1  # no trial of its own to run: it waited once, then found the trial finished
+    assert final.summary(CellStudy(cell, results)).best.number == theirs.number

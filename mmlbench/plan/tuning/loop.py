@@ -6,6 +6,7 @@ others but the journals and the run store: see plan/tuning/search.py.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from mmlbench.console import info
@@ -26,10 +27,28 @@ def shower(monitor_of: dict[str, str], quiet: bool) -> Show:
     return show
 
 
-def search_here(cells: list[Cell], options: TrainOptions, show: Show, gone: frozenset[str] = frozenset()) -> None:
-    """The loop in this process: each cell's trials until its budget is spent (`gone`: tokens of dead Ray tasks)."""
+IN_FLIGHT_POLL_SECONDS = 1.0  # how often a finished search reads the journal again while others still train its trials
+
+
+def search_here(
+    cells: list[Cell], options: TrainOptions, show: Show, gone: frozenset[str] = frozenset(), *, settle: bool = False
+) -> None:
+    """The loop in this process: each cell's trials until its budget is spent (`gone`: tokens of dead Ray tasks).
+
+    `settle`: then also until no trial of the cell is in flight elsewhere (another tune on the same store),
+    so that every process picks its best from the whole budget; a trial whose process dies meanwhile is
+    given back by `ask` and trained here.
+    """
     token = new_token()
     for cell in cells:
         study = CellStudy(cell, options.results_dir)
-        while (outcome := run_trial(study, options, token, gone)) is not None:
-            show(outcome)
+        waited = False
+        while True:
+            while (outcome := run_trial(study, options, token, gone)) is not None:
+                show(outcome)
+            if not settle or not (running := study.in_flight()):
+                break
+            if not waited and not options.quiet:
+                info(f"{cell.name}: waiting for {len(running)} trial(s) in flight in another process")
+            waited = True
+            time.sleep(IN_FLIGHT_POLL_SECONDS)

@@ -7,7 +7,9 @@ at once. Cells are searched in order: a worker moves to the next cell when a cel
 (its last trials may still be in flight elsewhere). `--jobs N` starts N worker processes, each
 running that loop (plan/tuning/worker.py); `--backend ray` submits one task per trial of the budget
 (plan/tuning/ray_trials.py). Whatever ran elsewhere, this process then runs the loop itself: it
-gives back the trials that dead workers or failed tasks left in flight and runs what remains.
+gives back the trials that dead workers or failed tasks left in flight, runs what remains, and waits
+for the trials still in flight in other processes (another tune on the same store), so that the best
+setting is picked from the whole budget, the same in every process.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def search(cells: list[Cell], options: TrainOptions, backend: str, spread: Backe
         gone = search_on_ray(cells, options, spread, show)
     elif spread.jobs > 1:
         _in_workers(cells, options, spread.jobs)
-    search_here(cells, options, show, gone)
+    search_here(cells, options, show, gone, settle=True)
 
 
 def _in_workers(cells: list[Cell], options: TrainOptions, jobs: int) -> None:

@@ -184,7 +184,7 @@ class CellStudy:
         Trials in flight whose owner is gone (its process; or its token is `token` or in `gone`) are given back first.
         """
         with _locked(self.path):
-            for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            for trial in self.in_flight():
                 if _owner_gone(trial.user_attrs.get(OWNER), {token, *gone}):
                     self.give_back(trial)
             trials = self.trials()
@@ -194,6 +194,10 @@ class CellStudy:
             trial = self.study.ask(distributions(self.cell.space))
             trial.set_user_attr(OWNER, {"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid()), "token": token})
             return trial
+
+    def in_flight(self) -> list[FrozenTrial]:
+        """The trials being trained now, here or by another process."""
+        return self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
     def give_back(self, trial: FrozenTrial | Trial) -> None:
         """Fail a trial in flight and enqueue its parameters again: it keeps its place in the budget."""
