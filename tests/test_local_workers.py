@@ -179,3 +179,16 @@ def _torch_threads(env: dict[str, str]) -> int:
 def test_the_cores_are_shared_out_between_the_workers(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     assert [local_worker.share_of_cores(jobs) for jobs in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+
+
+def test_tune_workers_take_their_share_of_the_cores_too(tmp_path):
+    from tune_support import make_tune_data, tune_args
+
+    env = {key: value for key, value in ENV.items() if key != "OMP_NUM_THREADS"}
+    data, results = make_tune_data(tmp_path / "d"), tmp_path / "r"
+    command = tune_args(data, results, "--jobs", "2", trials=2, seeds=1)
+    done = subprocess.run([sys.executable, "-m", "mmlbench", *command], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    trials = store.read_runs(results)
+    trials = trials[trials["selection"] == "trial"]
+    assert len(trials) >= 1 and set(trials["cpu_threads"]) == {local_worker.share_of_cores(2)}  # 1 on 2 cores, not torch's 2

@@ -38,8 +38,7 @@ _interrupted = False
 
 def serve(conn: Connection, parent_pid: int, jobs: int) -> None:
     """The worker's main loop (started with STOP_SIGNALS blocked, see executors.local), one of `jobs`."""
-    if "OMP_NUM_THREADS" not in os.environ:  # the user's thread count wins
-        torch.set_num_threads(share_of_cores(jobs))
+    take_share_of_cores(jobs)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the main process, which stops us
     signal.signal(signal.SIGTERM, _interrupt_run)
     exit_with_parent(parent_pid)
@@ -56,6 +55,13 @@ def serve(conn: Connection, parent_pid: int, jobs: int) -> None:
             conn.send(answer)
         except OSError:  # the main process is gone
             return
+
+
+def take_share_of_cores(jobs: int) -> None:
+    """Give torch this worker's share of the cores (every kind of worker: `train --jobs`, `tune --jobs`),
+    unless the user set OMP_NUM_THREADS, which wins."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(share_of_cores(jobs))
 
 
 def share_of_cores(jobs: int) -> int:

@@ -49,7 +49,7 @@ def _in_workers(cells: list[Cell], options: TrainOptions, jobs: int) -> None:
     with signals_blocked():  # spawned children start with Ctrl-C and SIGTERM blocked, until their handlers are set
         for _ in range(jobs):
             ours, theirs = context.Pipe(duplex=False)
-            process = context.Process(target=serve, args=(theirs, os.getpid(), cells, options), name="mmlbench-tune-worker")
+            process = context.Process(target=serve, args=(theirs, os.getpid(), cells, options, jobs), name="mmlbench-tune-worker")
             process.start()
             theirs.close()
             workers.append((process, ours))

@@ -12,7 +12,7 @@ import dataclasses
 import signal
 from multiprocessing.connection import Connection
 
-from mmlbench.plan.executors.local_worker import STOP_SIGNALS, exit_with_parent
+from mmlbench.plan.executors.local_worker import STOP_SIGNALS, exit_with_parent, take_share_of_cores
 from mmlbench.plan.tuning.loop import search_here, shower
 from mmlbench.plan.tuning.study import Cell
 from mmlbench.runs.options import TrainOptions
@@ -21,7 +21,8 @@ from mmlbench.store import StoreUnwritable
 _interrupted = False
 
 
-def serve(conn: Connection, parent_pid: int, cells: list[Cell], options: TrainOptions) -> None:
+def serve(conn: Connection, parent_pid: int, cells: list[Cell], options: TrainOptions, jobs: int) -> None:
+    take_share_of_cores(jobs)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _interrupt)
     exit_with_parent(parent_pid)
